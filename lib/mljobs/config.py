@@ -1,0 +1,77 @@
+"""Configuration: Spark properties per environment, job YAML, validated names."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mljobs.errors import MljobsError
+
+ENVS = ("local", "emr", "emr-gpu")
+_PROP_LINE = re.compile(r"^([^\s=]+)\s*(?:=|\s)\s*(.*)$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def project_root() -> Path:
+    """The checkout (or unpacked artefact) holding conf/ and jobs/."""
+    return Path(__file__).resolve().parents[2]
+
+
+def conf_dir() -> Path:
+    return project_root() / "conf"
+
+
+def validate_identifier(name: str, what: str = "name") -> str:
+    """Accept only plain SQL identifiers, so names from arguments cannot inject SQL."""
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise MljobsError(
+            f"invalid {what} {name!r}: use letters, digits and underscores, starting with a letter or _"
+        )
+    return name
+
+
+def parse_table_name(full: str, default_db: str = "default") -> tuple[str, str]:
+    """Split 'db.table' (or 'table') into validated (db, table)."""
+    parts = full.split(".") if isinstance(full, str) else []
+    if len(parts) == 1:
+        db, table = default_db, parts[0]
+    elif len(parts) == 2:
+        db, table = parts
+    else:
+        raise MljobsError(f"invalid table name {full!r}: expected DB.NAME or NAME")
+    return validate_identifier(db, "database name"), validate_identifier(table, "table name")
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """Read a spark-defaults style file: 'key value' or 'key=value', # comments."""
+    props: dict[str, str] = {}
+    for raw in Path(path).read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _PROP_LINE.match(line)
+        if not m:
+            raise MljobsError(f"{path}: cannot parse property line {raw!r}")
+        props[m.group(1)] = m.group(2).strip()
+    return props
+
+
+def env_properties(env: str) -> dict[str, str]:
+    if env not in ENVS:
+        raise MljobsError(f"unknown environment {env!r}; valid: {', '.join(ENVS)}")
+    return read_properties(conf_dir() / f"{env}.properties")
+
+
+def load_job_yaml(path: str | Path | None, default_name: str) -> dict[str, Any]:
+    """Load a job's YAML defaults (conf/<job>.yaml unless a path is given)."""
+    p = Path(path) if path else conf_dir() / default_name
+    if not p.exists():
+        if path:
+            raise MljobsError(f"config file not found: {p}")
+        return {}
+    data = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(data, dict):
+        raise MljobsError(f"config {p} must be a mapping, got {type(data).__name__}")
+    return data

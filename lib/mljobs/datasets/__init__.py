@@ -1,0 +1,1 @@
+"""Datasets the project ships or generates (no downloads at run time)."""

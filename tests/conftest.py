@@ -1,0 +1,56 @@
+"""One SparkSession for the whole suite, with its own temporary Derby metastore and
+warehouse (Derby allows one JVM per metastore, so subprocess tests use other dirs)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lib"))
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ["PYSPARK_PYTHON"] = sys.executable
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than ~20 s; still runs in CI")
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    from mljobs.session import build_session
+
+    data_dir = tmp_path_factory.mktemp("mljobs-data")
+    session = build_session(
+        "mljobs-tests",
+        data_dir=data_dir,
+        conf={
+            "spark.master": "local[2]",
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "2",
+            "spark.driver.memory": "2g",
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={data_dir} "
+            f"-Dlog4j2.configurationFile=file:{ROOT / 'conf' / 'log4j2.properties'}",
+        },
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def bts_frame():
+    """The real 2013 flights in BTS layout (pandas), built once."""
+    from mljobs.datasets.airline import load_bts_frame
+
+    return load_bts_frame()
+
+
+def run_cli(args: list[str], env_extra: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ./spark-submit.sh (or any command) from the project root; output captured."""
+    env = dict(os.environ)
+    env.pop("MLJOBS_DATA_DIR", None)
+    env.update(env_extra or {})
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

@@ -8,11 +8,11 @@ import argparse
 import sys
 
 from mljobs.config import load_job_yaml
-from mljobs.jobs_common import add_common_args, run_job
+from mljobs.jobs_common import JobArgumentParser, add_common_args, run_job
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="ingest", description=__doc__.splitlines()[0])
+    p = JobArgumentParser(prog="ingest", description=__doc__.splitlines()[0])
     p.add_argument("--input", nargs="+", required=True, metavar="PATH",
                    help="files, directories or globs; local, s3:// or s3a://")
     p.add_argument("--table", required=True, help="target Hive table, DB.NAME")

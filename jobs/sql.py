@@ -8,11 +8,11 @@ import argparse
 import sys
 
 from mljobs.errors import MljobsError
-from mljobs.jobs_common import add_common_args, run_job
+from mljobs.jobs_common import JobArgumentParser, add_common_args, run_job
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="sql", description=__doc__.splitlines()[0])
+    p = JobArgumentParser(prog="sql", description=__doc__.splitlines()[0])
     p.add_argument("query", help="one SQL statement")
     p.add_argument("--limit", type=int, default=100, help="rows to print (default 100)")
     p.add_argument("--truncate", type=int, default=40, help="truncate cells to N characters (0: never)")

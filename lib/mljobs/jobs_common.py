@@ -11,6 +11,16 @@ from mljobs.errors import MljobsError
 from mljobs.summary import Progress, emit_summary
 
 
+class JobArgumentParser(argparse.ArgumentParser):
+    """argparse that also ends a usage error with the failed JSON summary line."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr, flush=True)
+        emit_summary({"job": self.prog, "status": "failed", "error": message, "exit_code": 2})
+        sys.exit(2)
+
+
 def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="metastore, warehouse, models and plots (default ./.mljobs or $MLJOBS_DATA_DIR)")
     p.add_argument("--summary", metavar="FILE", help="also write the JSON summary line to FILE")

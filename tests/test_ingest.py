@@ -108,16 +108,22 @@ BAD_LINES = {
     "2013,1,1,1,2,2013-01-01,UA,19977,9997,N14228,EWR,IAH,31703,36651,0515,0517,2.00,0.00,0819,0830,11.00,0.00,0.00,0.00,227.00,1400.00,7": "wrong token count: 27 (expected 26)",
     # broken quoting
     '2013,1,1,1,2,2013-01-01,"UA,19977,9996,N14228,EWR,IAH,31703,36651,0515,0517,2.00,0.00,0819,0830,11.00,0.00,0.00,0.00,227.00,1400.00': "broken quoting",
-    # parses, but impossible: the line is rebuilt from the parsed fields (DepTime is an int)
-    "2013,5,13,1,2,2013-01-01,UA,19977,9995,N14228,EWR,IAH,31703,36651,0515,517,2.0,0.0,0819,0830,11.0,0.0,0.0,0.0,227.0,1400.0": "invalid Month",
+    # parses, but impossible: kept as its parsed fields in JSON
+    '{"Year":2013,"Quarter":5,"Month":13,"DayofMonth":1,"DayOfWeek":2,"FlightDate":"2013-01-01","Reporting_Airline":"UA",'
+    '"DOT_ID_Reporting_Airline":19977,"Flight_Number_Reporting_Airline":9995,"Tail_Number":"N14228","Origin":"EWR",'
+    '"Dest":"IAH","OriginCityMarketID":31703,"DestCityMarketID":36651,"CRSDepTime":"0515","DepTime":517,"DepDelay":2.0,'
+    '"DepDel15":0,"CRSArrTime":"0819","ArrTime":"0830","ArrDelay":11.0,"ArrDel15":0,"Cancelled":0.0,"Diverted":0.0,'
+    '"AirTime":227.0,"Distance":1400.0}': "invalid Month",
 }
+
+
+INVALID_MONTH_LINE = "2013,5,13,1,2,2013-01-01,UA,19977,9995,N14228,EWR,IAH,31703,36651,0515,0517,2.00,0.00,0819,0830,11.00,0.00,0.00,0.00,227.00,1400.00"
 
 
 def test_planted_bad_lines_are_quarantined_and_counted(spark, exported, tmp_path):
     good = head_lines(exported / MONTH_FILE.format(1), 1001)
     path = tmp_path / "planted.csv"
-    planted = [l + "\n" for l in BAD_LINES]
-    planted[-1] = planted[-1].replace(",517,2.0,0.0,0819,0830,11.0,0.0,0.0,0.0,227.0,1400.0", ",0517,2.00,0.00,0819,0830,11.00,0.00,0.00,0.00,227.00,1400.00")
+    planted = [l + "\n" for l in BAD_LINES if not l.startswith("{")] + [INVALID_MONTH_LINE + "\n"]
     lines = good[:500] + planted + good[500:]
     path.write_text("".join(lines))
     s = ingest(spark, [path], "t_bad.flights", max_bad_fraction=0.05)
@@ -136,7 +142,8 @@ def test_too_many_bad_rows_abort_before_writing(spark, exported, tmp_path, small
     before = spark.table("t_abort.flights").orderBy("FlightDate", "Flight_Number_Reporting_Airline", "DepTime").collect()
     good = head_lines(exported / MONTH_FILE.format(1), 101)
     path = tmp_path / "mostly_bad.csv"
-    path.write_text("".join(good) + "".join(l + "\n" for l in BAD_LINES) * 3)
+    bad = [l + "\n" for l in BAD_LINES if not l.startswith("{")] + [INVALID_MONTH_LINE + "\n"]
+    path.write_text("".join(good) + "".join(bad) * 3)
     with pytest.raises(BadDataError) as err:
         ingest(spark, [path], "t_abort.flights", max_bad_fraction=0.01)
     msg = str(err.value)

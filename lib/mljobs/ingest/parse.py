@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, StringType, StructField, StructType
 
 from mljobs.errors import InputError
-from mljobs.io import InputFile, read_first_line, source_file
+from mljobs.io import InputFile, read_first_line
 
 CORRUPT = "_corrupt_record"
 SOURCE = "_source_file"
@@ -101,10 +101,8 @@ def read_csv(
     """Read CSV files (grouped by header, see csv_headers) with explicit types.
 
     The frame has every header column (renamed by ``rename``, typed when listed in
-    ``types``, else string), ``_source_file``, ``_malformed`` (NULL for good rows) and
-    ``_raw``: the raw line of rows Spark could not parse, else the line rebuilt from the
-    parsed fields (for rows that parse but fail validation later). Spark inlines it into
-    the consumer's CASE, so it is only built for rows that end up quarantined.
+    ``types``, else string), ``_malformed`` (NULL for good rows) and ``_raw`` (the raw
+    line of rows Spark could not parse).
     """
     rename = rename or {}
     frames = []
@@ -127,12 +125,8 @@ def read_csv(
         frames.append(
             df.select(
                 *[F.col(f"`{h}`").alias(n) for h, n in zip(header, names)],
-                source_file().alias(SOURCE),
                 malformed_reason(names, typed, delimiter).alias(REASON),
-                F.coalesce(
-                    F.col(CORRUPT),
-                    F.concat_ws(delimiter, *[F.coalesce(F.col(f"`{h}`").cast("string"), F.lit("")) for h in header]),
-                ).alias(RAW),
+                F.col(CORRUPT).alias(RAW),
             )
         )
     return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
@@ -140,7 +134,7 @@ def read_csv(
 
 def read_parquet(spark: SparkSession, files: list[InputFile], types: dict[str, DataType]) -> DataFrame:
     """Read Parquet files and cast to the expected types; values that do not cast are
-    reported like CSV parse failures, with the row as JSON for its raw line."""
+    reported like CSV parse failures (``_raw`` stays NULL: the row is kept as JSON)."""
     try:
         df = spark.read.option("mergeSchema", "true").parquet(*[f.path for f in files])
     except Exception as exc:
@@ -156,11 +150,9 @@ def read_parquet(spark: SparkSession, files: list[InputFile], types: dict[str, D
     ]
     which = F.concat_ws(", ", *failed) if failed else F.lit("")
     reason = F.when(which != "", F.concat(F.lit("unparseable value in "), which))
-    raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in original]))
     out = df.select(
         *[casts.get(c, F.col(f"`{c}`")).alias(c) for c in original],
-        source_file().alias(SOURCE),
         reason.alias(REASON),
-        raw.alias(RAW),
+        F.lit(None).cast("string").alias(RAW),
     )
     return out

@@ -20,7 +20,7 @@ from mljobs.config import parse_table_name, validate_identifier
 from mljobs.errors import BadDataError, InputError, MljobsError
 from mljobs.ingest import airline, schema
 from mljobs.ingest.parse import RAW, REASON, SOURCE, csv_headers, read_csv, read_parquet, sanitize_name
-from mljobs.io import InputFile, list_input_files
+from mljobs.io import InputFile, list_input_files, source_file
 from mljobs.session import StageProgress, current_env
 
 MODES = ("airline", "byod")
@@ -120,39 +120,52 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig, progress=print) -> dict:
 
 def stage_frame(spark: SparkSession, cfg: IngestConfig, files: list[InputFile]) -> tuple[DataFrame, list[str], dict]:
     """Parse the input and tag each row accepted / quarantined / excluded with a reason."""
-    fmt = files[0].format
-    if cfg.mode == "airline":
-        types = schema.PARSE_TYPES
-        if fmt == "csv":
-            groups = csv_headers(spark, files, cfg.delimiter)
-            for header, paths in groups.items():
-                _require(schema.missing_required(header), paths)
-            df = read_csv(spark, groups, types, cfg.delimiter)
-        else:
-            df = read_parquet(spark, files, types)
-            _require(schema.missing_required(df.columns), [f.path for f in files])
-        df = airline.prepare(df)
-        quarantine = F.coalesce(F.col(REASON), airline.invalid_reason(df))
-        excluded = airline.exclusion_reason(df)
-        columns = list(schema.OUTPUT_TYPES)
-        out_cols = airline.output_columns(df)
-        meta = {"mljobs.label": schema.LABEL, "mljobs.features": ",".join(schema.FEATURES)}
-    else:
-        df, columns, out_cols, meta = _byod_frame(spark, cfg, files)
-        quarantine = F.col(REASON)
-        for col in cfg.partition_by:
-            quarantine = F.coalesce(quarantine, F.when(F.col(col).isNull(), F.lit(f"missing value in {col}")))
-        excluded = F.when(F.col(cfg.label).isNull(), F.lit("missing_label"))
+    build = _airline if cfg.mode == "airline" else _byod
+    df, raw_columns, quarantine, excluded, columns, out_cols, meta = build(spark, cfg, files)
     status = F.when(quarantine.isNotNull(), "quarantined").when(excluded.isNotNull(), "excluded").otherwise("accepted")
     reason = F.coalesce(quarantine, excluded)
+    # Rows Spark could not parse keep their raw line; rows that parsed but failed a check
+    # keep their parsed fields as JSON. Both sit inside the CASE, so only quarantined rows
+    # pay for them. input_file_name() is taken only here: it is non-deterministic, which
+    # would stop Spark from collapsing the projections below.
+    fields = F.to_json(F.struct(*[F.col(f"`{c}`") for c in raw_columns]))
+    raw = F.when(quarantine.isNotNull(), F.coalesce(F.col(RAW), fields))
     staged = df.select(
         *out_cols,
-        F.col(SOURCE),
+        source_file().alias(SOURCE),
         reason.alias(REASON),
-        F.when(quarantine.isNotNull(), F.col(RAW)).alias(RAW),
+        raw.alias(RAW),
         status.alias(STATUS),
     )
     return staged, columns, meta
+
+
+def _airline(spark: SparkSession, cfg: IngestConfig, files: list[InputFile]):
+    types = schema.PARSE_TYPES
+    if files[0].format == "csv":
+        groups = csv_headers(spark, files, cfg.delimiter)
+        for header, paths in groups.items():
+            _require(schema.missing_required(header), paths)
+        df = read_csv(spark, groups, types, cfg.delimiter)
+    else:
+        df = read_parquet(spark, files, types)
+        _require(schema.missing_required(df.columns), [f.path for f in files])
+    raw_columns = [c for c in df.columns if c not in (REASON, RAW)]
+    df = airline.prepare(df)
+    quarantine = F.coalesce(F.col(REASON), airline.invalid_reason(df))
+    excluded = airline.exclusion_reason(df)
+    meta = {"mljobs.label": schema.LABEL, "mljobs.features": ",".join(schema.FEATURES)}
+    return df, raw_columns, quarantine, excluded, list(schema.OUTPUT_TYPES), airline.output_columns(df), meta
+
+
+def _byod(spark: SparkSession, cfg: IngestConfig, files: list[InputFile]):
+    df, columns, out_cols, meta = _byod_frame(spark, cfg, files)
+    quarantine = F.col(REASON)
+    for col in cfg.partition_by:
+        quarantine = F.coalesce(quarantine, F.when(F.col(col).isNull(), F.lit(f"missing value in {col}")))
+    excluded = F.when(F.col(cfg.label).isNull(), F.lit("missing_label"))
+    raw_columns = [c for c in df.columns if c not in (REASON, RAW)]
+    return df, raw_columns, quarantine, excluded, columns, out_cols, meta
 
 
 def _require(missing: list[str], paths: list[str]) -> None:
@@ -185,11 +198,11 @@ def _byod_frame(spark, cfg: IngestConfig, files: list[InputFile]):
         rename = {h: sanitize_name(h) for header in groups for h in header}
         types = existing or infer_types(spark, next(iter(groups.values())), cfg.delimiter, rename)
         df = read_csv(spark, groups, types, cfg.delimiter, rename)
-        columns_in = [c for c in df.columns if c not in (SOURCE, REASON, RAW)]
+        columns_in = [c for c in df.columns if c not in (REASON, RAW)]
     else:
         types = existing or {}
         df = read_parquet(spark, files, types)
-        columns_in = [c for c in df.columns if c not in (SOURCE, REASON, RAW)]
+        columns_in = [c for c in df.columns if c not in (REASON, RAW)]
         bad = [c for c in columns_in if sanitize_name(c) != c]
         if bad:
             df = df.select(*[F.col(f"`{c}`").alias(sanitize_name(c)) if c in bad else F.col(c) for c in df.columns])

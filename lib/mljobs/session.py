@@ -16,7 +16,7 @@ from pathlib import Path
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
-from mljobs.config import ENVS, env_properties
+from mljobs.config import ENVS, conf_dir, env_properties
 from mljobs.errors import MljobsError
 
 DATA_DIR_ENV = "MLJOBS_DATA_DIR"
@@ -44,8 +44,10 @@ def embedded_hive_conf(data_dir: Path) -> dict[str, str]:
         "spark.sql.catalogImplementation": "hive",
         "spark.sql.warehouse.dir": str(data_dir / "warehouse"),
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={metastore};create=true",
-        # derby.log goes to the data dir instead of the working directory.
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={data_dir}",
+        # derby.log goes to the data dir instead of the working directory; Spark logs
+        # warnings only (a JVM started by spark-submit.sh gets the same file there).
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={data_dir} "
+        f"-Dlog4j2.configurationFile=file:{conf_dir() / 'log4j2.properties'}",
     }
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 
 from pyspark import SparkConf
@@ -140,7 +139,3 @@ class StageProgress:
         self._stop.set()
         self._thread.join(timeout=1)
         return False
-
-
-def wait_seconds(t0: float) -> float:
-    return round(time.monotonic() - t0, 3)

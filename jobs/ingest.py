@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mljobs.argtypes import unit_interval
 from mljobs.config import load_job_yaml
 from mljobs.jobs_common import JobArgumentParser, add_common_args, run_job
 
@@ -21,7 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--label", help="label column (byod mode)")
     p.add_argument("--features", help="comma-separated feature columns (byod mode; default: all others)")
     p.add_argument("--partition-by", help="comma-separated partition columns ('' for none)")
-    p.add_argument("--max-bad-fraction", type=float, help="abort when more rows than this are malformed (0.01)")
+    p.add_argument("--max-bad-fraction", type=unit_interval, help="abort when more rows than this are malformed (0.01)")
     p.add_argument("--delimiter", help="CSV field delimiter (default ,)")
     p.add_argument("--config", help="job YAML (default conf/ingest.yaml)")
     add_common_args(p)

@@ -113,6 +113,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from mljobs.argtypes import non_negative_int, positive_int
+
 __all__ = [
     "BTS_COLUMNS",
     "DOT_IDS",
@@ -739,26 +741,6 @@ def generate(
 # ------------------------------------------------------------------------ CLI
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mljobs.datasets.airline",
@@ -780,18 +762,18 @@ def _parser() -> argparse.ArgumentParser:
         "generate", help="write N synthetic rows resampled from the real flights"
     )
     gen.add_argument("dir", help="output directory (created)")
-    gen.add_argument("--rows", type=_positive_int, required=True, help="rows to write")
-    gen.add_argument("--seed", type=_non_negative_int, default=42, help="default 42")
+    gen.add_argument("--rows", type=positive_int, required=True, help="rows to write")
+    gen.add_argument("--seed", type=non_negative_int, default=42, help="default 42")
     gen.add_argument("--gzip", action="store_true", help="write .csv.gz files")
     gen.add_argument(
         "--chunk-rows",
-        type=_positive_int,
+        type=positive_int,
         default=1_000_000,
         help="rows per output file (default 1000000)",
     )
     gen.add_argument(
         "--years",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="spread rows over years 2013..2013+K-1 (default 1)",
     )

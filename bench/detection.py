@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""Benchmark: the detection-metrics job against what a user would run instead.
+
+Usage::
+
+    PYTHONPATH=lib .venv/bin/python bench/detection.py [--quick] [--frames N [N ...]]
+        [--frames-per-play F] [--workdir DIR] [--keep] [--json-out FILE] [--skip-ap]
+
+For each size N (default 10,000 and 100,000 frames; ``--quick``: 10,000), plays of F
+frames (default 250, about 20 helmets each) are generated once with
+``mljobs.datasets.helmets.generate`` (seed 7; not timed), then, on the SAME CSV files:
+
+* ours: ``run_detection_metrics`` (``--conf-thr 0.9 --iou-thr 0.5``, greedy, plots off:
+  ``max_plots=0``) in one SparkSession from ``build_session`` (conf/local.properties:
+  ``local[*]``), created and warmed on a tiny play before any timing. Timed: the whole
+  job: reading and checking both CSVs, matching, AP, writing the four Hive tables.
+  Peak memory: RSS of this process and all its children (the JVM, Python workers),
+  polled every 0.2 s.
+* pandas loop (a): in a fresh interpreter, the straightforward per-frame loop a user
+  writes from the reference code: ``pandas.read_csv`` both files; for each video, for
+  each frame, select the frame's helmets and its detections with score >= 0.9 by
+  boolean masks, sort the detections by score, and match them greedily in Python (each
+  takes the unmatched helmet of highest IoU >= 0.5, IoU from a small Python function);
+  collect TP/FP/FN per frame into a DataFrame. Timed: everything after the imports.
+* AP: pycocotools (b) vs our engine, each in a fresh interpreter on the same boxes read
+  with pandas. pycocotools: ``COCO`` index + ``loadRes`` + ``COCOeval`` evaluate,
+  accumulate, summarize (building the annotation dicts is not timed). Ours:
+  ``match_boxes`` (matching at the ten COCO thresholds) + ``coco_ap`` (building the
+  input frame is not timed). Both get the detections in the generator's order, which is
+  the engine's canonical order, so score ties are broken alike; the script fails if the
+  two APs differ by more than 1e-9. Peak memory: each worker's VmHWM.
+
+Human-readable lines go to stderr; the LAST line on stdout is one JSON object (the
+largest size at top level, every size under ``sizes``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lib"))
+
+DEFAULT_FRAMES = (10_000, 100_000)
+QUICK_FRAMES = (10_000,)
+FRAMES_PER_PLAY = 250
+SEED = 7
+CONF_THR, IOU_THR = 0.9, 0.5
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _own_peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --------------------------------------------------------------------------- workers
+# Each runs in a fresh interpreter (``--worker NAME``), so its memory is its own.
+
+
+def worker_pandas_loop(gt_path: str, det_path: str) -> dict:
+    import pandas as pd
+
+    def box_iou(a, b):
+        ix = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+        iy = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+        if ix <= 0 or iy <= 0:
+            return 0.0
+        inter = ix * iy
+        return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+    t0 = time.perf_counter()
+    gt = pd.read_csv(gt_path)
+    det = pd.read_csv(det_path)
+    rows = []
+    for video in sorted(set(gt["video"]) | set(det["video"])):
+        g_v = gt[gt["video"] == video]
+        d_v = det[(det["video"] == video) & (det["score"] >= CONF_THR)]
+        for frame in sorted(set(g_v["frame"]) | set(d_v["frame"])):
+            g = g_v[g_v["frame"] == frame]
+            d = d_v[d_v["frame"] == frame].sort_values("score", ascending=False, kind="stable")
+            helmets = g[["left", "top", "width", "height"]].values
+            taken, tp = set(), 0
+            for box in d[["left", "top", "width", "height"]].values:
+                best, pick = IOU_THR, -1
+                for j, h in enumerate(helmets):
+                    if j in taken:
+                        continue
+                    iou = box_iou(box, h)
+                    if iou >= best:
+                        best, pick = iou, j
+                if pick >= 0:
+                    taken.add(pick)
+                    tp += 1
+            fp, fn = len(d) - tp, len(g) - tp
+            rows.append((video, frame, len(g), len(d), tp, fp, fn,
+                         tp / (tp + fp) if tp + fp else None, tp / (tp + fn) if tp + fn else None))
+    frames = pd.DataFrame(rows, columns=["video", "frame", "num_gt", "num_det", "tp", "fp", "fn", "precision", "recall"])
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "frames": len(frames), "tp": int(frames["tp"].sum()),
+            "fp": int(frames["fp"].sum()), "fn": int(frames["fn"].sum()), "peak_rss_mb": _own_peak_rss_mb()}
+
+
+def _read_boxes(gt_path: str, det_path: str):
+    import numpy as np
+    import pandas as pd
+
+    gt = pd.read_csv(gt_path)
+    det = pd.read_csv(det_path)
+    cols = ["video", "frame", "cls", "kind", "left", "top", "width", "height", "score"]
+    g = gt.assign(cls="helmet", kind=0, score=np.nan)[cols]
+    d = det.assign(cls="helmet", kind=1)[cols]
+    return g.astype({c: float for c in ("left", "top", "width", "height")}), d
+
+
+def worker_pycocotools(gt_path: str, det_path: str) -> dict:
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    g, d = _read_boxes(gt_path, det_path)
+    g = g.sort_values(["video", "frame", "left", "top", "width", "height"], kind="stable")
+    images = sorted(set(zip(g["video"], g["frame"])) | set(zip(d["video"], d["frame"])))
+    img_id = {k: i + 1 for i, k in enumerate(images)}
+    gid = [img_id[k] for k in zip(g["video"], g["frame"])]
+    did = [img_id[k] for k in zip(d["video"], d["frame"])]
+    gb = g[["left", "top", "width", "height"]].to_numpy().tolist()
+    db = d[["left", "top", "width", "height"]].to_numpy().tolist()
+    dataset = {
+        "images": [{"id": i} for i in img_id.values()],
+        "categories": [{"id": 1, "name": "helmet"}],
+        "annotations": [{"id": n + 1, "image_id": i, "category_id": 1, "bbox": b, "area": b[2] * b[3], "iscrowd": 0}
+                        for n, (i, b) in enumerate(zip(gid, gb))],
+    }
+    dets = [{"image_id": i, "category_id": 1, "bbox": b, "score": s}
+            for i, b, s in zip(did, db, d["score"].tolist())]
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = dataset
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(dets)
+        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "ap": float(ev.stats[0]), "ap50": float(ev.stats[1]), "ap75": float(ev.stats[2]),
+            "peak_rss_mb": _own_peak_rss_mb()}
+
+
+def worker_ours_ap(gt_path: str, det_path: str) -> dict:
+    import pandas as pd
+
+    from mljobs.detection.ap import coco_ap
+    from mljobs.detection.matching import MatchParams, match_boxes
+
+    g, d = _read_boxes(gt_path, det_path)
+    boxes = pd.concat([g, d], ignore_index=True)
+    t0 = time.perf_counter()
+    res = match_boxes(boxes, MatchParams(conf_thr=CONF_THR, iou_thr=IOU_THR))
+    dets = res[(res["kind"] == 1) & res["coco_kept"]]
+    gts = res[res["kind"] == 0].groupby(["video", "cls"]).size().rename("n_gt").reset_index()
+    ap = coco_ap(dets, gts).iloc[0]
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "ap": float(ap["ap"]), "ap50": float(ap["ap50"]), "ap75": float(ap["ap75"]),
+            "peak_rss_mb": _own_peak_rss_mb()}
+
+
+WORKERS = {"pandas-loop": worker_pandas_loop, "pycocotools": worker_pycocotools, "ours-ap": worker_ours_ap}
+
+
+def run_worker(name: str, gt_path: Path, det_path: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "lib"))
+    proc = subprocess.run([sys.executable, __file__, "--worker", name, str(gt_path), str(det_path)],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- ours (Spark)
+
+
+def _rss_tree_mb(proc) -> float:
+    import psutil
+
+    total = 0
+    for p in [proc] + proc.children(recursive=True):
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
+class PeakRss:
+    """Polls the RSS of this process and its children (JVM, Python workers)."""
+
+    def __init__(self, every_s: float = 0.2):
+        import psutil
+
+        self.proc = psutil.Process(os.getpid())
+        self.every_s = every_s
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_tree_mb(self.proc))
+            self._stop.wait(self.every_s)
+
+    def __enter__(self):
+        self.peak = _rss_tree_mb(self.proc)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.peak = max(self.peak, _rss_tree_mb(self.proc))
+        return False
+
+
+def run_ours(spark, plays: Path, db: str) -> dict:
+    from mljobs.detection.metrics import DetectionConfig, run_detection_metrics
+
+    cfg = DetectionConfig(gt=str(plays / "train_labels.csv"), pred=str(plays / "detections.csv"),
+                          conf_thr=CONF_THR, iou_thr=IOU_THR, out_db=db, max_plots=0)
+    with PeakRss() as mem:
+        t0 = time.perf_counter()
+        summary = run_detection_metrics(spark, cfg, progress=lambda m: log(f"  ours: {m}"))
+        seconds = time.perf_counter() - t0
+    o = summary["overall"]
+    return {"seconds": seconds, "frames": summary["frames"], "tp": o["tp"], "fp": o["fp"], "fn": o["fn"],
+            "ap": o["ap"], "ap50": o["ap50"], "ap75": o["ap75"], "peak_rss_mb": mem.peak}
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="10,000 frames only (< 5 minutes on 2 cores)")
+    p.add_argument("--frames", type=int, nargs="+", help="sizes in frames (default 10000 100000)")
+    p.add_argument("--frames-per-play", type=int, default=FRAMES_PER_PLAY)
+    p.add_argument("--workdir", help="where plays and the metastore go (default: a temp dir)")
+    p.add_argument("--keep", action="store_true", help="keep the workdir")
+    p.add_argument("--json-out", help="also write the JSON line here")
+    p.add_argument("--skip-ap", action="store_true", help="skip the AP comparison (pycocotools is slow at 100k frames)")
+    p.add_argument("--worker", nargs=3, metavar=("NAME", "GT", "PRED"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        name, gt, pred = args.worker
+        print(json.dumps(WORKERS[name](gt, pred)))
+        return 0
+
+    import psutil
+
+    from mljobs.datasets.helmets import generate
+    from mljobs.session import build_session
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need pandas and pyarrow
+    sizes = args.frames or (QUICK_FRAMES if args.quick else DEFAULT_FRAMES)
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mljobs-bench-det-"))
+    work.mkdir(parents=True, exist_ok=True)
+    cores = os.cpu_count()
+    machine = f"{platform.machine()}, {cores} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, " \
+              f"{platform.processor() or platform.platform()}"
+    log(f"machine: {machine}; workdir {work}")
+    results: dict[str, dict] = {}
+    try:
+        log("starting Spark and warming it up on a tiny play")
+        spark = build_session("bench-detection", data_dir=work / "data")
+        warm = work / "warm"
+        generate(warm, plays=1, frames=30, seed=1, force=True)
+        run_ours(spark, warm, "bench_det_warm")
+        for frames in sizes:
+            plays = max(1, round(frames / args.frames_per_play))
+            per_play = max(10, frames // plays)
+            data = work / f"plays_{frames}"
+            t0 = time.perf_counter()
+            gen = generate(data, plays=plays, frames=per_play, seed=SEED, force=True)
+            log(f"{frames:,} frames: {plays} plays x {per_play} frames, {gen['gt_rows']:,} helmets, "
+                f"{gen['det_rows']:,} detections (generated in {time.perf_counter() - t0:.1f} s)")
+            n = gen["frames"]
+            ours = run_ours(spark, data, f"bench_det_{frames}")
+            log(f"  ours: {ours['seconds']:.1f} s ({n / ours['seconds']:,.0f} frames/s), peak {ours['peak_rss_mb']:.0f} MB")
+            loop = run_worker("pandas-loop", data / "train_labels.csv", data / "detections.csv")
+            log(f"  pandas loop: {loop['seconds']:.1f} s ({n / loop['seconds']:,.0f} frames/s), "
+                f"peak {loop['peak_rss_mb']:.0f} MB; TP/FP/FN {loop['tp']}/{loop['fp']}/{loop['fn']} "
+                f"vs ours {ours['tp']}/{ours['fp']}/{ours['fn']}")
+            result = {
+                "frames": n, "plays": plays, "helmets": gen["gt_rows"], "detections": gen["det_rows"],
+                "ours_s": round(ours["seconds"], 3), "ours_frames_per_s": round(n / ours["seconds"], 1),
+                "ours_peak_rss_mb": round(ours["peak_rss_mb"], 1),
+                "pandas_loop_s": round(loop["seconds"], 3), "pandas_loop_frames_per_s": round(n / loop["seconds"], 1),
+                "pandas_loop_peak_rss_mb": round(loop["peak_rss_mb"], 1),
+                "speedup_vs_pandas_loop": round(loop["seconds"] / ours["seconds"], 2),
+                "counts_ours": [ours["tp"], ours["fp"], ours["fn"]], "counts_pandas_loop": [loop["tp"], loop["fp"], loop["fn"]],
+                "ap": ours["ap"], "ap50": ours["ap50"], "ap75": ours["ap75"],
+            }
+            if not args.skip_ap:
+                ap_ours = run_worker("ours-ap", data / "train_labels.csv", data / "detections.csv")
+                log(f"  AP ours (engine, one process): {ap_ours['seconds']:.1f} s, AP {ap_ours['ap']:.6f}")
+                coco = run_worker("pycocotools", data / "train_labels.csv", data / "detections.csv")
+                log(f"  AP pycocotools: {coco['seconds']:.1f} s, AP {coco['ap']:.6f}")
+                diff = max(abs(ap_ours[k] - coco[k]) for k in ("ap", "ap50", "ap75"))
+                diff_job = max(abs(ours[k] - coco[k]) for k in ("ap", "ap50", "ap75"))
+                if diff > 1e-9 or diff_job > 1e-9:
+                    raise RuntimeError(f"AP differs from pycocotools: engine {diff:.3g}, job {diff_job:.3g}")
+                result.update({
+                    "ap_ours_s": round(ap_ours["seconds"], 3), "ap_ours_peak_rss_mb": round(ap_ours["peak_rss_mb"], 1),
+                    "ap_pycocotools_s": round(coco["seconds"], 3),
+                    "ap_pycocotools_peak_rss_mb": round(coco["peak_rss_mb"], 1),
+                    "ap_speedup_vs_pycocotools": round(coco["seconds"] / ap_ours["seconds"], 2),
+                    "ap_max_abs_diff": max(diff, diff_job),
+                })
+            results[str(frames)] = result
+        spark.stop()
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    largest = results[str(sizes[-1])]
+    out = {**largest, "cores": cores, "machine": machine, "spark_master": "local[*]",
+           "conf_thr": CONF_THR, "iou_thr": IOU_THR, "sizes": results}
+    line = json.dumps(out, sort_keys=True)
+    if args.json_out:
+        Path(args.json_out).write_text(line + "\n")
+    print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

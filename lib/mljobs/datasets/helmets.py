@@ -1,0 +1,232 @@
+"""Synthetic NFL plays: helmet ground truth in the layout of the NFL Impact Detection
+``train_labels.csv`` and a helmet detector's output, for the detection-metrics demo,
+tests and benchmark (no downloads; seeded, so the same arguments give the same files).
+
+Command line::
+
+    python -m mljobs.datasets.helmets generate --plays N --frames F DIR [--seed S] [--force]
+
+writes ``DIR/train_labels.csv`` (gameKey, playID, view, video, frame, label, left, width,
+top, height, impact, impactType, confidence, visibility), ``DIR/detections.csv`` (video,
+frame, label, score, left, top, width, height) and ``DIR/snaps.csv`` (video, snap_frame),
+then prints one JSON line (plays, frames, gt_rows, det_rows, dir, seconds).
+
+Each play (video ``<gameKey>_<playID:06d>_<Endzone|Sideline>.mp4``, frames 1..F, a
+1280x720 image) has 18-22 helmets (two teams, labels H<jersey> / V<jersey>, integer
+pixel boxes 16-32 px). Before the snap (at 15-30 % of the play) players stand in
+formation with a little jitter; after it they run with smoothly changing velocities.
+Late in the play 5-9 of them converge on a ball carrier: in that tackle window (about
+±F/15 frames) the helmets crowd and overlap, and the simulated detector fails there:
+
+* away from the tackle a helmet is missed with probability 0.02, its box jitters by
+  about 1 px, scores are high (mostly > 0.95), a false positive appears in about one
+  frame in ten, a duplicate box on a helmet in one of fifty;
+* in the tackle window, for the players involved: misses 30 %, jitter 3 px, lower scores
+  (some fall under 0.9), duplicates 15 %, and about one extra false box per frame near
+  the pile;
+* everywhere, a few low-score boxes (score < 0.5) of background, as a real detector
+  emits before thresholding (they matter for AP, not at --conf-thr 0.9).
+
+Impacts: in the tackle window a few pairs of colliding players get impact = 1 for one
+frame each (impactType Helmet/Shoulder/Body, confidence 1-3, visibility 0-3, mostly >= 1)
+so the NFL impact metric has something to find; other rows have impact 0, impactType
+None, confidence 0, visibility 0. These are synthetic values in the real column layout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mljobs.argtypes import positive_int
+
+WIDTH, HEIGHT = 1280, 720
+GT_COLUMNS = ["gameKey", "playID", "view", "video", "frame", "label", "left", "width", "top", "height",
+              "impact", "impactType", "confidence", "visibility"]
+DET_COLUMNS = ["video", "frame", "label", "score", "left", "top", "width", "height"]
+FILES = ("train_labels.csv", "detections.csv", "snaps.csv")
+
+
+def simulate_play(rng: np.random.Generator, n_frames: int, play_index: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """One play's ground truth, detections and snap frame."""
+    game_key = 57500 + play_index // 4 * 7
+    play_id = 100 + (play_index * 37) % 3500
+    view = "Endzone" if play_index % 2 == 0 else "Sideline"
+    video = f"{game_key}_{play_id:06d}_{view}.mp4"
+    n = int(rng.integers(18, 23))
+    frames = np.arange(1, n_frames + 1)
+    snap = int(1 + rng.uniform(0.15, 0.30) * n_frames)
+    tackle = int(snap + rng.uniform(0.45, 0.75) * (n_frames - snap))
+    half = max(8, n_frames // 15)
+
+    # Formation: two lines facing each other around the line of scrimmage.
+    team = np.array([0] * ((n + 1) // 2) + [1] * (n // 2))
+    los = rng.uniform(520, 760)
+    x0 = np.where(team == 0, los - rng.uniform(20, 160, n), los + rng.uniform(20, 160, n))
+    y0 = rng.uniform(140, 600, n)
+    size = rng.uniform(16, 30, n)
+    aspect = rng.uniform(1.0, 1.2, n)
+    jerseys = rng.choice(np.arange(1, 100), size=n, replace=False)
+    labels = np.array([("H" if t == 0 else "V") + str(j) for t, j in zip(team, jerseys)])
+
+    pos = np.zeros((n_frames, n, 2))
+    p = np.stack([x0, y0], axis=1)
+    vel = np.zeros((n, 2))
+    involved = rng.choice(n, size=int(rng.integers(5, 10)), replace=False)
+    pile = np.array([rng.uniform(400, 880), rng.uniform(220, 520)])
+    offsets = rng.normal(0, 14, (len(involved), 2))
+    for t, fr in enumerate(frames):
+        if fr < snap:
+            p = p + rng.normal(0, 0.3, (n, 2))
+        else:
+            vel = 0.92 * vel + rng.normal(0, 0.6, (n, 2))
+            p = p + vel
+            if fr >= tackle - 3 * half:
+                pull = min(1.0, (fr - (tackle - 3 * half)) / (2 * half)) * 0.25
+                p[involved] += (pile + offsets - p[involved]) * pull
+        p[:, 0] = np.clip(p[:, 0], 20, WIDTH - 40)
+        p[:, 1] = np.clip(p[:, 1], 20, HEIGHT - 40)
+        pos[t] = p
+
+    w = np.rint(np.broadcast_to(size, (n_frames, n))).astype(int)
+    h = np.rint(np.broadcast_to(size * aspect, (n_frames, n))).astype(int)
+    left = np.rint(pos[..., 0] - w / 2).astype(int)
+    top = np.rint(pos[..., 1] - h / 2).astype(int)
+    fr_grid = np.broadcast_to(frames[:, None], (n_frames, n))
+    in_window = np.abs(fr_grid - tackle) <= half
+    crowded = in_window & np.isin(np.arange(n), involved)[None, :]
+
+    impact = np.zeros((n_frames, n), dtype=int)
+    itype = np.full((n_frames, n), "None", dtype=object)
+    conf = np.zeros((n_frames, n), dtype=int)
+    vis = np.zeros((n_frames, n), dtype=int)
+    for _ in range(int(rng.integers(1, 4))):
+        a, b = rng.choice(involved, size=2, replace=False)
+        t = int(np.clip(tackle - 1 + rng.integers(-half // 2, half // 2 + 1), 0, n_frames - 1))
+        kind = rng.choice(["Helmet", "Shoulder", "Body"])
+        for who in (a, b):
+            impact[t, who] = 1
+            itype[t, who] = kind
+            conf[t, who] = rng.choice([1, 2, 3], p=[0.2, 0.4, 0.4])
+            vis[t, who] = rng.choice([0, 1, 2, 3], p=[0.1, 0.3, 0.3, 0.3])
+
+    gt = pd.DataFrame({
+        "gameKey": game_key, "playID": play_id, "view": view, "video": video,
+        "frame": fr_grid.ravel(), "label": np.broadcast_to(labels, (n_frames, n)).ravel(),
+        "left": left.ravel(), "width": w.ravel(), "top": top.ravel(), "height": h.ravel(),
+        "impact": impact.ravel(), "impactType": itype.ravel(), "confidence": conf.ravel(), "visibility": vis.ravel(),
+    })
+
+    # The detector
+    crowd = crowded.ravel()
+    m = len(gt)
+    missed = rng.random(m) < np.where(crowd, 0.30, 0.02)
+    sigma = np.where(crowd, 3.0, 1.0)
+    score = np.where(crowd, 1 - rng.beta(1.5, 14, m), 1 - rng.beta(1.0, 40, m))
+    gl, gtop, gw, gh = (gt[c].to_numpy(float) for c in ("left", "top", "width", "height"))
+    dx1 = gl + rng.normal(0, 1, m) * sigma
+    dy1 = gtop + rng.normal(0, 1, m) * sigma
+    dx2 = gl + gw + rng.normal(0, 1, m) * sigma
+    dy2 = gtop + gh + rng.normal(0, 1, m) * sigma
+    keep = ~missed
+    parts = [pd.DataFrame({"video": video, "frame": gt["frame"].to_numpy()[keep], "score": score[keep],
+                           "left": dx1[keep], "top": dy1[keep], "width": (dx2 - dx1)[keep], "height": (dy2 - dy1)[keep]})]
+    # duplicate boxes on a helmet: shifted, lower score
+    dup = rng.random(m) < np.where(crowd, 0.15, 0.02)
+    shift = rng.choice([-1, 1], (m, 2)) * rng.uniform(0.35, 0.6, (m, 2)) * np.stack([gw, gh], 1)
+    parts.append(pd.DataFrame({"video": video, "frame": gt["frame"].to_numpy()[dup],
+                               "score": (score * rng.uniform(0.88, 1.0, m))[dup],
+                               "left": (gl + shift[:, 0])[dup], "top": (gtop + shift[:, 1])[dup],
+                               "width": gw[dup], "height": gh[dup]}))
+    # false positives: rare in open field, about one a frame near the pile
+    fp_count = rng.poisson(np.where(np.abs(frames - tackle) <= half, 1.0, 0.1))
+    fp_frames = np.repeat(frames, fp_count)
+    k = len(fp_frames)
+    near = np.abs(fp_frames - tackle) <= half
+    cx = np.where(near, pile[0] + rng.normal(0, 40, k), rng.uniform(40, WIDTH - 60, k))
+    cy = np.where(near, pile[1] + rng.normal(0, 40, k), rng.uniform(40, HEIGHT - 60, k))
+    s = rng.uniform(16, 30, k)
+    parts.append(pd.DataFrame({"video": video, "frame": fp_frames, "score": rng.uniform(0.9, 0.985, k),
+                               "left": cx - s / 2, "top": cy - s / 2, "width": s, "height": s * rng.uniform(1.0, 1.2, k)}))
+    # low-score background boxes
+    lo_count = rng.poisson(2.0, n_frames)
+    lo_frames = np.repeat(frames, lo_count)
+    k = len(lo_frames)
+    s = rng.uniform(14, 34, k)
+    parts.append(pd.DataFrame({"video": video, "frame": lo_frames, "score": rng.uniform(0.02, 0.5, k),
+                               "left": rng.uniform(0, WIDTH - 40, k), "top": rng.uniform(0, HEIGHT - 40, k),
+                               "width": s, "height": s}))
+    det = pd.concat(parts, ignore_index=True)
+    det["left"] = det["left"].clip(0, WIDTH)
+    det["top"] = det["top"].clip(0, HEIGHT)
+    det["width"] = det["width"].clip(lower=2)
+    det["height"] = det["height"].clip(lower=2)
+    det["score"] = det["score"].clip(0.0, 0.9999)
+    det.insert(2, "label", "helmet")
+    det = det.round({"left": 2, "top": 2, "width": 2, "height": 2, "score": 4})
+    # Rows in the canonical order of the matching (frame, score descending, box), so tools
+    # that break score ties by row order (pycocotools) see the same order as mljobs.
+    det = det.sort_values(["frame", "score", "left", "top", "width", "height"],
+                          ascending=[True, False, True, True, True, True], kind="stable").reset_index(drop=True)
+    return gt, det[DET_COLUMNS], {"video": video, "snap_frame": snap, "tackle_frame": tackle}
+
+
+def generate(out_dir: str | Path, plays: int, frames: int, seed: int = 7, force: bool = False) -> dict:
+    """Write the three CSV files for ``plays`` plays of ``frames`` frames each."""
+    if plays < 1 or frames < 10:
+        raise ValueError("need at least 1 play of at least 10 frames")
+    t0 = time.monotonic()
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        existing = [out / f for f in FILES if (out / f).exists()]
+        if existing and not force:
+            raise FileExistsError(f"{out} already holds {', '.join(p.name for p in existing)}; pass --force")
+        for p in existing:
+            p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    gt_rows = det_rows = 0
+    snaps = []
+    header = True
+    with open(out / "train_labels.csv", "w") as gt_f, open(out / "detections.csv", "w") as det_f:
+        for i in range(plays):
+            gt, det, info = simulate_play(rng, frames, i)
+            gt.to_csv(gt_f, index=False, header=header)
+            det.to_csv(det_f, index=False, header=header, columns=DET_COLUMNS)
+            header = False
+            gt_rows += len(gt)
+            det_rows += len(det)
+            snaps.append(info)
+    pd.DataFrame(snaps)[["video", "snap_frame", "tackle_frame"]].to_csv(out / "snaps.csv", index=False)
+    return {"plays": plays, "frames": plays * frames, "gt_rows": gt_rows, "det_rows": det_rows,
+            "dir": str(out.resolve()), "seconds": round(time.monotonic() - t0, 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mljobs.datasets.helmets", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="write synthetic plays (train_labels.csv, detections.csv, snaps.csv)")
+    gen.add_argument("dir")
+    gen.add_argument("--plays", type=positive_int, required=True)
+    gen.add_argument("--frames", type=positive_int, required=True, help="frames per play (>= 10)")
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--force", action="store_true", help="replace the files if DIR already has them")
+    args = parser.parse_args(argv)
+    if args.frames < 10:
+        parser.error("--frames must be at least 10")
+    try:
+        result = generate(args.dir, args.plays, args.frames, args.seed, args.force)
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Ground-truth and detection inputs: layouts, normalisation and bad-input checks (SQL only).
+
+Inputs are Hive tables or CSV/Parquet paths (files, directories, globs; local or s3).
+Column names are matched case-insensitively.
+
+Ground truth, two NFL Impact Detection layouts:
+
+* ``train_labels.csv`` — gameKey, playID, view, video, frame, label, left, width, top,
+  height, impact, impactType, confidence, visibility. ``label`` names the player (H12,
+  V87), not a class: this layout is single-class ("helmet") and detections' classes
+  are ignored. impact, confidence and visibility feed the NFL impact metric.
+* ``image_labels.csv`` — image, label, left, width, top, height; ``label`` is the class
+  (Helmet, Helmet-Blurred, ...). Video and frame come from the image name
+  ``<video>_frame<N>.<ext>`` when it has that form, else video = image, frame 0.
+
+Detections: video (or image), frame, optional label/class/category, score (or conf /
+confidence), and the box as left/top/width/height or x1/y1/x2/y2 (xmin/ymin/xmax/ymax).
+
+Every row gets a ``_reason``: NULL for a valid row, else why it is quarantined
+(unparseable line, missing video, non-integer frame, missing/NaN/infinite coordinate,
+width or height <= 0, missing score, score outside [0, 1], duplicate row). Missing
+columns are an ``InputError`` before any Spark job runs.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from mljobs.config import parse_table_name
+from mljobs.errors import InputError
+from mljobs.ingest.parse import RAW, REASON, csv_headers, read_csv, read_parquet, safe_cast
+from mljobs.io import format_of, list_input_files
+from mljobs.session import current_env
+
+HELMET = "helmet"
+_IMAGE_NAME = r"^(.+)_frame(\d+)\.[A-Za-z0-9]+$"
+_BOX_SETS = (("left", "top", "width", "height"), ("x1", "y1", "x2", "y2"), ("xmin", "ymin", "xmax", "ymax"))
+_SCORE_NAMES = ("score", "conf", "confidence")
+_CLASS_NAMES = ("label", "class", "category")
+
+# The normalised columns every later step uses (ground truth and detections alike).
+NORMALIZED = ["video", "frame", "cls", "kind", "label", "left", "top", "width", "height", "score",
+              "impact", "confidence", "visibility", "_rid", "_reason", "_raw"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What was recognised in an input's columns."""
+
+    role: str            # "gt" or "pred"
+    kind: str            # "train_labels", "image_labels" or "detections"
+    box: tuple[str, ...]  # the four actual box column names
+    box_style: str       # "xywh" or "xyxy"
+
+    @property
+    def single_class(self) -> bool:
+        return self.kind == "train_labels"
+
+
+def is_path(source: str) -> bool:
+    """A path (file, directory, glob, URI) rather than a table name."""
+    return (
+        "/" in source or "\\" in source or "://" in source
+        or format_of(source) is not None or os.path.exists(source)
+    )
+
+
+def read_source(spark: SparkSession, source: str, what: str) -> DataFrame:
+    """A table or CSV/Parquet path as a DataFrame with ``_malformed`` and ``_raw``
+    (CSV lines Spark could not parse), every column kept as read (CSV: strings)."""
+    if is_path(source):
+        env = current_env(spark.sparkContext.getConf())
+        files = list_input_files(spark, [source], "auto", env)
+        if files[0].format == "csv":
+            return read_csv(spark, csv_headers(spark, files), {}, ",")
+        return read_parquet(spark, files, {})
+    try:
+        db, name = parse_table_name(source)
+    except Exception:
+        raise InputError(f"{what} {source!r} is neither a path nor a valid table name (DB.NAME)") from None
+    if not spark.catalog.tableExists(f"{db}.{name}"):
+        raise InputError(f"{what} table {db}.{name} does not exist (pass a CSV/Parquet path or an existing table)")
+    df = spark.table(f"{db}.{name}")
+    return df.select("*", F.lit(None).cast("string").alias(REASON), F.lit(None).cast("string").alias(RAW))
+
+
+def detect_layout(columns: list[str], role: str, what: str) -> Layout:
+    """Recognise the layout from the column names; InputError naming what is missing."""
+    have = {c.lower() for c in columns if c not in (REASON, RAW)}
+    shown = ", ".join(c for c in columns if c not in (REASON, RAW))
+    box = next((s for s in _BOX_SETS if set(s) <= have), None)
+    missing = []
+    if box is None:
+        missing.append("left, top, width, height (or x1, y1, x2, y2)")
+    if "video" not in have and "image" not in have:
+        missing.append("video (or image)")
+    if "video" in have and "frame" not in have:
+        missing.append("frame")
+    if role == "pred" and not any(n in have for n in _SCORE_NAMES):
+        missing.append("score")
+    if role == "gt" and "video" not in have and "label" not in have:
+        missing.append("label")
+    if missing:
+        raise InputError(f"{what} is missing required column(s): {'; '.join(missing)}. Columns found: {shown}")
+    if role == "gt":
+        kind = "train_labels" if "video" in have else "image_labels"
+    else:
+        kind = "detections"
+    return Layout(role, kind, box, "xywh" if box[2] == "width" else "xyxy")
+
+
+def normalize(spark: SparkSession, raw: DataFrame, layout: Layout, merge_labels: bool = False,
+              single_class: bool = False) -> DataFrame:
+    """The ``NORMALIZED`` columns with ``_reason`` (NULL = valid). ``single_class``: all
+    boxes are one class (the ground truth is in train_labels layout)."""
+    col = _resolver(raw.columns)
+
+    def num(name: str) -> Column:
+        return safe_cast(spark, col(name), "double")
+
+    if col("video", required=False):
+        video = F.trim(F.col(f"`{col('video')}`").cast("string"))
+        frame_raw = num("frame")
+    else:
+        image = F.trim(F.col(f"`{col('image')}`").cast("string"))
+        stem = F.regexp_extract(image, _IMAGE_NAME, 1)
+        video = F.when(stem != "", stem).otherwise(image)
+        frame_raw = F.when(stem != "", F.regexp_extract(image, _IMAGE_NAME, 2).cast("double")).otherwise(F.lit(0.0))
+    label_name = next((n for n in _CLASS_NAMES if col(n, required=False)), None)
+    label = F.col(f"`{col(label_name)}`").cast("string") if label_name else F.lit(None).cast("string")
+    if merge_labels or single_class or layout.single_class or label_name is None:
+        cls = F.lit(HELMET)
+    else:
+        cls = F.trim(label)
+    b = [num(c) for c in layout.box]
+    if layout.box_style == "xywh":
+        left, top, width, height = b
+    else:
+        left, top = b[0], b[1]
+        width, height = b[2] - b[0], b[3] - b[1]
+    if layout.role == "pred":
+        score = num(next(n for n in _SCORE_NAMES if col(n, required=False)))
+    else:
+        score = F.lit(None).cast("double")
+
+    def opt(name: str) -> Column:
+        return num(name) if col(name, required=False) else F.lit(None).cast("double")
+
+    raw_cols = [c for c in raw.columns if c not in (REASON, RAW)]
+    df = raw.select(
+        video.alias("video"), frame_raw.alias("_frame_d"), cls.alias("cls"), label.alias("label"),
+        left.alias("left"), top.alias("top"), width.alias("width"), height.alias("height"),
+        *[x.alias(f"_b{i}") for i, x in enumerate(b)],
+        score.alias("score"),
+        (opt("impact") if layout.role == "gt" else F.lit(None).cast("double")).alias("impact"),
+        (opt("confidence") if layout.role == "gt" else F.lit(None).cast("double")).alias("confidence"),
+        (opt("visibility") if layout.role == "gt" else F.lit(None).cast("double")).alias("visibility"),
+        F.monotonically_increasing_id().alias("_rid"),
+        F.col(REASON).alias("_malformed"),
+        F.col(RAW).alias("_line"),
+        F.struct(*[F.col(f"`{c}`") for c in raw_cols]).alias("_fields"),
+    )
+    fd = F.col("_frame_d")
+    checks = [
+        F.col("_malformed"),
+        F.when(F.col("video").isNull() | (F.col("video") == ""), F.lit("missing video")),
+        F.when(fd.isNull() | F.isnan(fd), F.lit("missing or non-numeric frame")),
+        F.when((fd != F.floor(fd)) | (F.abs(fd) > 2_000_000_000), F.lit("non-integer frame")),
+    ]
+    for i, name in enumerate(layout.box):
+        x = F.col(f"_b{i}")
+        checks.append(F.when(x.isNull(), F.lit(f"missing or non-numeric {name}")))
+        checks.append(F.when(F.isnan(x) | (F.abs(x) == float("inf")), F.lit(f"NaN or infinite {name}")))
+    checks.append(F.when((F.col("width") <= 0) | (F.col("height") <= 0), F.lit("width or height <= 0")))
+    if layout.role == "pred":
+        s = F.col("score")
+        checks.append(F.when(s.isNull() | F.isnan(s), F.lit("missing or NaN score")))
+        checks.append(F.when((s < 0) | (s > 1), F.lit("score outside [0, 1]")))
+    if not (merge_labels or single_class or layout.single_class) and label_name is not None:
+        checks.append(F.when(F.col("cls").isNull() | (F.col("cls") == ""), F.lit("missing label")))
+    reason = F.coalesce(*checks)
+    # The raw line (or the row's fields as JSON) only for rejected rows: CASE is lazy,
+    # so valid rows never pay for the JSON.
+    raw_text = F.when(reason.isNotNull(), F.coalesce(F.col("_line"), F.to_json(F.col("_fields"))))
+    return df.select(
+        "video", fd.cast("int").alias("frame"), "cls",
+        F.lit(0 if layout.role == "gt" else 1).cast("tinyint").alias("kind"), "label",
+        "left", "top", "width", "height", "score", "impact", "confidence", "visibility", "_rid",
+        reason.alias("_reason"), raw_text.alias("_raw"),
+    )
+
+
+DUPLICATE_KEYS = ["kind", "cls", "label", "left", "top", "width", "height", "score"]
+
+
+def mark_duplicates(df: DataFrame) -> DataFrame:
+    """Valid rows repeating an earlier row's video, frame, class, label, box and score:
+    the first (in input order) stays, the others get the reason 'duplicate row' (and
+    their normalised fields as JSON). Partitioned by video and frame first, so a frame
+    partitioning done before is reused, and rows come out grouped by (video, frame)."""
+    valid = F.col("_reason").isNull()
+    w = Window.partitionBy("video", "frame", valid, *DUPLICATE_KEYS).orderBy("_rid")
+    dup = valid & (F.row_number().over(w) > 1)
+    fields = F.to_json(F.struct("video", "frame", "label", "left", "top", "width", "height", "score"))
+    return df.select(
+        *[c for c in df.columns if c not in ("_reason", "_raw")],
+        F.when(dup, F.lit("duplicate row")).otherwise(F.col("_reason")).alias("_reason"),
+        F.when(dup, fields).otherwise(F.col("_raw")).alias("_raw"),
+    )
+
+
+def _resolver(columns: list[str]):
+    lower = {}
+    for c in columns:
+        lower.setdefault(c.lower(), c)
+
+    def col(name: str, required: bool = True) -> str | None:
+        found = lower.get(name.lower())
+        if found is None and required:
+            raise InputError(f"column {name!r} not found; columns: {', '.join(columns)}")
+        return found
+
+    return col
+
+
+__all__ = ["HELMET", "Layout", "NORMALIZED", "detect_layout", "is_path", "mark_duplicates",
+           "normalize", "read_source"]

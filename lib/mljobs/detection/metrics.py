@@ -1,0 +1,466 @@
+"""The detection-metrics job body: inputs -> quarantine -> matching -> tables, AP, plots.
+
+Flow (one shuffle over the boxes; everything staged before a table is touched):
+
+1. Ground truth and detections are read (tables or CSV/Parquet paths) and normalised;
+   bad rows get a reason in SQL (``boxes``). Missing columns fail before any Spark job.
+2. The rows are partitioned by (video, frame); a SQL window marks duplicate rows and
+   leaves each frame's rows together; ``mapInArrow`` matches many frames per numpy pass
+   (``matching``) at the user's IoU threshold and the ten COCO thresholds at once, and
+   passes rejected rows through. The result (every input row) is staged as Parquet and
+   counted: too many bad rows stop the job here, before any table is written.
+3. ``det_frames`` and ``det_errors`` are SQL aggregations of the staged boxes;
+   ``det_videos`` adds COCO AP computed on the driver (``ap``) from the per-detection
+   flags; ``det_quarantine`` keeps every rejected row with its reason. Each table is
+   written under a new name and swapped in (``tables.replace_table``).
+4. Plots per video from ``det_frames`` (``plots``), and the JSON summary.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from mljobs.config import validate_identifier
+from mljobs.detection import matching, nfl
+from mljobs.detection.ap import coco_ap
+from mljobs.detection.boxes import Layout, detect_layout, is_path, mark_duplicates, normalize, read_source
+from mljobs.detection.matching import MATCH_METHODS, MatchParams
+from mljobs.detection.tables import remove_path, replace_table, staging_path
+from mljobs.errors import BadDataError, InputError, MljobsError
+from mljobs.session import StageProgress, data_dir_of
+
+BOX_COLUMNS = ["video", "frame", "cls", "kind", "label", "left", "top", "width", "height", "score"]
+STAGED_SCHEMA = (
+    "video string, frame int, cls string, kind tinyint, label string, left double, top double, "
+    "width double, height double, score double, impact double, confidence double, visibility double, "
+    "_reason string, _raw string, rank int, above_conf boolean, matched boolean, "
+    "match_iou double, best_iou double, coco_tp int, coco_kept boolean"
+)
+STAGED_COLUMNS = [f.strip().split(" ")[0] for f in STAGED_SCHEMA.split(",")]
+TABLES = ("det_frames", "det_videos", "det_errors", "det_quarantine")
+METRIC_KEYS = ("tp", "fp", "fn", "precision", "recall", "f1", "ap", "ap50", "ap75")
+
+
+@dataclass
+class DetectionConfig:
+    """What to evaluate and how; validated before Spark starts."""
+
+    gt: str
+    pred: str
+    conf_thr: float = 0.9
+    iou_thr: float = 0.5
+    match: str = "greedy"
+    merge_labels: bool = False
+    pixel_plus_one: bool = False
+    snap: str | None = None
+    nfl_impact: bool = False
+    out_db: str = "detection"
+    plots_dir: str | None = None
+    max_plots: int = 200
+    max_bad_fraction: float = 0.05
+    videos_dir: str | None = None
+    worst_frames: int = 6
+    snap_frame: int | None = field(init=False, default=None)
+
+    def validate(self) -> "DetectionConfig":
+        for name, value in (("--gt", self.gt), ("--pred", self.pred)):
+            if not value or not str(value).strip():
+                raise MljobsError(f"{name} is empty: pass a table name or a CSV/Parquet path")
+            if not is_path(value):
+                from mljobs.config import parse_table_name
+
+                parse_table_name(value)
+        if not (0.0 <= self.conf_thr <= 1.0) or math.isnan(self.conf_thr):
+            raise MljobsError(f"--conf-thr must be within [0, 1], got {self.conf_thr}")
+        if not (0.0 < self.iou_thr <= 1.0) or math.isnan(self.iou_thr):
+            raise MljobsError(f"--iou-thr must be within (0, 1], got {self.iou_thr}")
+        if self.match not in MATCH_METHODS:
+            raise MljobsError(f"unknown --match {self.match!r}; valid: {', '.join(MATCH_METHODS)}")
+        validate_identifier(self.out_db, "database name (--out-db)")
+        if self.max_plots < 0:
+            raise MljobsError(f"--max-plots must be >= 0, got {self.max_plots}")
+        if not (0.0 <= self.max_bad_fraction <= 1.0):
+            raise MljobsError(f"--max-bad-fraction must be within [0, 1], got {self.max_bad_fraction}")
+        if self.worst_frames < 0:
+            raise MljobsError(f"--worst-frames must be >= 0, got {self.worst_frames}")
+        if self.snap is not None:
+            text = str(self.snap).strip()
+            if text.lstrip("-").isdigit():
+                self.snap_frame = int(text)
+            elif not is_path(text):
+                from mljobs.config import parse_table_name
+
+                parse_table_name(text)
+        return self
+
+    @property
+    def params(self) -> MatchParams:
+        return MatchParams(self.conf_thr, self.iou_thr, self.match, self.pixel_plus_one, coco=True)
+
+
+# ----------------------------------------------------------------------------- library
+
+
+def load_inputs(spark: SparkSession, cfg: DetectionConfig) -> tuple[DataFrame, Layout, Layout]:
+    """Normalised ground truth and detections in one frame (``kind`` 0 / 1), every row,
+    rejected ones with a ``_reason`` (duplicates are marked later, per frame)."""
+    gt_raw = read_source(spark, cfg.gt, "ground truth (--gt)")
+    pred_raw = read_source(spark, cfg.pred, "detections (--pred)")
+    gt_layout = detect_layout(gt_raw.columns, "gt", f"ground truth {cfg.gt}")
+    pred_layout = detect_layout(pred_raw.columns, "pred", f"detections {cfg.pred}")
+    if cfg.nfl_impact:
+        have = {c.lower() for c in gt_raw.columns}
+        missing = [c for c in ("impact", "confidence", "visibility") if c not in have]
+        if missing:
+            raise InputError(f"--nfl-impact needs ground truth in train_labels layout; missing {', '.join(missing)}")
+    single = gt_layout.single_class
+    gt = normalize(spark, gt_raw, gt_layout, cfg.merge_labels, single)
+    pred = normalize(spark, pred_raw, pred_layout, cfg.merge_labels, single)
+    return gt.unionByName(pred), gt_layout, pred_layout
+
+
+def match_frames(spark: SparkSession, rows: DataFrame, params: MatchParams, partitions: int | None = None) -> DataFrame:
+    """Check for duplicates and match, frame by frame: ``STAGED_SCHEMA`` rows.
+
+    ``rows`` has ``BOX_COLUMNS`` (kind 0 = ground truth, 1 = detection), optionally the
+    impact columns, ``_rid`` (input order) and ``_reason``/``_raw`` (rejected rows, which
+    pass through unmatched). One shuffle: by (video, frame); the duplicate check's sort
+    leaves each frame's rows together for ``mapInPandas``.
+    """
+    ship_by_value()
+    for c in ("impact", "confidence", "visibility"):
+        if c not in rows.columns:
+            rows = rows.withColumn(c, F.lit(None).cast("double"))
+    if "_rid" not in rows.columns:
+        rows = rows.withColumn("_rid", F.monotonically_increasing_id())
+    if "_reason" not in rows.columns:
+        rows = rows.withColumn("_reason", F.lit(None).cast("string")).withColumn("_raw", F.lit(None).cast("string"))
+    n = partitions or int(spark.conf.get("spark.sql.shuffle.partitions", "8"))
+    checked = mark_duplicates(rows.repartition(n, "video", "frame"))
+    cols = [c for c in STAGED_COLUMNS if c in checked.columns]
+    return checked.select(*cols).mapInArrow(matching.batch_matcher(matching.MatchParams(
+        params.conf_thr, params.iou_thr, params.method, params.pixel_plus_one, params.coco), STAGED_COLUMNS),
+        STAGED_SCHEMA)
+
+
+def ship_by_value() -> None:
+    """Pickle the numpy engine by value, so Python workers need not import mljobs (a
+    notebook or a test session has it on the driver only)."""
+    from pyspark import cloudpickle
+
+    for module in (matching, nfl):
+        cloudpickle.register_pickle_by_value(module)
+
+
+def _ratio(num: F.Column, den: F.Column) -> F.Column:
+    return F.when(den > 0, num / den)
+
+
+def with_rates(df: DataFrame) -> DataFrame:
+    """precision, recall, F1 from tp/fp/fn (NULL where 0/0)."""
+    tp, fp, fn = F.col("tp"), F.col("fp"), F.col("fn")
+    return (
+        df.withColumn("precision", _ratio(tp.cast("double"), tp + fp))
+        .withColumn("recall", _ratio(tp.cast("double"), tp + fn))
+        .withColumn("f1", _ratio(2.0 * tp, 2 * tp + fp + fn))
+    )
+
+
+def frame_metrics(matched: DataFrame) -> DataFrame:
+    """det_frames: one row per (video, frame) with any box."""
+    gt, det = F.col("kind") == 0, (F.col("kind") == 1) & F.col("above_conf")
+    agg = matched.groupBy("video", "frame").agg(
+        F.sum(gt.cast("int")).alias("num_gt"),
+        F.sum(det.cast("int")).alias("num_det"),
+        F.sum((det & F.col("matched")).cast("int")).alias("tp"),
+        F.sum((gt & F.col("matched")).cast("int")).alias("_gt_matched"),
+    )
+    out = agg.select(
+        "video", "frame", "num_gt", "num_det", "tp",
+        (F.col("num_det") - F.col("tp")).alias("fp"),
+        (F.col("num_gt") - F.col("_gt_matched")).alias("fn"),
+    )
+    return with_rates(out).select(
+        "video", "frame", *[F.col(c).cast("int") for c in ("num_gt", "num_det", "tp", "fp", "fn")],
+        "precision", "recall", "f1",
+    )
+
+
+def error_boxes(matched: DataFrame, frames: DataFrame) -> DataFrame:
+    """det_errors: every missed ground-truth box (FN) and false detection (FP), with the
+    frame's counts and the frame's rank by misses within its video (1 = most misses)."""
+    err = matched.where(((F.col("kind") == 0) | F.col("above_conf")) & ~F.col("matched")).select(
+        "video", "frame", F.when(F.col("kind") == 0, "FN").otherwise("FP").alias("error"), "cls", "label",
+        "left", "top", "width", "height", "score", "best_iou",
+    )
+    rank = Window.partitionBy("video").orderBy(F.col("fn").desc(), F.col("fp").desc())
+    ranked = frames.select(
+        "video", "frame", F.col("num_gt").alias("frame_num_gt"), F.col("fn").alias("frame_fn"),
+        F.col("fp").alias("frame_fp"), F.dense_rank().over(rank).cast("int").alias("miss_rank"),
+    )
+    return err.join(ranked, ["video", "frame"], "left")
+
+
+def video_counts(frames: DataFrame) -> pd.DataFrame:
+    """Per-video sums of det_frames plus the overall row (video None), as pandas."""
+    aggs = [
+        F.count("*").alias("frames"),
+        F.sum(((F.col("fp") + F.col("fn")) > 0).cast("int")).alias("frames_with_errors"),
+        *[F.sum(c).alias(c) for c in ("num_gt", "num_det", "tp", "fp", "fn")],
+    ]
+    per_video = frames.groupBy("video").agg(*aggs).toPandas()
+    per_video.insert(0, "scope", "video")
+    total = per_video[["frames", "frames_with_errors", "num_gt", "num_det", "tp", "fp", "fn"]].sum()
+    overall = pd.DataFrame([{"scope": "overall", "video": None, **{k: int(v) for k, v in total.items()}}])
+    out = pd.concat([overall, per_video.sort_values("video")], ignore_index=True)
+    for c in ("frames", "frames_with_errors", "num_gt", "num_det", "tp", "fp", "fn"):
+        out[c] = out[c].fillna(0).astype("int64")
+    return out
+
+
+def rates(tp: int, fp: int, fn: int) -> dict:
+    return {
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+        "f1": 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else None,
+    }
+
+
+def ap_tables(spark: SparkSession, matched: DataFrame, videos: list[str]) -> pd.DataFrame:
+    """COCO AP, AP50, AP75 per video and overall (video None), on the driver.
+
+    Only numbers travel: videos and classes become integer codes in sorted order (so the
+    codes order images as COCO's sorted image ids do) through a broadcast join; detections
+    of classes without any ground truth are left out, as COCO leaves those classes out.
+    """
+    gts_pd = matched.where(F.col("kind") == 0).groupBy("video", "cls").agg(F.count("*").alias("n_gt")).toPandas()
+    classes = sorted(gts_pd["cls"].unique())
+    vidx = {v: i for i, v in enumerate(sorted(videos))}
+    cidx = {c: i for i, c in enumerate(classes)}
+    vmap = spark.createDataFrame(list(vidx.items()) or [("", -1)], "video string, _v int")
+    cmap = spark.createDataFrame(list(cidx.items()) or [("", -1)], "cls string, _c int")
+    dets = (
+        matched.where((F.col("kind") == 1) & F.col("coco_kept"))
+        .join(F.broadcast(vmap), "video").join(F.broadcast(cmap), "cls")
+        .select(F.col("_v").alias("video"), "frame", F.col("_c").alias("cls"), "rank", "score", "coco_tp")
+    )
+    prev = spark.conf.get("spark.sql.execution.arrow.pyspark.enabled", "false")
+    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+    try:
+        dets_pd = dets.toPandas()
+    finally:
+        spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", prev)
+    gts_codes = pd.DataFrame({"video": gts_pd["video"].map(vidx), "cls": gts_pd["cls"].map(cidx), "n_gt": gts_pd["n_gt"]})
+    overall = coco_ap(dets_pd, gts_codes)
+    overall.insert(0, "video", None)
+    per_video = coco_ap(dets_pd, gts_codes, by=["video"])
+    names = sorted(videos)
+    per_video["video"] = [names[int(i)] for i in per_video["video"]]
+    return pd.concat([overall, per_video], ignore_index=True)
+
+
+def resolve_snaps(spark: SparkSession, cfg: DetectionConfig, videos: list[str]) -> dict[str, int]:
+    """Snap frame per video: one frame for all, or a table/CSV with video (or gameKey,
+    playID) and snap_frame (or frame)."""
+    if cfg.snap is None:
+        return {}
+    if cfg.snap_frame is not None:
+        return {v: cfg.snap_frame for v in videos}
+    raw = read_source(spark, cfg.snap, "snap frames (--snap)").drop("_malformed", "_raw").toPandas()
+    cols = {c.lower(): c for c in raw.columns}
+    frame_col = cols.get("snap_frame") or cols.get("frame")
+    if frame_col is None:
+        raise InputError(f"snap input {cfg.snap} needs a snap_frame column; columns: {', '.join(raw.columns)}")
+    snaps: dict[str, int] = {}
+    stems = {os.path.splitext(v)[0]: v for v in videos}
+    for row in raw.itertuples(index=False):
+        rec = dict(zip(raw.columns, row))
+        try:
+            frame = int(float(rec[frame_col]))
+        except (TypeError, ValueError):
+            continue
+        if "video" in cols:
+            name = str(rec[cols["video"]])
+            video = name if name in videos else stems.get(os.path.splitext(name)[0])
+            if video:
+                snaps[video] = frame
+        elif "gamekey" in cols and "playid" in cols:
+            prefix = f"{int(float(rec[cols['gamekey']]))}_{int(float(rec[cols['playid']])):06d}_"
+            for v in videos:
+                if v.startswith(prefix):
+                    snaps[v] = frame
+        else:
+            raise InputError(f"snap input {cfg.snap} needs a video (or gameKey, playID) column")
+    return snaps
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=print) -> dict:
+    """Evaluate cfg.pred against cfg.gt; write the tables and plots; return the summary."""
+    t0 = time.monotonic()
+    cfg.validate()
+    rows, gt_layout, pred_layout = load_inputs(spark, cfg)
+    progress(f"ground truth: {gt_layout.kind} layout; detections: boxes as {pred_layout.box_style}; "
+             f"{'single class' if gt_layout.single_class or cfg.merge_labels else 'per class'}")
+    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    staged_path = staging_path(spark, run_id, "boxes")
+    try:
+        progress(f"checking and matching (IoU >= {cfg.iou_thr}, score >= {cfg.conf_thr}, {cfg.match}; "
+                 f"COCO thresholds for AP), staged under {staged_path}")
+        with StageProgress(spark, progress):
+            match_frames(spark, rows, cfg.params).write.mode("overwrite").parquet(staged_path)
+        staged = spark.read.parquet(staged_path)
+        counts = check_counts(staged.groupBy("kind", "_reason").count().collect(), cfg.max_bad_fraction)
+        progress(f"read {counts['rows_read']['gt']:,} ground-truth and {counts['rows_read']['pred']:,} detection rows; "
+                 f"{counts['rows_quarantined']:,} quarantined")
+        matched = staged.where(F.col("_reason").isNull())
+
+        frames = frame_metrics(matched).cache()
+        counts_pd = video_counts(frames)
+        progress(f"{int(counts_pd['frames'].iloc[0]):,} frames in {len(counts_pd) - 1:,} videos; computing AP")
+        ap_pd = ap_tables(spark, matched, [v for v in counts_pd["video"] if v is not None])
+        videos_pd = counts_pd.merge(ap_pd, on="video", how="left")
+        snaps = resolve_snaps(spark, cfg, [v for v in videos_pd["video"] if v is not None])
+        videos_pd["snap_frame"] = [snaps.get(v) if v is not None else None for v in videos_pd["video"]]
+        for k in ("precision", "recall", "f1"):
+            videos_pd[k] = [rates(r.tp, r.fp, r.fn)[k] for r in videos_pd.itertuples()]
+
+        props = {
+            "mljobs.detection.gt": cfg.gt, "mljobs.detection.pred": cfg.pred,
+            "mljobs.detection.conf_thr": str(cfg.conf_thr), "mljobs.detection.iou_thr": str(cfg.iou_thr),
+            "mljobs.detection.match": cfg.match, "mljobs.detection.pixel_plus_one": str(cfg.pixel_plus_one).lower(),
+            "mljobs.detection.merge_labels": str(cfg.merge_labels).lower(), "mljobs.detection.run_id": run_id,
+        }
+        db = cfg.out_db
+        progress(f"writing {', '.join(f'{db}.{t}' for t in TABLES)}")
+        tables = [
+            replace_table(spark, db, "det_frames", frames, props),
+            replace_table(spark, db, "det_videos", videos_frame(spark, videos_pd), props),
+            replace_table(spark, db, "det_errors", error_boxes(matched, frames), props),
+            replace_table(spark, db, "det_quarantine", quarantine_rows(staged), props),
+        ]
+        impact = None
+        if cfg.nfl_impact:
+            progress("NFL impact metric (impact = 1, confidence > 1, visibility > 0; +-4 frames, IoU >= 0.35)")
+            per_video, impact = nfl.impact_score(spark, matched, cfg.conf_thr, cfg.pixel_plus_one)
+            tables.append(replace_table(spark, db, "det_impact", per_video, props))
+
+        plots = []
+        if cfg.max_plots > 0:
+            from mljobs.detection import plots as plotting
+
+            out_dir = Path(cfg.plots_dir) if cfg.plots_dir else data_dir_of(spark) / "plots" / "detection"
+            progress(f"plots under {out_dir}")
+            plots = plotting.plot_videos(spark, frames, matched, videos_pd, out_dir, cfg, progress)
+        frames.unpersist()
+    finally:
+        remove_path(spark, staging_path(spark, run_id, "").rstrip("/"))
+
+    overall = _metrics(videos_pd.iloc[0])
+    summary = {
+        "overall": overall,
+        "videos": {r.video: _metrics(r) for r in videos_pd.iloc[1:].itertuples()},
+        "frames": int(videos_pd["frames"].iloc[0]),
+        "frames_with_errors": int(videos_pd["frames_with_errors"].iloc[0]),
+        "rows_read": counts["rows_read"],
+        "rows_quarantined": counts["rows_quarantined"],
+        "quarantine_reasons": counts["quarantine_reasons"],
+        "tables": tables,
+        "plots": plots,
+        "params": {"conf_thr": cfg.conf_thr, "iou_thr": cfg.iou_thr, "match": cfg.match,
+                   "merge_labels": cfg.merge_labels or gt_layout.single_class, "pixel_plus_one": cfg.pixel_plus_one,
+                   "gt_layout": gt_layout.kind},
+        "run_id": run_id,
+        "seconds": round(time.monotonic() - t0, 3),
+    }
+    if impact is not None:
+        summary["nfl_impact"] = impact
+    return summary
+
+
+def _metrics(row) -> dict:
+    get = row.get if isinstance(row, (dict, pd.Series)) else lambda k: getattr(row, k)
+    out = {}
+    for k in METRIC_KEYS + ("num_gt", "num_det", "frames", "frames_with_errors"):
+        v = get(k)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out[k] = None
+        elif k in ("tp", "fp", "fn", "num_gt", "num_det", "frames", "frames_with_errors"):
+            out[k] = int(v)
+        else:
+            out[k] = float(v)
+    return out
+
+
+VIDEOS_SCHEMA = (
+    "scope string, video string, frames int, frames_with_errors int, num_gt bigint, num_det bigint, "
+    "tp bigint, fp bigint, fn bigint, precision double, recall double, f1 double, ap double, ap50 double, "
+    "ap75 double, snap_frame int"
+)
+
+
+def videos_frame(spark: SparkSession, videos_pd: pd.DataFrame) -> DataFrame:
+    cols = [f.strip().split(" ")[0] for f in VIDEOS_SCHEMA.split(",")]
+    records = []
+    for r in videos_pd[cols].itertuples(index=False):
+        rec = []
+        for c, v in zip(cols, r):
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                rec.append(None)
+            elif c in ("scope", "video"):
+                rec.append(str(v))
+            elif c in ("precision", "recall", "f1", "ap", "ap50", "ap75"):
+                rec.append(float(v))
+            else:
+                rec.append(int(v))
+        records.append(tuple(rec))
+    return spark.createDataFrame(records, VIDEOS_SCHEMA)
+
+
+def quarantine_rows(staged: DataFrame) -> DataFrame:
+    """det_quarantine: every rejected row, which input it came from, why, and its line."""
+    return staged.where(F.col("_reason").isNotNull()).select(
+        F.when(F.col("kind") == 0, "gt").otherwise("pred").alias("input"), "video", "frame",
+        F.col("_reason").alias("reason"), F.col("_raw").alias("raw_line"),
+    )
+
+
+def check_counts(counts: list, max_bad_fraction: float) -> dict:
+    """Rows read / quarantined per input; stop (nothing written) on empty inputs or when
+    more than max_bad_fraction of the rows are bad."""
+    read = {"gt": 0, "pred": 0}
+    bad = {"gt": 0, "pred": 0}
+    reasons: dict[str, int] = {}
+    for row in counts:
+        what = "gt" if row["kind"] == 0 else "pred"
+        read[what] += row["count"]
+        if row["_reason"] is not None:
+            bad[what] += row["count"]
+            key = f"{what}: {row['_reason']}"
+            reasons[key] = reasons.get(key, 0) + row["count"]
+    for what, name in (("gt", "ground truth"), ("pred", "detections")):
+        if read[what] and read[what] == bad[what]:
+            top = ", ".join(f"{k} ({v})" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+            raise BadDataError(f"every {name} row is malformed ({read[what]:,} rows; {top}); nothing was written")
+    if read["gt"] + read["pred"] == 0:
+        raise InputError("the ground truth and the detections have no rows")
+    total_bad = bad["gt"] + bad["pred"]
+    fraction = total_bad / (read["gt"] + read["pred"])
+    if fraction > max_bad_fraction:
+        top = ", ".join(f"{k} ({v})" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:5])
+        raise BadDataError(
+            f"{total_bad:,} of {read['gt'] + read['pred']:,} rows are malformed ({fraction:.2%} > "
+            f"--max-bad-fraction {max_bad_fraction:.2%}); nothing was written. Reasons: {top}"
+        )
+    return {"rows_read": read, "rows_quarantined": total_bad, "rows_quarantined_by_input": bad,
+            "quarantine_reasons": dict(sorted(reasons.items()))}

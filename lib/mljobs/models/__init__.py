@@ -1,0 +1,1 @@
+"""Model artifacts shared by the tune, explain and (later) serving jobs."""

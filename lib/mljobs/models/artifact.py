@@ -1,0 +1,165 @@
+"""The model artifact the tuning job writes and the explain job (and later serving) reads.
+
+Layout of ``<data-dir>/models/<study>/`` (or any directory)::
+
+    metadata.json   what the model needs: features in order, label, encodings, params, CV score, lineage
+    model.json      the xgboost Booster (``Booster.save_model`` JSON), for both families:
+                    our Random Forest is xgboost's random-forest mode (num_parallel_tree trees, one round),
+                    so every artifact has exact TreeSHAP and one loader
+
+Features are fed to the booster as float32 in ``features`` order. Numeric columns are
+cast to double; string columns listed in ``categorical_maps`` become the position of the
+value in that (sorted) list; an unseen value or a null is missing (NaN), which xgboost
+routes by its learned default direction.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mljobs.errors import InputError
+
+FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+MODEL_FILE = "model.json"
+
+
+@dataclass
+class ModelArtifact:
+    study: str
+    family: str  # "xgboost" | "random_forest"
+    label: str
+    features: list[str]
+    params: dict[str, Any]
+    booster_params: dict[str, Any] = field(default_factory=dict)
+    categorical_maps: dict[str, list[str]] = field(default_factory=dict)
+    objective: str = "binary:logistic"
+    metric: str = "accuracy"
+    cv_value: float | None = None
+    cv_folds: int | None = None
+    table: str | None = None
+    rows: int | None = None
+    mode: str | None = None
+    model_format: str = "xgboost-json"
+    model_file: str = MODEL_FILE
+    format_version: int = FORMAT_VERSION
+    created_at: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    path: str = ""  # where it was loaded from; not written
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("path")
+        return out
+
+    def booster(self, nthread: int | None = None):
+        """Load the xgboost Booster (one call per process: cache the result)."""
+        import xgboost as xgb
+
+        booster = xgb.Booster()
+        booster.load_model(str(Path(self.path) / self.model_file))
+        if nthread is not None:
+            booster.set_param({"nthread": nthread})
+        booster.feature_names = list(self.features)
+        return booster
+
+    def model_bytes(self) -> bytes:
+        """The raw model file, for shipping to executors in a broadcast."""
+        return (Path(self.path) / self.model_file).read_bytes()
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import pyspark
+    import xgboost
+
+    from mljobs import __version__
+
+    return {"mljobs": __version__, "xgboost": xgboost.__version__, "pyspark": pyspark.__version__,
+            "numpy": numpy.__version__, "python": platform.python_version()}
+
+
+def save_artifact(directory: str | os.PathLike, booster, artifact: ModelArtifact) -> Path:
+    """Write model.json + metadata.json atomically (into a temp dir, then renamed over the old one)."""
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        _rmtree(tmp)
+    tmp.mkdir()
+    booster.save_model(str(tmp / artifact.model_file))
+    artifact.created_at = artifact.created_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    artifact.versions = artifact.versions or library_versions()
+    (tmp / METADATA_FILE).write_text(json.dumps(artifact.to_json(), indent=2, sort_keys=True) + "\n")
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        target.rename(old)
+    tmp.rename(target)
+    if old is not None:
+        _rmtree(old)
+    artifact.path = str(target)
+    return target
+
+
+def load_artifact(directory: str | os.PathLike) -> ModelArtifact:
+    """Read metadata.json of a model directory; a clear InputError when it is not one."""
+    d = Path(directory)
+    meta = d / METADATA_FILE
+    if not meta.is_file():
+        raise InputError(f"{directory}: not a model directory (no {METADATA_FILE}); "
+                         "the tune job writes models under <data-dir>/models/<study>")
+    try:
+        data = json.loads(meta.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{meta}: not valid JSON ({exc})") from None
+    if data.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"{meta}: format_version {data.get('format_version')} is not supported (expected {FORMAT_VERSION})")
+    known = set(ModelArtifact.__dataclass_fields__) - {"path"}
+    missing = {"study", "family", "label", "features", "params"} - set(data)
+    if missing:
+        raise InputError(f"{meta}: missing {sorted(missing)}")
+    art = ModelArtifact(**{k: v for k, v in data.items() if k in known})
+    art.path = str(d)
+    if not (d / art.model_file).is_file():
+        raise InputError(f"{directory}: {art.model_file} is missing")
+    return art
+
+
+def feature_columns(df, artifact_or_features, categorical_maps: dict[str, list[str]] | None = None):
+    """Spark columns, one double per feature in model order, with the artifact's encodings.
+
+    Plain SQL expressions (no Python UDF), so the RAPIDS plugin can run them.
+    """
+    from pyspark.sql import functions as F
+
+    if isinstance(artifact_or_features, ModelArtifact):
+        features, maps = artifact_or_features.features, artifact_or_features.categorical_maps
+    else:
+        features, maps = list(artifact_or_features), categorical_maps or {}
+    by_lower = {c.lower(): c for c in df.columns}
+    missing = [f for f in features if f.lower() not in by_lower]
+    if missing:
+        raise InputError(f"the table lacks the model's feature columns {missing}")
+    cols = []
+    for f in features:
+        src = F.col(f"`{by_lower[f.lower()]}`")
+        if f in maps:
+            # A literal map value -> position; a missing key (unseen value) or a null key gives null.
+            codes = F.create_map(*[x for i, v in enumerate(maps[f]) for x in (F.lit(str(v)), F.lit(float(i)))])
+            col = codes.getItem(src.cast("string"))
+        else:
+            col = src.cast("double")
+        cols.append(col.alias(f))
+    return cols
+
+
+def _rmtree(p: Path) -> None:
+    import shutil
+
+    shutil.rmtree(p, ignore_errors=True)

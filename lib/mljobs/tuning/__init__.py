@@ -1,0 +1,1 @@
+"""Hyperparameter tuning of XGBoost and Random Forest with cross-validation on Spark (Optuna)."""

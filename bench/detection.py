@@ -43,22 +43,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
+sys.path.insert(0, str(ROOT / "bench"))
+from benchlib import RssPoller, log  # noqa: E402
 
 DEFAULT_FRAMES = (10_000, 100_000)
 QUICK_FRAMES = (10_000,)
 FRAMES_PER_PLAY = 250
 SEED = 7
 CONF_THR, IOU_THR = 0.9, 0.5
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _own_peak_rss_mb() -> float:
@@ -199,59 +196,18 @@ def run_worker(name: str, gt_path: Path, det_path: Path) -> dict:
 # --------------------------------------------------------------------------- ours (Spark)
 
 
-def _rss_tree_mb(proc) -> float:
-    import psutil
-
-    total = 0
-    for p in [proc] + proc.children(recursive=True):
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total / 2**20
-
-
-class PeakRss:
-    """Polls the RSS of this process and its children (JVM, Python workers)."""
-
-    def __init__(self, every_s: float = 0.2):
-        import psutil
-
-        self.proc = psutil.Process(os.getpid())
-        self.every_s = every_s
-        self.peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_tree_mb(self.proc))
-            self._stop.wait(self.every_s)
-
-    def __enter__(self):
-        self.peak = _rss_tree_mb(self.proc)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.peak = max(self.peak, _rss_tree_mb(self.proc))
-        return False
-
-
 def run_ours(spark, plays: Path, db: str) -> dict:
     from mljobs.detection.metrics import DetectionConfig, run_detection_metrics
 
     cfg = DetectionConfig(gt=str(plays / "train_labels.csv"), pred=str(plays / "detections.csv"),
                           conf_thr=CONF_THR, iou_thr=IOU_THR, out_db=db, max_plots=0)
-    with PeakRss() as mem:
+    with RssPoller() as mem:
         t0 = time.perf_counter()
         summary = run_detection_metrics(spark, cfg, progress=lambda m: log(f"  ours: {m}"))
         seconds = time.perf_counter() - t0
     o = summary["overall"]
     return {"seconds": seconds, "frames": summary["frames"], "tp": o["tp"], "fp": o["fp"], "fn": o["fn"],
-            "ap": o["ap"], "ap50": o["ap50"], "ap75": o["ap75"], "peak_rss_mb": mem.peak}
+            "ap": o["ap"], "ap50": o["ap50"], "ap75": o["ap75"], "peak_rss_mb": mem.peak_mb}
 
 
 # --------------------------------------------------------------------------- driver

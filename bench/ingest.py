@@ -40,16 +40,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import RssPoller, log, machine_info  # noqa: E402
 
 TOOLS = ("spark", "pyarrow", "pandas")
 DEFAULT_ROWS = (1_000_000, 5_000_000)
@@ -62,10 +63,6 @@ POLL_S = 0.2
 
 class BenchError(RuntimeError):
     """A benchmark run that cannot be trusted (wrong row count, failed worker)."""
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------- worker mode
@@ -168,55 +165,6 @@ def column_kinds() -> tuple[dict[str, str], dict[str, str]]:
     return parse, output
 
 
-def _rss_tree(proc) -> int:
-    import psutil
-
-    total = 0
-    try:
-        procs = [proc] + proc.children(recursive=True)
-    except psutil.Error:
-        return 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
-class RssPoller:
-    """Max over time of the summed RSS of this process and all its descendants."""
-
-    def __init__(self, every_s: float = POLL_S):
-        import psutil
-
-        self.proc = psutil.Process(os.getpid())
-        self.every_s = every_s
-        self.peak = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> None:
-        self.peak = max(self.peak, _rss_tree(self.proc))
-        self.samples += 1
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            self._sample()
-
-    def __enter__(self) -> "RssPoller":
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._sample()
-        return False
-
-
 def spark_once(spark, inputs: Path, n: int) -> dict:
     from mljobs.ingest.pipeline import IngestConfig, run_ingest
 
@@ -244,26 +192,12 @@ def spark_once(spark, inputs: Path, n: int) -> dict:
 # --------------------------------------------------------------------- driver
 
 
-def machine_info() -> dict:
+def ingest_machine_info() -> dict:
     import pandas
-    import psutil
     import pyarrow
     import pyspark
 
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
-        "platform": platform.platform(),
-        "total_ram_gb": round(psutil.virtual_memory().total / 1e9, 1),
-        "python": platform.python_version(),
-        "pyspark": pyspark.__version__,
-        "pyarrow": pyarrow.__version__,
-        "pandas": pandas.__version__,
-    }
+    return machine_info(pyspark=pyspark.__version__, pyarrow=pyarrow.__version__, pandas=pandas.__version__)
 
 
 def inputs_for(workdir: Path, n: int, chunk_rows: int) -> tuple[Path, list[str], float]:
@@ -441,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         "chunk_rows": args.chunk_rows,
         "seed": SEED,
         "spark_setup": spark_setup,
-        "machine": machine_info(),
+        "machine": ingest_machine_info(),
         "load_avg": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
         "wall_s": round(time.perf_counter() - t_start, 1),
         "notes": [

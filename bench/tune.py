@@ -190,7 +190,7 @@ def main(argv=None) -> int:
             cv = run_crossvalidator(spark, data, configs, args.parallel)
         # the same configuration scores the same in both tools (same folds, same trees)
         ours_scores = {json.dumps(c, sort_keys=True): v for c, v in zip(configs, [
-            r["value"] for r in spark.sql(f"SELECT value FROM bench_tune.tuning_trials WHERE study = 'bench' ORDER BY trial_number").collect()])}
+            r["value"] for r in spark.sql("SELECT value FROM bench_tune.tuning_trials WHERE study = 'bench' ORDER BY trial_number").collect()])}
         diffs = [abs(ours_scores[k] - sk["scores"][k]) for k in ours_scores if k in sk["scores"]]
         out.update({
             "ours_s": ours["seconds"], "sklearn_s": sk["seconds"], "crossvalidator_s": cv["seconds"] if cv else None,

@@ -5,7 +5,8 @@
 #   3. ingests them into the Hive table airline.flights (Derby metastore under ./.mljobs),
 #   4. prints the job summary and a sample query,
 #   5. tunes XGBoost on the first quarter's flights (10 trials, 2 at a time, 3-fold CV) and keeps the best model,
-#   6. generates synthetic helmet-detection plays and runs the detection error analysis on them.
+#   6. explains the tuned model with exact SHAP values on a sample of those flights (global, per carrier, interactions),
+#   7. generates synthetic helmet-detection plays and runs the detection error analysis on them.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
@@ -33,17 +34,22 @@ s = json.load(open(sys.argv[1]))
 print(f"best CV accuracy {s['best_value']:.4f} with {s['best_params']}; model: {s['model_dir']}")
 PY
 
+echo "== 5/7 explain the tuned model: exact SHAP on a 5% sample of Jan-Mar, per carrier, with interactions"
+./spark-submit.sh explain --model "$DATA/models/demo-xgb" --table airline.flights --where "Month <= 3" --sample 0.05 \
+    --group-by Reporting_Airline --interactions 500 --summary "$DATA/summaries/explain.json"
+./spark-submit.sh sql "SELECT rank, feature, ROUND(mean_abs, 4) AS mean_abs_shap, ROUND(median, 4) AS median, ROUND(mean_sq, 4) AS mean_sq FROM explain.shap_global WHERE group_by = '(all)' ORDER BY rank" --limit 13
+
 HELMETS="$DATA/raw/helmets"
-echo "== 5/7 detection error analysis on 5 generated plays (ground truth + detections in the Kaggle layout)"
+echo "== 6/7 detection error analysis on 5 generated plays (ground truth + detections in the Kaggle layout)"
 .venv/bin/python -m mljobs.datasets.helmets generate --plays 5 --frames 300 "$HELMETS" --force
 ./spark-submit.sh detection-metrics --gt "$HELMETS/train_labels.csv" --pred "$HELMETS/detections.csv" \
     --snap "$HELMETS/snaps.csv" --nfl-impact --summary "$DATA/summaries/detection-metrics.json"
 
-echo "== 6/7 per-play precision/recall/F1/AP"
+echo "== 7/7 per-play precision/recall/F1/AP"
 ./spark-submit.sh sql "SELECT scope, video, tp, fp, fn, ROUND(precision, 3) AS p, ROUND(recall, 3) AS r, ROUND(f1, 3) AS f1, ROUND(ap, 3) AS ap FROM detection.det_videos ORDER BY scope DESC, video"
 
 echo
-echo "Plots: $DATA/plots/tune/demo-xgb/ (tuning), $DATA/plots/detection/ (stacked TP/FN/FP per frame, precision/recall per frame)"
+echo "Plots: $DATA/plots/tune/demo-xgb/ (tuning), $DATA/explain/demo-xgb/ (SHAP: importance, beeswarm, dependence, interactions; analysis.json), $DATA/plots/detection/ (stacked TP/FN/FP per frame, precision/recall per frame)"
 echo "Tables live in $DATA (metastore_db/, warehouse/). Query them with:"
 echo "  ./spark-submit.sh sql \"SELECT Month, COUNT(*) FROM airline.flights GROUP BY Month ORDER BY Month\""
 echo "  ./spark-submit.sh sql \"SELECT reason, COUNT(*) FROM airline.flights_quarantine GROUP BY reason\""

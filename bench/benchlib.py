@@ -78,3 +78,14 @@ def machine_info(**versions: str) -> dict:
     return {"cpu_count": os.cpu_count(), "cpus_usable": usable, "platform": platform.platform(),
             "total_ram_gb": round(psutil.virtual_memory().total / 1e9, 1), "python": platform.python_version(),
             "load_avg_1m": round(os.getloadavg()[0], 2), **versions}
+
+
+def emit(result: dict, json_out: str | None = None) -> None:
+    """The benchmark's last stdout line (and --json-out FILE): one JSON object."""
+    import json
+    from pathlib import Path
+
+    line = json.dumps(result, sort_keys=True, default=str)
+    if json_out:
+        Path(json_out).write_text(line + "\n")
+    print(line, flush=True)

@@ -49,7 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 sys.path.insert(0, str(ROOT / "bench"))
-from benchlib import RssPoller, log  # noqa: E402
+from benchlib import RssPoller, emit, log  # noqa: E402
 
 DEFAULT_FRAMES = (10_000, 100_000)
 QUICK_FRAMES = (10_000,)
@@ -298,10 +298,7 @@ def main(argv=None) -> int:
     largest = results[str(sizes[-1])]
     out = {**largest, "cores": cores, "machine": machine, "spark_master": "local[*]",
            "conf_thr": CONF_THR, "iou_thr": IOU_THR, "sizes": results}
-    line = json.dumps(out, sort_keys=True)
-    if args.json_out:
-        Path(args.json_out).write_text(line + "\n")
-    print(line, flush=True)
+    emit(out, args.json_out)
     return 0
 
 

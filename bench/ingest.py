@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import RssPoller, log, machine_info  # noqa: E402
+from benchlib import RssPoller, emit, log, machine_info  # noqa: E402
 
 TOOLS = ("spark", "pyarrow", "pandas")
 DEFAULT_ROWS = (1_000_000, 5_000_000)
@@ -390,10 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             "pyarrow, pandas = the worker process's own peak RSS (VmHWM)",
         ],
     }
-    text = json.dumps(result)
-    if args.json_out:
-        Path(args.json_out).write_text(text + "\n")
-    print(text, flush=True)
+    emit(result, args.json_out)
     return 0
 
 

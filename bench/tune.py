@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import RssPoller, log, machine_info, not_jvm  # noqa: E402
+from benchlib import RssPoller, emit, log, machine_info, not_jvm  # noqa: E402
 
 FEATURES = ["Year", "Quarter", "Month", "DayOfWeek", "Flight_Number_Reporting_Airline", "DOT_ID_Reporting_Airline",
             "OriginCityMarketID", "DestCityMarketID", "DepTime", "DepDelay", "DepDel15", "AirTime", "Distance"]
@@ -215,10 +215,7 @@ def main(argv=None) -> int:
         spark.stop()
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-    line = json.dumps(out, sort_keys=True, default=str)
-    if args.json_out:
-        Path(args.json_out).write_text(line + "\n")
-    print(line, flush=True)
+    emit(out, args.json_out)
     return 0
 
 

@@ -226,7 +226,6 @@ def _match_chunk(chunk, group_start, n_gt, n_det, n_conf, xywh, params,
 
     matched = np.zeros((t_n, c_n, pg), dtype=bool)
     det_gt = np.full((t_n, c_n, pdm), -1, dtype=np.int64)
-    ar_c = np.arange(c_n)
     for k in range(pdm):
         iou_k = iou[:, k, :]  # (c, pg)
         cand = (iou_k[None] >= thr[:, None, None]) & ~matched & gt_valid[None]

@@ -33,7 +33,8 @@ from mljobs.detection import matching, nfl
 from mljobs.detection.ap import coco_ap
 from mljobs.detection.boxes import Layout, detect_layout, is_path, mark_duplicates, normalize, read_source
 from mljobs.detection.matching import MATCH_METHODS, MatchParams
-from mljobs.detection.tables import remove_path, replace_table, staging_path
+from mljobs.detection.tables import replace_table, staging_path
+from mljobs.ingest.commit import remove_path
 from mljobs.errors import BadDataError, InputError, MljobsError
 from mljobs.session import StageProgress, data_dir_of
 

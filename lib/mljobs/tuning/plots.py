@@ -39,7 +39,7 @@ def plot_study(study, rows: list[dict], cfg, out_dir: Path) -> list[str]:
     ax.set_xlabel("trial")
     ax.set_ylabel(f"CV {cfg.metric} ({cfg.cv_folds}-fold mean)")
     ax.set_title(f"{cfg.study}: {cfg.family}, {cfg.strategy} search")
-    ax.legend(loc="lower right" if maximize else "upper right", fontsize=8)
+    ax.legend(loc="best", fontsize=8, framealpha=0.6)
     ax.grid(alpha=0.3)
     paths.append(_save(fig, out_dir / "optimization_history.png"))
 

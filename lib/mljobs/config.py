@@ -1,6 +1,7 @@
 """Configuration: Spark properties per environment, job YAML, validated names."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,13 @@ def project_root() -> Path:
 
 
 def conf_dir() -> Path:
-    return project_root() / "conf"
+    """$MLJOBS_CONF_DIR, else the checkout's conf/.
+
+    On YARN the library runs from a --py-files zip in a container, far from any checkout:
+    the conf archive (mljobs-conf-<v>.tar.gz#mljobs-conf) and this variable bring it along.
+    """
+    override = os.environ.get("MLJOBS_CONF_DIR")
+    return Path(override) if override else project_root() / "conf"
 
 
 def validate_identifier(name: str, what: str = "name") -> str:

@@ -384,3 +384,16 @@ def test_sql_in_a_table_name_is_rejected_before_spark_starts(job, args, tmp_path
     assert json.loads(summary.read_text())["status"] == "failed"
     assert "SparkContext" not in proc.stdout + proc.stderr and "Ivy" not in proc.stderr
     assert time.monotonic() - t0 < 60
+
+
+@pytest.mark.parametrize("job,args", [
+    ("tune", ["--table", "a.b", "--study", "s", "--model-dir", "s3://bkt/models/s"]),
+    ("explain", ["--table", "a.b", "--model", "s3://bkt/models/s"]),
+    ("detection_metrics", ["--gt", "a.gt", "--pred", "a.pred", "--plots", "s3a://bkt/plots"]),
+])
+def test_s3_output_dirs_are_refused_until_supported(job, args):
+    """Models/plots go through local file I/O: an s3:// directory must fail fast, not vanish
+    with a YARN container after hours of tuning."""
+    proc = py(str(ROOT / "jobs" / f"{job}.py"), *args, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "only local paths for now" in proc.stderr and "SparkContext" not in proc.stderr

@@ -39,6 +39,15 @@ def validate_identifier(name: str, what: str = "name") -> str:
     return name
 
 
+def local_path(path: str | None, flag: str) -> str | None:
+    """Refuse URIs where the code still writes with local file I/O: Path('s3://b/m') would
+    quietly become a directory 's3:' inside a YARN container and be lost with it."""
+    if path and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", str(path)):
+        raise MljobsError(f"{flag} {path}: only local paths for now (models, plots and reports are written "
+                          "with local file I/O; S3 output is not implemented yet)")
+    return path
+
+
 def parse_table_name(full: str, default_db: str = "default") -> tuple[str, str]:
     """Split 'db.table' (or 'table') into validated (db, table)."""
     parts = full.split(".") if isinstance(full, str) else []

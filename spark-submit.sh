@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
 # Run an mljobs job with spark-submit and the properties of one environment.
 #
-#   ./spark-submit.sh [--env local|emr|emr-gpu] [--dry-run] [--conf K=V ...] JOB [job args]
+#   ./spark-submit.sh [--env local|emr|emr-gpu] [--artifacts s3://BUCKET/PREFIX] [--dry-run] [--conf K=V ...] JOB [job args]
+#   ./spark-submit.sh package [--out DIR] [--no-env]      # wheel, --py-files zip, conf and env archives
 #
 # local (default): embedded Spark + Hive under --data-dir (./.mljobs), library from lib/.
-# emr, emr-gpu:    YARN; the library travels as a --py-files zip built under build/.
+# emr, emr-gpu:    YARN cluster mode. With --artifacts (or $MLJOBS_ARTIFACTS), everything comes
+#                  from that S3 prefix (as uploaded by `python -m mljobs.emr upload`): the job file,
+#                  the --py-files zip, and the dependency and conf archives. Without it, the
+#                  checkout's files are used (on the primary node, with a python3.11 that has the
+#                  dependencies) and the zip is built under build/.
 # --dry-run prints the exact spark-submit command instead of running it.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ENVS=(local emr emr-gpu)
 env_name="${MLJOBS_ENV:-local}"
+artifacts="${MLJOBS_ARTIFACTS:-}"
+# Must match mljobs.emr.ENV_ARCHIVE (the archive scripts/package.sh builds).
+ENV_ARCHIVE=mljobs-env-py311-linux-x86_64.tar.gz
+artifacts_flag=0
 dry_run=0
 extra_conf=()
 
 usage() {
-  echo "usage: ./spark-submit.sh [--env local|emr|emr-gpu] [--dry-run] [--conf K=V ...] JOB [job args]" >&2
+  echo "usage: ./spark-submit.sh [--env local|emr|emr-gpu] [--artifacts s3://BUCKET/PREFIX] [--dry-run] [--conf K=V ...] JOB [job args]" >&2
+  echo "       ./spark-submit.sh package [--out DIR] [--zip-only] [--no-env]" >&2
   echo "jobs: $(list_jobs | tr '\n' ' ')" >&2
 }
 
@@ -27,8 +37,15 @@ list_jobs() {
   done
 }
 
+if [[ "${1:-}" == package ]]; then
+  shift
+  exec "$ROOT/scripts/package.sh" "$@"
+fi
+
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --artifacts) [[ $# -ge 2 ]] || { usage; exit 2; }; artifacts="$2"; artifacts_flag=1; shift 2 ;;
+    --artifacts=*) artifacts="${1#--artifacts=}"; artifacts_flag=1; shift ;;
     --env) [[ $# -ge 2 ]] || { usage; exit 2; }; env_name="$2"; shift 2 ;;
     --env=*) env_name="${1#--env=}"; shift ;;
     --dry-run) dry_run=1; shift ;;
@@ -44,6 +61,19 @@ for e in "${ENVS[@]}"; do [[ "$e" == "$env_name" ]] && valid_env=1; done
 if [[ $valid_env -eq 0 ]]; then
   echo "error: unknown environment '$env_name'; valid: ${ENVS[*]}" >&2
   exit 2
+fi
+
+if [[ "$env_name" == local ]]; then
+  if [[ $artifacts_flag -eq 1 ]]; then
+    echo "error: --artifacts is for --env emr or emr-gpu (local runs use the checkout)" >&2; exit 2
+  fi
+  artifacts=""  # an exported MLJOBS_ARTIFACTS is for cluster runs only
+fi
+if [[ -n "$artifacts" ]]; then
+  if [[ ! "$artifacts" =~ ^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?$ ]]; then
+    echo "error: --artifacts must be s3://BUCKET[/PREFIX], got '$artifacts'" >&2; exit 2
+  fi
+  artifacts="${artifacts%/}"
 fi
 
 if [[ $# -lt 1 ]]; then
@@ -75,9 +105,20 @@ while IFS= read -r line || [[ -n "$line" ]]; do
   key="${line%%[[:space:]=]*}"
   value="${line#"$key"}"
   value="${value#"${value%%[![:space:]=]*}"}"
+  # The shipped environment's python replaces the cluster's python3.11 of the properties file.
+  if [[ -n "$artifacts" && ( "$key" == spark.yarn.appMasterEnv.PYSPARK_PYTHON || "$key" == spark.executorEnv.PYSPARK_PYTHON ) ]]; then
+    continue
+  fi
   cmd+=(--conf "$key=$value")
 done < "$props"
 cmd+=(--conf "spark.mljobs.env=$env_name")
+if [[ -n "$artifacts" ]]; then
+  # The official recipe: --archives env.tar.gz#environment unpacks into each container's
+  # working directory, so the relative path works for the driver (cluster mode) and executors.
+  cmd+=(--conf "spark.yarn.appMasterEnv.PYSPARK_PYTHON=./environment/bin/python")
+  cmd+=(--conf "spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python")
+  cmd+=(--conf "spark.yarn.appMasterEnv.MLJOBS_CONF_DIR=./mljobs-conf")
+fi
 cmd+=(${extra_conf[@]+"${extra_conf[@]}"})
 
 if [[ "$env_name" == local ]]; then
@@ -89,12 +130,17 @@ if [[ "$env_name" == local ]]; then
   cmd+=(--driver-java-options "-Dlog4j2.configurationFile=file:$ROOT/conf/log4j2.properties")
 else
   version="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$ROOT/lib/mljobs/__init__.py")"
-  zip_path="$ROOT/build/mljobs-$version.zip"
-  if [[ $dry_run -eq 0 || ! -f "$zip_path" ]]; then
-    mkdir -p "$ROOT/build"
-    (cd "$ROOT/lib" && rm -f "$zip_path" && find mljobs -name '*.py' | sort | zip -q -X "$zip_path" -@)
+  if [[ -n "$artifacts" ]]; then
+    cmd+=(--py-files "$artifacts/mljobs-$version.zip")
+    cmd+=(--archives "$artifacts/$ENV_ARCHIVE#environment,$artifacts/mljobs-conf-$version.tar.gz#mljobs-conf")
+    job_file="$artifacts/jobs/$(basename "$job_file")"
+  else
+    zip_path="$ROOT/build/mljobs-$version.zip"
+    if [[ $dry_run -eq 0 || ! -f "$zip_path" ]]; then
+      "$ROOT/scripts/package.sh" --zip-only --out "$ROOT/build" >/dev/null
+    fi
+    cmd+=(--py-files "$zip_path")
   fi
-  cmd+=(--py-files "$zip_path")
 fi
 cmd+=("$job_file" "$@")
 

@@ -37,7 +37,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
+    from mljobs.config import local_path
     from mljobs.detection.metrics import DetectionConfig
+
+    local_path(args.plots, "--plots")
 
     return DetectionConfig(
         gt=args.gt, pred=args.pred, conf_thr=args.conf_thr, iou_thr=args.iou_thr, match=args.match,

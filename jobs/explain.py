@@ -52,9 +52,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
-    from mljobs.config import load_job_yaml
+    from mljobs.config import load_job_yaml, local_path
     from mljobs.errors import MljobsError
     from mljobs.explain.config import ExplainConfig
+
+    for flag, value in (("--model", args.model), ("--output", args.output), ("--plots", args.plots)):
+        local_path(value, flag)
 
     defaults = load_job_yaml(args.config, "explain.yaml")
     unknown = sorted(set(defaults) - set(_YAML_KEYS))

@@ -43,7 +43,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
+    from mljobs.config import local_path
     from mljobs.tuning.config import from_yaml_and_args
+
+    local_path(args.model_dir, "--model-dir")
+    local_path(args.plots_dir, "--plots")
 
     return from_yaml_and_args(load_job_yaml(args.config, "tune.yaml"), args)
 

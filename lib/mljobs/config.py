@@ -1,6 +1,7 @@
 """Configuration: Spark properties per environment, job YAML, validated names."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,13 @@ def project_root() -> Path:
 
 
 def conf_dir() -> Path:
-    return project_root() / "conf"
+    """$MLJOBS_CONF_DIR, else the checkout's conf/.
+
+    On YARN the library runs from a --py-files zip in a container, far from any checkout:
+    the conf archive (mljobs-conf-<v>.tar.gz#mljobs-conf) and this variable bring it along.
+    """
+    override = os.environ.get("MLJOBS_CONF_DIR")
+    return Path(override) if override else project_root() / "conf"
 
 
 def validate_identifier(name: str, what: str = "name") -> str:
@@ -30,6 +37,15 @@ def validate_identifier(name: str, what: str = "name") -> str:
             f"invalid {what} {name!r}: use letters, digits and underscores, starting with a letter or _"
         )
     return name
+
+
+def local_path(path: str | None, flag: str) -> str | None:
+    """Refuse URIs where the code still writes with local file I/O: Path('s3://b/m') would
+    quietly become a directory 's3:' inside a YARN container and be lost with it."""
+    if path and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", str(path)):
+        raise MljobsError(f"{flag} {path}: only local paths for now (models, plots and reports are written "
+                          "with local file I/O; S3 output is not implemented yet)")
+    return path
 
 
 def parse_table_name(full: str, default_db: str = "default") -> tuple[str, str]:

@@ -1,0 +1,295 @@
+"""Amazon EMR: put the artefacts on S3, build ``command-runner.jar`` spark-submit steps for the
+pipeline ingest -> tune -> explain -> detection-metrics, add them to a cluster and follow them.
+
+    python -m mljobs.emr upload --artifacts s3://BUCKET/PREFIX            # after ./spark-submit.sh package
+    python -m mljobs.emr steps  --artifacts s3://BUCKET/PREFIX [pipeline options]   # prints the step JSON
+    python -m mljobs.emr run    --cluster-id j-XXXX --artifacts ... [pipeline options] [--dry-run]
+
+AWS access goes through boto3's default credential chain (the instance profile or IAM role
+on EMR/EC2, a named profile, SSO): this module never takes, stores or prints keys, and the
+steps it builds carry none. ``AWS_ENDPOINT_URL`` points boto3 at another endpoint (tests use
+a local emulator).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mljobs import __version__
+from mljobs.config import ENVS, env_properties, parse_table_name, project_root
+from mljobs.errors import MljobsError
+
+# The names scripts/package.sh gives its outputs (and spark-submit.sh expects on S3).
+ENV_ARCHIVE = "mljobs-env-py311-linux-x86_64.tar.gz"
+PY_FILES_ZIP = f"mljobs-{__version__}.zip"
+CONF_ARCHIVE = f"mljobs-conf-{__version__}.tar.gz"
+WHEEL = f"mljobs-{__version__}-py3-none-any.whl"
+
+PIPELINE = ("ingest", "tune", "explain", "detection-metrics")
+ACTIONS_ON_FAILURE = ("CANCEL_AND_WAIT", "CONTINUE", "TERMINATE_CLUSTER", "TERMINATE_JOB_FLOW")
+TERMINAL_STATES = ("COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED")
+# Keys the shipped environment takes over from conf/<env>.properties (same rule as spark-submit.sh).
+_PYTHON_KEYS = ("spark.yarn.appMasterEnv.PYSPARK_PYTHON", "spark.executorEnv.PYSPARK_PYTHON")
+_S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/([A-Za-z0-9._/-]*))?$")
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """'s3://bucket/a/b/' -> ('bucket', 'a/b'); anything else is a usage error."""
+    m = _S3_URI.match(uri or "")
+    if not m:
+        raise MljobsError(f"expected s3://BUCKET[/PREFIX], got {uri!r}")
+    return m.group(1), (m.group(2) or "").strip("/")
+
+
+def s3_join(uri: str, *parts: str) -> str:
+    bucket, prefix = parse_s3_uri(uri)
+    return "s3://" + "/".join(p for p in (bucket, prefix, *parts) if p)
+
+
+def submit_args(env: str, artifacts: str, job: str, job_args: list[str], extra_conf: list[str] = ()) -> list[str]:
+    """The spark-submit command line of ``./spark-submit.sh --env ENV --artifacts URI JOB ...``
+    (same properties, same order), with the cluster's ``spark-submit`` in front."""
+    if env not in ENVS or env == "local":
+        raise MljobsError(f"EMR steps run with --env emr or emr-gpu, not {env!r}")
+    artifacts = s3_join(artifacts)
+    cmd = ["spark-submit"]
+    for key, value in env_properties(env).items():
+        if key not in _PYTHON_KEYS:
+            cmd += ["--conf", f"{key}={value}"]
+    cmd += ["--conf", f"spark.mljobs.env={env}"]
+    cmd += ["--conf", "spark.yarn.appMasterEnv.PYSPARK_PYTHON=./environment/bin/python"]
+    cmd += ["--conf", "spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python"]
+    cmd += ["--conf", "spark.yarn.appMasterEnv.MLJOBS_CONF_DIR=./mljobs-conf"]
+    for kv in extra_conf:
+        cmd += ["--conf", kv]
+    cmd += ["--py-files", s3_join(artifacts, PY_FILES_ZIP)]
+    cmd += ["--archives", f"{s3_join(artifacts, ENV_ARCHIVE)}#environment,{s3_join(artifacts, CONF_ARCHIVE)}#mljobs-conf"]
+    cmd += [s3_join(artifacts, "jobs", job.replace("-", "_") + ".py"), *job_args]
+    return cmd
+
+
+@dataclass
+class Pipeline:
+    """What the four steps need; each job's own flags can be added with ``<job>_args``."""
+
+    artifacts: str
+    env: str = "emr"
+    jobs: list[str] = field(default_factory=lambda: list(PIPELINE))
+    input: list[str] = field(default_factory=list)
+    table: str | None = None
+    study: str | None = None
+    where: str | None = None
+    gt: str | None = None
+    pred: str | None = None
+    results: str | None = None
+    action_on_failure: str = "CANCEL_AND_WAIT"
+    conf: list[str] = field(default_factory=list)
+    extra_args: dict[str, list[str]] = field(default_factory=dict)
+
+    def validate(self) -> "Pipeline":
+        parse_s3_uri(self.artifacts)
+        if self.results:
+            parse_s3_uri(self.results)
+        if self.env not in ("emr", "emr-gpu"):
+            raise MljobsError(f"--env must be emr or emr-gpu, got {self.env!r}")
+        if self.action_on_failure not in ACTIONS_ON_FAILURE:
+            raise MljobsError(f"--action-on-failure must be one of {', '.join(ACTIONS_ON_FAILURE)}")
+        unknown = [j for j in self.jobs if j not in PIPELINE]
+        if unknown or not self.jobs:
+            raise MljobsError(f"unknown jobs {unknown}; valid: {', '.join(PIPELINE)}")
+        self.jobs = [j for j in PIPELINE if j in self.jobs]  # always in pipeline order
+        need = {"ingest": ("input", "table"), "tune": ("table", "study"), "explain": ("table", "study"),
+                "detection-metrics": ("gt", "pred")}
+        for job in self.jobs:
+            missing = [f"--{n}" for n in need[job] if not getattr(self, n)]
+            if missing:
+                raise MljobsError(f"the {job} step needs {' and '.join(missing)}")
+        if self.table:
+            parse_table_name(self.table)
+        for kv in self.conf:
+            if "=" not in kv:
+                raise MljobsError(f"--conf expects KEY=VALUE, got {kv!r}")
+        return self
+
+    def model_dir(self) -> str:
+        return s3_join(self.results or s3_join(self.artifacts, "results"), "models", self.study)
+
+    def job_args(self, job: str) -> list[str]:
+        if job == "ingest":
+            args = ["--input", *self.input, "--table", self.table]
+        elif job == "tune":
+            args = ["--table", self.table, "--study", self.study, "--model-dir", self.model_dir()]
+        elif job == "explain":
+            args = ["--model", self.model_dir(), "--table", self.table]
+        else:
+            args = ["--gt", self.gt, "--pred", self.pred]
+        if self.where and job in ("tune", "explain"):
+            args += ["--where", self.where]
+        return args + list(self.extra_args.get(job, []))
+
+    def steps(self) -> list[dict]:
+        """The ``Steps`` of ``add_job_flow_steps``, one spark-submit per job."""
+        out = []
+        for job in self.jobs:
+            label = self.table if job in ("ingest", "tune", "explain") else "detection"
+            out.append({
+                "Name": f"mljobs {job} {label}"[:256],
+                "ActionOnFailure": self.action_on_failure,
+                "HadoopJarStep": {
+                    "Jar": "command-runner.jar",
+                    "Args": submit_args(self.env, self.artifacts, job, self.job_args(job), self.conf),
+                },
+            })
+        return out
+
+
+def _client(service: str, region: str | None):
+    try:
+        import boto3
+    except ImportError:
+        raise MljobsError("boto3 is missing: pip install 'mljobs[emr]' (or ./scripts/bootstrap.sh --test)") from None
+    from botocore.exceptions import NoRegionError
+
+    try:
+        return boto3.client(service, region_name=region)
+    except NoRegionError:
+        raise MljobsError("no AWS region: pass --region or set AWS_REGION") from None
+
+
+def artefact_files(build_dir: Path, with_env: bool = True) -> list[tuple[Path, str]]:
+    """(local file, key under the prefix) for everything a step reads from S3."""
+    root = project_root()
+    names = [PY_FILES_ZIP, CONF_ARCHIVE, WHEEL] + ([ENV_ARCHIVE] if with_env else [])
+    missing = [n for n in names if not (build_dir / n).is_file()]
+    if missing:
+        raise MljobsError(f"missing in {build_dir}: {', '.join(missing)}; run ./spark-submit.sh package first")
+    files = [(build_dir / n, n) for n in names]
+    files += [(p, f"jobs/{p.name}") for p in sorted((root / "jobs").glob("*.py")) if not p.name.startswith("_")]
+    conf = root / "conf"
+    files += [(p, f"conf/{p.name}") for p in sorted(conf.iterdir()) if p.suffix in (".properties", ".yaml", ".json")]
+    return files
+
+
+def upload(artifacts: str, build_dir: Path, region: str | None, with_env: bool = True, log=print) -> list[dict]:
+    bucket, prefix = parse_s3_uri(artifacts)
+    s3 = _client("s3", region)
+    done = []
+    for path, key in artefact_files(build_dir, with_env):
+        full_key = f"{prefix}/{key}" if prefix else key
+        s3.upload_file(str(path), bucket, full_key)  # multipart for the large env archive
+        size = path.stat().st_size
+        log(f"[emr] uploaded s3://{bucket}/{full_key} ({size} bytes)")
+        done.append({"key": full_key, "bytes": size})
+    return done
+
+
+def run_steps(cluster_id: str, steps: list[dict], region: str | None, poll_s: float, timeout_s: float | None,
+              wait: bool = True, log=print) -> dict:
+    """Add the steps, then poll until every one is in a terminal state (or the timeout)."""
+    emr = _client("emr", region)
+    ids = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=steps)["StepIds"]
+    names = {sid: s["Name"] for sid, s in zip(ids, steps)}
+    for sid in ids:
+        log(f"[emr] added {sid}: {names[sid]}")
+    states: dict[str, dict] = {}
+    start = time.monotonic()
+    status = "added"
+    while wait:
+        for sid in ids:
+            st = emr.describe_step(ClusterId=cluster_id, StepId=sid)["Step"]["Status"]
+            new = {"state": st["State"]}
+            fail = st.get("FailureDetails") or {}
+            if fail:
+                new["failure"] = {k: fail[k] for k in ("Reason", "Message", "LogFile") if k in fail}
+            if states.get(sid, {}).get("state") != new["state"]:
+                log(f"[emr] {sid} {names[sid]}: {new['state']}" + (f" ({fail.get('Reason')})" if fail else ""))
+            states[sid] = new
+        if all(s["state"] in TERMINAL_STATES for s in states.values()):
+            status = "ok" if all(s["state"] == "COMPLETED" for s in states.values()) else "failed"
+            break
+        if timeout_s is not None and time.monotonic() - start >= timeout_s:
+            status = "timeout"
+            break
+        time.sleep(poll_s)
+    return {
+        "cluster_id": cluster_id, "status": status,
+        "steps": [{"id": sid, "name": names[sid], **states.get(sid, {})} for sid in ids],
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    from mljobs.jobs_common import JobArgumentParser
+
+    p = JobArgumentParser(prog="mljobs.emr", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, needs_artifacts=True):
+        sp.add_argument("--artifacts", required=needs_artifacts, metavar="s3://BUCKET/PREFIX",
+                        help="where `upload` put the artefacts")
+        sp.add_argument("--region", help="AWS region (default: AWS_REGION / the profile's)")
+
+    up = sub.add_parser("upload", help="upload the packaged artefacts, jobs/ and conf/ to the S3 prefix")
+    common(up)
+    up.add_argument("--build-dir", type=Path, default=project_root() / "build")
+    up.add_argument("--no-env", action="store_true", help="skip the dependency archive (already uploaded)")
+
+    for name in ("steps", "run"):
+        sp = sub.add_parser(name, help="print the step JSON" if name == "steps" else "add the steps to a cluster and wait")
+        common(sp)
+        if name == "run":
+            sp.add_argument("--cluster-id", required=True, help="j-XXXXXXXX")
+            sp.add_argument("--poll-seconds", type=float, default=30.0)
+            sp.add_argument("--timeout", type=float, metavar="SECONDS", help="stop waiting after this (exit 124)")
+            sp.add_argument("--no-wait", action="store_true", help="add the steps and return")
+        sp.add_argument("--dry-run", action="store_true", help="print the step JSON; contact no AWS service")
+        sp.add_argument("--env", choices=["emr", "emr-gpu"], default="emr")
+        sp.add_argument("--jobs", default=",".join(PIPELINE), help=f"comma-separated subset of {','.join(PIPELINE)}")
+        sp.add_argument("--action-on-failure", choices=ACTIONS_ON_FAILURE, default="CANCEL_AND_WAIT")
+        sp.add_argument("--input", nargs="+", default=[], metavar="PATH", help="ingest input (s3://...)")
+        sp.add_argument("--table", help="the flights table DB.NAME (ingest writes it, tune/explain read it)")
+        sp.add_argument("--study", help="tuning study; its model goes to RESULTS/models/<study>")
+        sp.add_argument("--where", help="SQL filter for tune and explain")
+        sp.add_argument("--gt", help="detection ground truth (table or s3:// path)")
+        sp.add_argument("--pred", help="detections (table or s3:// path)")
+        sp.add_argument("--results", metavar="s3://...", help="models and outputs (default ARTIFACTS/results)")
+        sp.add_argument("--conf", action="append", default=[], metavar="K=V", help="extra Spark property, every step")
+        for job in PIPELINE:
+            sp.add_argument(f"--{job}-args", default="", metavar="'ARGS'", help=f"more {job} flags, shell-quoted")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "upload":
+            parse_s3_uri(args.artifacts)
+            files = upload(args.artifacts, args.build_dir, args.region, with_env=not args.no_env)
+            print(json.dumps({"command": "upload", "status": "ok", "artifacts": args.artifacts, "files": files}))
+            return 0
+        pipeline = Pipeline(
+            artifacts=args.artifacts, env=args.env, jobs=[j.strip() for j in args.jobs.split(",") if j.strip()],
+            input=args.input, table=args.table, study=args.study, where=args.where, gt=args.gt, pred=args.pred,
+            results=args.results, action_on_failure=args.action_on_failure, conf=args.conf,
+            extra_args={j: shlex.split(getattr(args, f"{j.replace('-', '_')}_args")) for j in PIPELINE},
+        ).validate()
+        steps = pipeline.steps()
+        if args.command == "steps" or args.dry_run:
+            print(json.dumps(steps, indent=2))
+            return 0
+        report = run_steps(args.cluster_id, steps, args.region, args.poll_seconds, args.timeout,
+                           wait=not args.no_wait)
+    except MljobsError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    print(json.dumps({"command": "run", **report}))
+    return {"ok": 0, "added": 0, "failed": 1, "timeout": 124}[report["status"]]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -191,6 +191,7 @@ def run_tune(spark, cfg, progress) -> dict:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
     stop_reason = None
+    dirty = False
     try:
         while True:
             now = time.time()
@@ -216,6 +217,9 @@ def run_tune(spark, cfg, progress) -> dict:
                     r = Running(trial, params, None, time.time(), f"mljobs-tune-{run_id}-{trial.number}")
                     r.future = pool.submit(evaluate, r)
                     running[trial.number] = r
+            # Refresh the table only once the free slots are busy again, so it never delays a trial.
+            if dirty and write_table() is not None:
+                dirty = False
             if not running:
                 break
             finished, _ = wait([r.future for r in running.values()], timeout=1.0, return_when=FIRST_COMPLETED)
@@ -227,8 +231,7 @@ def run_tune(spark, cfg, progress) -> dict:
                     _interrupt(study, r, lock, stop_reason)
                     continue
                 finish(r, result)
-            if finished:
-                write_table()
+            dirty = dirty or bool(finished)
     except KeyboardInterrupt:
         interrupted = True
         for r in running.values():

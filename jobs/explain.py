@@ -52,22 +52,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
-    from mljobs.config import load_job_yaml, local_path
-    from mljobs.errors import MljobsError
+    from mljobs.config import load_job_yaml, local_path, merge_yaml_and_flags
     from mljobs.explain.config import ExplainConfig
 
     for flag, value in (("--model", args.model), ("--output", args.output), ("--plots", args.plots)):
         local_path(value, flag)
 
-    defaults = load_job_yaml(args.config, "explain.yaml")
-    unknown = sorted(set(defaults) - set(_YAML_KEYS))
-    if unknown:
-        raise MljobsError(f"unknown keys in the explain config: {', '.join(unknown)}")
-    kw = dict(defaults)
-    for key in _YAML_KEYS:
-        value = getattr(args, key, None)
-        if value is not None:
-            kw[key] = value
+    kw = merge_yaml_and_flags(load_job_yaml(args.config, "explain.yaml"), args, _YAML_KEYS, "explain")
     return ExplainConfig(
         model=args.model, table=args.table, where=args.where, sample=args.sample, id_col=args.id_col,
         group_by=args.group_by or [], explain_ids=args.explain_ids or [], output=args.output,

@@ -91,3 +91,19 @@ def load_job_yaml(path: str | Path | None, default_name: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise MljobsError(f"config {p} must be a mapping, got {type(data).__name__}")
     return data
+
+
+def merge_yaml_and_flags(defaults: dict[str, Any], args, keys, job: str) -> dict[str, Any]:
+    """A job's YAML defaults overridden by the flags that were given (not None).
+
+    Unknown YAML keys are an error: a typo must not silently fall back to a default."""
+    unknown = sorted(set(defaults) - set(keys))
+    if unknown:
+        raise MljobsError(f"{job} config: unknown keys {unknown}")
+    merged = dict(defaults)
+    for key in keys:
+        value = getattr(args, key, None)
+        if value is not None:
+            merged[key] = value
+    return merged
+

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mljobs.config import parse_table_name, validate_identifier
+from mljobs.config import merge_yaml_and_flags, parse_table_name, validate_identifier
 from mljobs.errors import MljobsError
 from mljobs.tuning.metrics import METRICS
 from mljobs.tuning.space import FAMILIES, SearchSpace, parse_space
@@ -116,15 +116,7 @@ def _auto_int(v):
 
 def from_yaml_and_args(defaults: dict[str, Any], args) -> TuneConfig:
     """Merge conf/tune.yaml (defaults) with the flags that were given."""
-    known = set(TuneConfig.__dataclass_fields__) - {"space"}
-    unknown = set(defaults) - known
-    if unknown:
-        raise MljobsError(f"tune config: unknown keys {sorted(unknown)}")
-    merged = dict(defaults)
-    for key in known:
-        v = getattr(args, key, None)
-        if v is not None:
-            merged[key] = v
+    merged = merge_yaml_and_flags(defaults, args, set(TuneConfig.__dataclass_fields__) - {"space"}, "tune")
     if isinstance(merged.get("features"), str):
         merged["features"] = [f.strip() for f in merged["features"].split(",") if f.strip()]
     for key in ("num_workers", "threads_per_trial", "early_stopping_rounds", "time_budget"):

@@ -128,6 +128,16 @@ if [[ "$env_name" == local ]]; then
   fi
   export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
   cmd+=(--driver-java-options "-Dlog4j2.configurationFile=file:$ROOT/conf/log4j2.properties")
+  # S3 off EMR is the s3a connector: hadoop-aws + AWS SDK jars for the bundled Hadoop, from the
+  # jar cache (downloaded once from Maven Central), added only when an argument names S3.
+  for arg in "$@" ${extra_conf[@]+"${extra_conf[@]}"}; do
+    if [[ "$arg" == *s3://* || "$arg" == *s3a://* ]]; then
+      py="$ROOT/.venv/bin/python"; [[ -x "$py" ]] || py=python3
+      if [[ $dry_run -eq 1 ]]; then s3a_jars="$("$py" -m mljobs.jars path s3a)"; else s3a_jars="$("$py" -m mljobs.jars fetch s3a)"; fi
+      cmd+=(--jars "$s3a_jars")
+      break
+    fi
+  done
 else
   version="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$ROOT/lib/mljobs/__init__.py")"
   if [[ -n "$artifacts" ]]; then

@@ -26,7 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "video (or gameKey, playID) and snap_frame")
     p.add_argument("--nfl-impact", action="store_true", help="also score the NFL Impact Detection metric")
     p.add_argument("--out-db", default="detection", help="database of the output tables (detection)")
-    p.add_argument("--plots", metavar="DIR", help="plot directory (default <data-dir>/plots/detection)")
+    p.add_argument("--plots", metavar="DIR", help="plot directory, local or a URI (default <results>/plots/detection; <results> is --conf spark.mljobs.resultsDir or the data dir)")
     p.add_argument("--max-plots", type=non_negative_int, default=200, help="plot at most this many videos, most errors first (200)")
     p.add_argument("--videos", metavar="DIR", help="directory of the video files, for the worst-frames image (opencv)")
     p.add_argument("--worst-frames", type=non_negative_int, default=6, help="frames in the worst-frames image (6)")
@@ -37,10 +37,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
-    from mljobs.config import local_path
+    from mljobs.config import output_location
     from mljobs.detection.metrics import DetectionConfig
 
-    local_path(args.plots, "--plots")
+    output_location(args.plots, "--plots")
 
     return DetectionConfig(
         gt=args.gt, pred=args.pred, conf_thr=args.conf_thr, iou_thr=args.iou_thr, match=args.match,

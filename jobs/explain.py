@@ -18,7 +18,7 @@ _YAML_KEYS = ("method", "agg_method", "median", "out_db", "batch_rows", "interac
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = JobArgumentParser(prog="explain", description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="model directory (metadata.json + model.json), e.g. "
+    p.add_argument("--model", required=True, help="model directory (metadata.json + model.json), local or a URI, e.g. "
                    ".mljobs/models/<study>")
     p.add_argument("--table", required=True, help="rows to explain: Hive table DB.NAME")
     p.add_argument("--where", metavar="SQL", help="SQL condition selecting the rows, e.g. \"Month = 1\"")
@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--top-k", type=non_negative_int, default=None, help="dependence plots for the top K features (5)")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
     p.add_argument("--out-db", default=None, help="database of shap_local, shap_global, shap_interactions (explain)")
-    p.add_argument("--output", metavar="DIR", help="analysis.json and plots (default <data-dir>/explain/<study>)")
+    p.add_argument("--output", metavar="DIR", help="analysis.json and plots, local or a URI (default <results>/explain/<study>; <results> is --conf spark.mljobs.resultsDir or the data dir)")
     p.add_argument("--plots", metavar="DIR", help="plots elsewhere than --output")
     p.add_argument("--config", metavar="FILE", help="job defaults (default conf/explain.yaml)")
     add_common_args(p)
@@ -52,11 +52,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
-    from mljobs.config import load_job_yaml, local_path, merge_yaml_and_flags
+    from mljobs.config import load_job_yaml, merge_yaml_and_flags, output_location
     from mljobs.explain.config import ExplainConfig
 
     for flag, value in (("--model", args.model), ("--output", args.output), ("--plots", args.plots)):
-        local_path(value, flag)
+        output_location(value, flag)
 
     kw = merge_yaml_and_flags(load_job_yaml(args.config, "explain.yaml"), args, _YAML_KEYS, "explain")
     return ExplainConfig(

@@ -36,18 +36,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--where", help="SQL filter on the table, e.g. \"Year = 2013\"")
     p.add_argument("--out-db", help="database of tuning_trials (default: the table's)")
     p.add_argument("--storage", help="Optuna storage: SQLAlchemy URL, journal *.log file or SQLite *.db path")
-    p.add_argument("--model-dir", help="where the best model goes (default <data-dir>/models/<study>)")
-    p.add_argument("--plots", dest="plots_dir", metavar="DIR", help="plot directory (default <data-dir>/plots/tune/<study>)")
+    p.add_argument("--model-dir", help="where the best model goes: a local path or s3://, s3a://, hdfs:// (default <results>/models/<study>; <results> is --conf spark.mljobs.resultsDir or the data dir)")
+    p.add_argument("--plots", dest="plots_dir", metavar="DIR", help="plot directory, local or a URI (default <results>/plots/tune/<study>)")
     add_common_args(p)
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace):
-    from mljobs.config import local_path
+    from mljobs.config import output_location
     from mljobs.tuning.config import from_yaml_and_args
 
-    local_path(args.model_dir, "--model-dir")
-    local_path(args.plots_dir, "--plots")
+    output_location(args.model_dir, "--model-dir")
+    output_location(args.plots_dir, "--plots")
 
     return from_yaml_and_args(load_job_yaml(args.config, "tune.yaml"), args)
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything mljobs needs on a fresh machine: Java 17, a Python 3.11 virtualenv
 # (.venv) with the pinned dependencies, and (with --jars) the RAPIDS jar for the
-# GPU-readiness test. Safe to run again: finished steps are skipped.
+# GPU-readiness test and the s3a jars (hadoop-aws + AWS SDK) for s3:// and s3a:// off EMR.
+# Safe to run again: finished steps are skipped.
 #
 #   ./scripts/bootstrap.sh [--test] [--jars]
 set -euo pipefail
@@ -55,6 +56,7 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
 fi
 
 if [[ $jars -eq 1 ]]; then
-  .venv/bin/python -m mljobs.jars fetch rapids
+  .venv/bin/python -m mljobs.jars fetch rapids >/dev/null
+  .venv/bin/python -m mljobs.jars fetch s3a >/dev/null
 fi
 say "ready: $(.venv/bin/python -c 'import pyspark, sys; print("Python", sys.version.split()[0], "PySpark", pyspark.__version__)')"

@@ -39,12 +39,24 @@ def validate_identifier(name: str, what: str = "name") -> str:
     return name
 
 
-def local_path(path: str | None, flag: str) -> str | None:
-    """Refuse URIs where the code still writes with local file I/O: Path('s3://b/m') would
-    quietly become a directory 's3:' inside a YARN container and be lost with it."""
-    if path and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", str(path)):
-        raise MljobsError(f"{flag} {path}: only local paths for now (models, plots and reports are written "
-                          "with local file I/O; S3 output is not implemented yet)")
+OUTPUT_SCHEMES = ("file", "s3", "s3a", "hdfs")
+# Root of the jobs' default model/plot/report locations (mljobs.session.results_root).
+RESULTS_CONF = "spark.mljobs.resultsDir"
+
+
+def output_location(path: str | None, flag: str) -> str | None:
+    """Check a model/plot/report location before any work: a local path, or a URI of a
+    scheme the jobs read and write through Hadoop (s3:// EMRFS, s3a://, hdfs://)."""
+    if not path:
+        return path
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", str(path))
+    if m:
+        scheme, rest = m.group(1).lower(), m.group(2)
+        if scheme not in OUTPUT_SCHEMES:
+            raise MljobsError(f"{flag} {path}: unsupported scheme {scheme}://; use a local path or "
+                              f"{', '.join(s + '://' for s in OUTPUT_SCHEMES)}")
+        if scheme in ("s3", "s3a") and not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$)", rest):
+            raise MljobsError(f"{flag} {path}: expected {scheme}://BUCKET/PREFIX")
     return path
 
 

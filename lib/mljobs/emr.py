@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mljobs import __version__
-from mljobs.config import ENVS, env_properties, parse_table_name, project_root
+from mljobs.config import ENVS, RESULTS_CONF, env_properties, parse_table_name, project_root
 from mljobs.errors import MljobsError
 
 # The names scripts/package.sh gives its outputs (and spark-submit.sh expects on S3).
@@ -117,8 +117,11 @@ class Pipeline:
                 raise MljobsError(f"--conf expects KEY=VALUE, got {kv!r}")
         return self
 
+    def results_dir(self) -> str:
+        return self.results or s3_join(self.artifacts, "results")
+
     def model_dir(self) -> str:
-        return s3_join(self.results or s3_join(self.artifacts, "results"), "models", self.study)
+        return s3_join(self.results_dir(), "models", self.study)
 
     def job_args(self, job: str) -> list[str]:
         if job == "ingest":
@@ -143,7 +146,10 @@ class Pipeline:
                 "ActionOnFailure": self.action_on_failure,
                 "HadoopJarStep": {
                     "Jar": "command-runner.jar",
-                    "Args": submit_args(self.env, self.artifacts, job, self.job_args(job), self.conf),
+                    # Every job's models, plots and reports go under the results prefix, not into
+                    # the YARN container's scratch directory.
+                    "Args": submit_args(self.env, self.artifacts, job, self.job_args(job),
+                                        [f"{RESULTS_CONF}={self.results_dir()}", *self.conf]),
                 },
             })
         return out

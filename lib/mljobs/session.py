@@ -15,7 +15,7 @@ from pathlib import Path
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
-from mljobs.config import ENVS, conf_dir, env_properties
+from mljobs.config import ENVS, RESULTS_CONF, conf_dir, env_properties
 from mljobs.errors import MljobsError
 
 DATA_DIR_ENV = "MLJOBS_DATA_DIR"
@@ -48,6 +48,26 @@ def embedded_hive_conf(data_dir: Path) -> dict[str, str]:
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={data_dir} "
         f"-Dlog4j2.configurationFile=file:{conf_dir() / 'log4j2.properties'}",
     }
+
+
+def s3a_env_conf(environ=os.environ) -> dict[str, str]:
+    """s3a settings from the standard AWS variables, off EMR (EMRFS configures itself there).
+
+    AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (as boto3 reads them) point s3a at an S3-compatible
+    server (MinIO, a local emulator) with path-style addressing; AWS_REGION sets the signing
+    region. Credentials are never put in the Spark conf: s3a's default provider chain reads
+    the environment variables, the profile or the instance role itself.
+    """
+    conf = {}
+    endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https://")).lower()
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    if region:
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = region
+    return conf
 
 
 # Behaviour our code relies on, whatever the environment.
@@ -84,6 +104,7 @@ def build_session(
     if env == "local":
         ddir.mkdir(parents=True, exist_ok=True)
         settings.update(embedded_hive_conf(ddir))
+        settings.update(s3a_env_conf())
         settings.setdefault("spark.master", "local[*]")
     settings.update(conf or {})
     settings["spark.mljobs.env"] = env
@@ -106,6 +127,19 @@ def build_session(
 
 def data_dir_of(spark: SparkSession) -> Path:
     return Path(spark.conf.get("spark.mljobs.dataDir", str(resolve_data_dir())))
+
+
+def results_root(spark: SparkSession) -> str | Path:
+    """Where models, plots and reports go by default: ``spark.mljobs.resultsDir`` (a local path
+    or a URI such as s3://bucket/prefix; the EMR steps set it) or else the data directory.
+    On a cluster a local default lands in a YARN container's scratch directory and goes
+    with it, so cluster runs should set it or pass each job's output flags."""
+    from mljobs.fs import is_uri, local_of
+
+    root = spark.conf.get(RESULTS_CONF, "") or ""
+    if not root:
+        return data_dir_of(spark)
+    return root.rstrip("/") if is_uri(root) else local_of(root).expanduser().resolve()
 
 
 class StageProgress:

@@ -22,7 +22,6 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -36,7 +35,8 @@ from mljobs.detection.matching import MATCH_METHODS, MatchParams
 from mljobs.detection.tables import replace_table, staging_path
 from mljobs.ingest.commit import remove_path
 from mljobs.errors import BadDataError, InputError, MljobsError
-from mljobs.session import StageProgress, data_dir_of
+from mljobs import fs
+from mljobs.session import StageProgress, results_root
 
 BOX_COLUMNS = ["video", "frame", "cls", "kind", "label", "left", "top", "width", "height", "score"]
 STAGED_SCHEMA = (
@@ -310,6 +310,9 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
     """Evaluate cfg.pred against cfg.gt; write the tables and plots; return the summary."""
     t0 = time.monotonic()
     cfg.validate()
+    plots_dir = cfg.plots_dir or fs.join(results_root(spark), "plots", "detection")
+    if cfg.max_plots > 0:
+        fs.check_location(spark, plots_dir, "plot directory")
     rows, gt_layout, pred_layout = load_inputs(spark, cfg)
     progress(f"ground truth: {gt_layout.kind} layout; detections: boxes as {pred_layout.box_style}; "
              f"{'single class' if gt_layout.single_class or cfg.merge_labels else 'per class'}")
@@ -360,9 +363,10 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
         if cfg.max_plots > 0:
             from mljobs.detection import plots as plotting
 
-            out_dir = Path(cfg.plots_dir) if cfg.plots_dir else data_dir_of(spark) / "plots" / "detection"
-            progress(f"plots under {out_dir}")
-            plots = plotting.plot_videos(spark, frames, matched, videos_pd, out_dir, cfg, progress)
+            progress(f"plots under {plots_dir}")
+            with fs.output_dir(spark, plots_dir) as out:
+                made = plotting.plot_videos(spark, frames, matched, videos_pd, out.local, cfg, progress)
+            plots = [out.final(x) for x in made]
         frames.unpersist()
     finally:
         remove_path(spark, staging_path(spark, run_id, "").rstrip("/"))

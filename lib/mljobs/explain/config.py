@@ -52,7 +52,10 @@ class ExplainConfig:
     def validate(self) -> "ExplainConfig":
         if not self.model or not str(self.model).strip():
             raise MljobsError("--model is empty: pass a model directory (metadata.json + model.json)")
-        if not Path(self.model).is_dir():
+        from mljobs.fs import is_uri
+
+        # A remote model is checked when it is read (that needs the session).
+        if not is_uri(self.model) and not Path(str(self.model).removeprefix("file://")).is_dir():
             raise InputError(f"--model {self.model}: no such directory")
         parse_table_name(self.table)
         validate_identifier(self.out_db, "database name (--out-db)")

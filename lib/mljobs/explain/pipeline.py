@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
@@ -34,7 +33,8 @@ from mljobs.explain import aggregate, clarify, kernel, tables, tree_shap
 from mljobs.explain.config import ExplainConfig, baseline_rows
 from mljobs.explain.worker import input_columns
 from mljobs.models.artifact import ModelArtifact, feature_columns, load_artifact
-from mljobs.session import StageProgress, current_env, data_dir_of
+from mljobs import fs
+from mljobs.session import StageProgress, current_env, results_root
 
 LOCAL, GLOBAL, INTERACTIONS = "shap_local", "shap_global", "shap_interactions"
 TABLES = (LOCAL, GLOBAL, INTERACTIONS)
@@ -166,6 +166,9 @@ def run_explain(spark: SparkSession, cfg: ExplainConfig, progress=print, diagnos
     """Explain ``cfg.model`` on the rows of ``cfg.table``; returns the summary (without job/status)."""
     t0 = time.monotonic()
     art = load_artifact(cfg.model)
+    out_dir = cfg.output or fs.join(results_root(spark), "explain", art.study)
+    fs.check_location(spark, out_dir, "output directory")
+    fs.check_location(spark, cfg.plots_dir, "plot directory")
     bad_names = [f for f in art.features if not _FEATURE_NAME.match(f)]
     if bad_names:
         raise InputError(f"model features {bad_names} are not plain column names")
@@ -180,7 +183,7 @@ def run_explain(spark: SparkSession, cfg: ExplainConfig, progress=print, diagnos
     device = device_for(spark)
     nthread = int(spark.conf.get("spark.task.cpus", "1"))
     run_id = uuid.uuid4().hex[:12]
-    props = {"mljobs.model": str(Path(art.path).resolve()), "mljobs.study": art.study, "mljobs.run_id": run_id,
+    props = {"mljobs.model": art.where(), "mljobs.study": art.study, "mljobs.run_id": run_id,
              "mljobs.method": cfg.method, "mljobs.table": cfg.table, "mljobs.features": ",".join(features)}
     db = cfg.out_db
     old_batch = spark.conf.get(ARROW_BATCH, None)
@@ -249,10 +252,9 @@ def run_explain(spark: SparkSession, cfg: ExplainConfig, progress=print, diagnos
         base_value = float(st["base"])
         overall = global_pd[global_pd["group_by"] == aggregate.GLOBAL].sort_values("rank")
         global_values = {r.feature: float(getattr(r, cfg.agg_method)) for r in overall.itertuples()}
-        out_dir = Path(cfg.output) if cfg.output else data_dir_of(spark) / "explain" / art.study
         groups = global_pd[global_pd["group_by"] != aggregate.GLOBAL]
         extra = {"method": cfg.method, "agg_method": cfg.agg_method, "median": cfg.median, "rows": rows,
-                 "model": str(Path(art.path).resolve()), "study": art.study, "table": cfg.table,
+                 "model": art.where(), "study": art.study, "table": cfg.table,
                  "where": cfg.where, "sample": cfg.sample, "output": "margin (log-odds)"
                  if cfg.method == "tree" or cfg.use_logit else "prediction",
                  "groups": {g: {v: dict(zip(d.sort_values("rank")["feature"], d.sort_values("rank")[cfg.agg_method]))
@@ -260,22 +262,26 @@ def run_explain(spark: SparkSession, cfg: ExplainConfig, progress=print, diagnos
                             for g, gd in groups.groupby("group_by")}}
         if cfg.method == "kernel":
             extra.update({"num_samples": cfg.num_samples, "use_logit": cfg.use_logit, "baseline": bg_source})
-        analysis_path = clarify.write_analysis(out_dir / "analysis.json",
-                                               clarify.analysis_json(cfg.method_key, global_values, base_value, extra))
+        with fs.output_dir(spark, out_dir) as out:
+            written = clarify.write_analysis(out.local / "analysis.json",
+                                             clarify.analysis_json(cfg.method_key, global_values, base_value, extra))
+        analysis_path = out.final(written)
 
         plot_paths: list[str] = []
         if cfg.plots:
             from mljobs.explain import plots
 
-            plots_dir = Path(cfg.plots_dir) if cfg.plots_dir else out_dir
+            plots_dir = cfg.plots_dir or out_dir
             progress(f"plots under {plots_dir}")
             sample_pd = _sample(staged_local, id_col, cfg.plot_rows, cfg.seed).toPandas()
             ids_pd = None
             if cfg.explain_ids:
                 ids_pd = staged_local.where(F.col(f"`{id_col}`").cast("string").isin(cfg.explain_ids)).toPandas()
-            plot_paths = plots.make_plots(sample_pd, features, global_pd, inter_pd, ids_pd, id_col, plots_dir,
-                                          agg_method=cfg.agg_method, top_k=cfg.top_k,
-                                          max_groups=cfg.max_groups_plotted, study=art.study)
+            with fs.output_dir(spark, plots_dir) as pout:
+                made = plots.make_plots(sample_pd, features, global_pd, inter_pd, ids_pd, id_col, pout.local,
+                                        agg_method=cfg.agg_method, top_k=cfg.top_k,
+                                        max_groups=cfg.max_groups_plotted, study=art.study)
+            plot_paths = [pout.final(x) for x in made]
         done = tables.commit(spark, db, list(TABLES))
         staged = []
     finally:
@@ -288,7 +294,7 @@ def run_explain(spark: SparkSession, cfg: ExplainConfig, progress=print, diagnos
 
     top = list(global_values.items())[:10]
     return {
-        "model": str(Path(art.path).resolve()), "study": art.study, "table": cfg.table, "method": cfg.method,
+        "model": art.where(), "study": art.study, "table": cfg.table, "method": cfg.method,
         "device": device if cfg.method == "tree" else "cpu", "agg_method": cfg.agg_method,
         "rows_explained": rows, "rows_per_s": round(rows / max(shap_s, 1e-9), 1), "shap_seconds": round(shap_s, 2),
         "base_value": base_value, "mean_prediction": float(st["pred"]),

@@ -7,6 +7,10 @@ Layout of ``<data-dir>/models/<study>/`` (or any directory)::
                     our Random Forest is xgboost's random-forest mode (num_parallel_tree trees, one round),
                     so every artifact has exact TreeSHAP and one loader
 
+The directory may be remote (s3://, s3a://, hdfs://; see mljobs.fs): the files are written
+locally, then model.json is uploaded before metadata.json, whose ``model_sha256`` every
+reader checks, so a reader never uses a model with another model's metadata.
+
 Features are fed to the booster as float32 in ``features`` order. Numeric columns are
 cast to double; string columns listed in ``categorical_maps`` become the position of the
 value in that (sorted) list; an unseen value or a null is missing (NaN), which xgboost
@@ -14,6 +18,7 @@ routes by its learned default direction.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -50,12 +55,23 @@ class ModelArtifact:
     format_version: int = FORMAT_VERSION
     created_at: str = ""
     versions: dict[str, str] = field(default_factory=dict)
-    path: str = ""  # where it was loaded from; not written
+    model_sha256: str = ""
+    path: str = ""  # the local directory holding the files (a copy for a remote one); not written
+    location: str = ""  # where it was loaded from or saved to, as given (local path or URI); not written
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("path")
+        out.pop("location")
         return out
+
+    def where(self) -> str:
+        """Where the model lives, for lineage: the URI it came from, or the absolute local path."""
+        from mljobs import fs
+
+        if fs.is_uri(self.location):
+            return self.location
+        return str(Path(self.location or self.path).resolve())
 
     def booster(self, nthread: int | None = None):
         """Load the xgboost Booster (one call per process: cache the result)."""
@@ -84,15 +100,30 @@ def library_versions() -> dict[str, str]:
             "numpy": numpy.__version__, "python": platform.python_version()}
 
 
-def save_artifact(directory: str | os.PathLike, booster, artifact: ModelArtifact) -> Path:
-    """Write model.json + metadata.json atomically (into a temp dir, then renamed over the old one)."""
-    target = Path(directory)
+def save_artifact(directory: str | os.PathLike, booster, artifact: ModelArtifact) -> str | Path:
+    """Write model.json + metadata.json: locally into a temp dir renamed over the old one; to a
+    URI as a local stage uploaded model first, metadata.json (with the model's sha256) last."""
+    from mljobs import fs
+
+    if fs.is_uri(directory):
+        stage = fs.temp_dir("mljobs-model-") / "model"
+        _save_local(stage, booster, artifact)
+        fs.upload_tree(None, stage, str(directory), last=(METADATA_FILE,))
+        artifact.location = str(directory)
+        return str(directory)
+    target = _save_local(fs.local_of(directory), booster, artifact)
+    artifact.location = str(target)
+    return target
+
+
+def _save_local(target: Path, booster, artifact: ModelArtifact) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     if tmp.exists():
         _rmtree(tmp)
     tmp.mkdir()
     booster.save_model(str(tmp / artifact.model_file))
+    artifact.model_sha256 = hashlib.sha256((tmp / artifact.model_file).read_bytes()).hexdigest()
     artifact.created_at = artifact.created_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     artifact.versions = artifact.versions or library_versions()
     (tmp / METADATA_FILE).write_text(json.dumps(artifact.to_json(), indent=2, sort_keys=True) + "\n")
@@ -108,26 +139,42 @@ def save_artifact(directory: str | os.PathLike, booster, artifact: ModelArtifact
 
 
 def load_artifact(directory: str | os.PathLike) -> ModelArtifact:
-    """Read metadata.json of a model directory; a clear InputError when it is not one."""
-    d = Path(directory)
+    """Read a model directory (local or a URI, copied down first); a clear InputError when it is
+    not one or when model.json is not the file its metadata.json describes."""
+    from mljobs import fs
+
+    where = str(directory)
+    if fs.is_uri(directory):
+        try:
+            d = fs.download_tree(None, where, fs.temp_dir("mljobs-model-") / "model")
+        except InputError:
+            raise InputError(f"{where}: not found (the tune job writes the model there with --model-dir)") from None
+    else:
+        d = fs.local_of(directory)
     meta = d / METADATA_FILE
     if not meta.is_file():
-        raise InputError(f"{directory}: not a model directory (no {METADATA_FILE}); "
+        raise InputError(f"{where}: not a model directory (no {METADATA_FILE}); "
                          "the tune job writes models under <data-dir>/models/<study>")
     try:
         data = json.loads(meta.read_text())
     except json.JSONDecodeError as exc:
-        raise InputError(f"{meta}: not valid JSON ({exc})") from None
+        raise InputError(f"{where}/{METADATA_FILE}: not valid JSON ({exc})") from None
     if data.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"{meta}: format_version {data.get('format_version')} is not supported (expected {FORMAT_VERSION})")
-    known = set(ModelArtifact.__dataclass_fields__) - {"path"}
+        raise InputError(f"{where}/{METADATA_FILE}: format_version {data.get('format_version')} is not supported "
+                         f"(expected {FORMAT_VERSION})")
+    known = set(ModelArtifact.__dataclass_fields__) - {"path", "location"}
     missing = {"study", "family", "label", "features", "params"} - set(data)
     if missing:
-        raise InputError(f"{meta}: missing {sorted(missing)}")
+        raise InputError(f"{where}/{METADATA_FILE}: missing {sorted(missing)}")
     art = ModelArtifact(**{k: v for k, v in data.items() if k in known})
     art.path = str(d)
-    if not (d / art.model_file).is_file():
-        raise InputError(f"{directory}: {art.model_file} is missing")
+    art.location = where
+    model = d / art.model_file
+    if not model.is_file():
+        raise InputError(f"{where}: {art.model_file} is missing")
+    if art.model_sha256 and hashlib.sha256(model.read_bytes()).hexdigest() != art.model_sha256:
+        raise InputError(f"{where}: {art.model_file} is not the model {METADATA_FILE} describes (sha256 differs): "
+                         "a write in progress or an interrupted one; run the tune job again")
     return art
 
 

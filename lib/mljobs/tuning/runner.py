@@ -11,11 +11,11 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from mljobs import fs
 from mljobs.errors import MljobsError
-from mljobs.session import current_env, data_dir_of
+from mljobs.session import current_env, data_dir_of, results_root
 from mljobs.tuning import study as st
 from mljobs.tuning.data import collect_arrays, load_training_data
 from mljobs.tuning.distributed import DistributedTrials, check_barrier, task_slots
@@ -76,6 +76,10 @@ def run_tune(spark, cfg, progress) -> dict:
     t0 = time.time()
     run_id = uuid.uuid4().hex[:12]
     data_dir = data_dir_of(spark)
+    model_dir = cfg.model_dir or fs.join(results_root(spark), "models", cfg.study)
+    plots_dir = cfg.plots_dir or fs.join(results_root(spark), "plots", "tune", cfg.study)
+    fs.check_location(spark, model_dir, "model directory")
+    fs.check_location(spark, plots_dir, "plot directory")
     env = current_env(spark.sparkContext.getConf())
     device = "cuda" if env == "emr-gpu" else None
     sc = spark.sparkContext
@@ -257,15 +261,15 @@ def run_tune(spark, cfg, progress) -> dict:
                     "storage": storage_where, "trials_table": trials_table, "stop_reason": stop_reason,
                     "num_workers": num_workers if mode == "distributed" else None,
                     "threads_per_trial": nthread if mode == "parallel" else None})
-    model_dir = Path(cfg.model_dir) if cfg.model_dir else data_dir / "models" / cfg.study
     summary["model_dir"] = None
     if summary["best_value"] is not None:
         summary["model_dir"] = str(_final_model(spark, cfg, study, ex, data, model_dir, mode, progress))
     ex.close()
     from mljobs.tuning.plots import plot_study
 
-    plots_dir = Path(cfg.plots_dir) if cfg.plots_dir else data_dir / "plots" / "tune" / cfg.study
-    summary["plots"] = plot_study(study, trial_rows(study, cfg, mode, data.rows, run_id), cfg, plots_dir)
+    with fs.output_dir(spark, plots_dir) as out:
+        local_plots = plot_study(study, trial_rows(study, cfg, mode, data.rows, run_id), cfg, out.local)
+    summary["plots"] = [out.final(p) for p in local_plots]
     summary["seconds"] = round(time.time() - t0, 3)
     return summary
 
@@ -312,7 +316,7 @@ def _summarize(study, cfg) -> dict:
     return out
 
 
-def _final_model(spark, cfg, study, ex, data, model_dir: Path, mode: str, progress) -> Path:
+def _final_model(spark, cfg, study, ex, data, model_dir, mode: str, progress):
     from mljobs.models.artifact import ModelArtifact, load_artifact, save_artifact
     from mljobs.tuning.trainer import recipe
 

@@ -23,7 +23,11 @@ def pytest_configure(config):
 def spark(tmp_path_factory):
     from mljobs.session import build_session
 
+    from mljobs import jars
+
     data_dir = tmp_path_factory.mktemp("mljobs-data")
+    # The s3a connector (hadoop-aws + AWS SDK, fetched by the test command), for tests/test_s3.py.
+    s3a = ",".join(str(p) for p in jars.fetch_all("s3a"))
     session = build_session(
         "mljobs-tests",
         data_dir=data_dir,
@@ -32,6 +36,7 @@ def spark(tmp_path_factory):
             "spark.ui.enabled": "false",
             "spark.sql.shuffle.partitions": "2",
             "spark.driver.memory": "2g",
+            "spark.jars": s3a,
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={data_dir} "
             f"-Dlog4j2.configurationFile=file:{ROOT / 'conf' / 'log4j2.properties'}",
         },
@@ -54,3 +59,25 @@ def run_cli(args: list[str], env_extra: dict | None = None, timeout: int = 600) 
     env.pop("MLJOBS_DATA_DIR", None)
     env.update(env_extra or {})
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# Fake AWS credentials planted in the environment of commands that talk to the local AWS
+# emulator; none may show up in any output, log, table or artefact.
+PLANTED = {
+    "AWS_ACCESS_KEY_ID": "AKIAPLANTEDFAKE7Q3XZ",
+    "AWS_SECRET_ACCESS_KEY": "plantedSecret/Kx9+vT2wQeLmNs8RrYy4Uu1Oo6Pp0Aa",
+    "AWS_SESSION_TOKEN": "plantedSessionToken//ZmFrZXRva2VuLW5vdC1yZWFs",
+}
+
+
+@pytest.fixture(scope="session")
+def moto_env():
+    """A moto server (S3, EMR, ...) on 127.0.0.1 for the whole run; the variables that point
+    boto3 and s3a (mljobs.session.s3a_env_conf) at it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+    server.stop()

@@ -16,16 +16,10 @@ import time
 import zipfile
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import PLANTED, ROOT, run_cli
 
 VERSION = "0.1.0"
 ART = "s3://mljobs-art/releases/0.1.0"
-# Planted in every command's environment; none may show up in any output or artefact.
-PLANTED = {
-    "AWS_ACCESS_KEY_ID": "AKIAPLANTEDFAKE7Q3XZ",
-    "AWS_SECRET_ACCESS_KEY": "plantedSecret/Kx9+vT2wQeLmNs8RrYy4Uu1Oo6Pp0Aa",
-    "AWS_SESSION_TOKEN": "plantedSessionToken//ZmFrZXRva2VuLW5vdC1yZWFs",
-}
 PIPELINE_ARGS = ["--input", "s3://mljobs-data/bts/2013/", "--table", "airline.flights", "--study", "emr-xgb",
                  "--where", "Month <= 3", "--gt", "s3://mljobs-data/helmets/train_labels.csv",
                  "--pred", "s3://mljobs-data/helmets/detections.csv", "--tune-args", "--max-trials 20 --max-parallel 2"]
@@ -37,15 +31,8 @@ def py(*args, env_extra=None, timeout=300):
 
 
 @pytest.fixture(scope="module")
-def moto():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
-    yield env
-    server.stop()
+def moto(moto_env):
+    return moto_env
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +192,8 @@ def test_steps_json_for_the_pipeline():
     assert {s["HadoopJarStep"]["Jar"] for s in steps} == {"command-runner.jar"}
     args = [s["HadoopJarStep"]["Args"] for s in steps]
     assert all(a[0] == "spark-submit" and "spark.plugins=com.nvidia.spark.SQLPlugin" in a for a in args)
+    # Models, plots and reports of every step go under the results prefix, not a container's disk.
+    assert all(f"spark.mljobs.resultsDir={ART}/results" in a for a in args)
     tails = [a[a.index(f"{ART}/jobs/{job}.py"):] for a, job in zip(args, ("ingest", "tune", "explain", "detection_metrics"))]
     model = f"{ART}/results/models/emr-xgb"
     assert tails == [
@@ -355,14 +344,14 @@ def _archive_texts(name: str, data: bytes) -> dict[str, str]:
 
 
 def test_no_credentials_committed():
-    """Tracked files hold no AWS access key ids or secret assignments (this file's fakes aside)."""
+    """Tracked files hold no AWS access key ids or secret assignments (the planted fakes aside)."""
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     assert "spark-submit.sh" in files and "conf/emr-cluster-gpu.json" in files
     key_id = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
     secret = re.compile(r"(?i)aws_secret_access_key\s*[=:]\s*['\"]?[A-Za-z0-9/+]{40}")
     for rel in files:
         path = ROOT / rel
-        if rel == "tests/test_emr.py" or not path.is_file():
+        if rel in ("tests/conftest.py", "tests/test_emr.py") or not path.is_file():
             continue
         text = path.read_text(errors="replace")
         assert not key_id.search(text) and not secret.search(text), rel
@@ -386,14 +375,15 @@ def test_sql_in_a_table_name_is_rejected_before_spark_starts(job, args, tmp_path
     assert time.monotonic() - t0 < 60
 
 
-@pytest.mark.parametrize("job,args", [
-    ("tune", ["--table", "a.b", "--study", "s", "--model-dir", "s3://bkt/models/s"]),
-    ("explain", ["--table", "a.b", "--model", "s3://bkt/models/s"]),
-    ("detection_metrics", ["--gt", "a.gt", "--pred", "a.pred", "--plots", "s3a://bkt/plots"]),
+@pytest.mark.parametrize("job,args,message", [
+    ("tune", ["--table", "a.b", "--study", "s", "--model-dir", "http://bkt/models/s"], "unsupported scheme http://"),
+    ("explain", ["--table", "a.b", "--model", "s3://bkt/m", "--output", "s3://Bad_Bucket/x"],
+     "expected s3://BUCKET/PREFIX"),
+    ("detection_metrics", ["--gt", "a.gt", "--pred", "a.pred", "--plots", "gs://bkt/plots"], "unsupported scheme gs://"),
 ])
-def test_s3_output_dirs_are_refused_until_supported(job, args):
-    """Models/plots go through local file I/O: an s3:// directory must fail fast, not vanish
-    with a YARN container after hours of tuning."""
+def test_output_locations_are_checked_before_spark_starts(job, args, message):
+    """Models, plots and reports go to local paths or s3://, s3a://, hdfs:// (tests/test_s3.py);
+    anything else fails fast instead of after hours of tuning."""
     proc = py(str(ROOT / "jobs" / f"{job}.py"), *args, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "only local paths for now" in proc.stderr and "SparkContext" not in proc.stderr
+    assert message in proc.stderr and "SparkContext" not in proc.stderr

@@ -43,7 +43,7 @@ HELMETS="$DATA/raw/helmets"
 echo "== 6/7 detection error analysis on 5 generated plays (ground truth + detections in the Kaggle layout)"
 .venv/bin/python -m mljobs.datasets.helmets generate --plays 5 --frames 300 "$HELMETS" --force
 ./spark-submit.sh detection-metrics --gt "$HELMETS/train_labels.csv" --pred "$HELMETS/detections.csv" \
-    --snap "$HELMETS/snaps.csv" --nfl-impact --summary "$DATA/summaries/detection-metrics.json"
+    --snap "$HELMETS/snaps.csv" --summary "$DATA/summaries/detection-metrics.json"
 
 echo "== 7/7 per-play precision/recall/F1/AP"
 ./spark-submit.sh sql "SELECT scope, video, tp, fp, fn, ROUND(precision, 3) AS p, ROUND(recall, 3) AS r, ROUND(f1, 3) AS f1, ROUND(ap, 3) AS ap FROM detection.det_videos ORDER BY scope DESC, video"

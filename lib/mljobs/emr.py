@@ -39,9 +39,6 @@ TERMINAL_STATES = ("COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED")
 _PYTHON_KEYS = ("spark.yarn.appMasterEnv.PYSPARK_PYTHON", "spark.executorEnv.PYSPARK_PYTHON")
 # Set by the Livy server itself (its default spark-blacklist.conf refuses them in a session request).
 LIVY_OWNED = ("spark.master", "spark.submit.deployMode")
-# The request keys of Livy's POST /sessions.
-LIVY_SESSION_KEYS = ("kind", "proxyUser", "jars", "pyFiles", "files", "driverMemory", "driverCores", "executorMemory",
-                     "executorCores", "numExecutors", "archives", "queue", "name", "conf", "heartbeatTimeoutInSecond")
 _S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/([A-Za-z0-9._/-]*))?$")
 
 

@@ -315,7 +315,10 @@ def test_notebook_scores_the_detector_frame_by_frame(executed):
     assert len(frames) == SMALL["PLAYS"] * SMALL["FRAMES_PER_PLAY"]
     assert (frames["tp"] + frames["fn"] == frames["num_gt"]).all()
     assert (frames["tp"] + frames["fp"] == frames["num_det"]).all()
+    assert list(videos.columns) == ["scope", "video", "frames", "frames_with_errors", "tp", "fp", "fn", "precision",
+                                    "recall", "ap", "ap50", "snap_frame"]
     assert list(videos["scope"]) == ["overall"] + ["video"] * SMALL["PLAYS"]
+    assert videos["ap"].between(0, 1).all()
     overall = remote["detection"]["overall"]
     assert (overall["tp"], overall["fp"], overall["fn"]) == (frames["tp"].sum(), frames["fp"].sum(), frames["fn"].sum())
     assert videos["snap_frame"].iloc[1:].notna().all()

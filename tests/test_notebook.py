@@ -208,6 +208,7 @@ def test_sql_cells_query_the_parameters_database_and_study():
     assert set(SMALL) <= assigned_names(source(params)), set(SMALL) - assigned_names(source(params))
     bodies = [split_magic(source(c))[2] for c in code_cells(nb) if split_magic(source(c))[0] == "sql"]
     assert bodies
+    assert any(re.search(rf"\bstudy\s*=\s*'{re.escape(ns['STUDY'])}'", sql) for sql in bodies)
     for sql in bodies:
         dbs = re.findall(r"\b([A-Za-z_]\w*)\.[A-Za-z_]\w*\b", sql) + re.findall(r"\bTABLES\s+IN\s+(\w+)", sql, re.I)
         assert dbs and set(dbs) == {ns["DB"]}, sql
@@ -220,7 +221,7 @@ def test_sql_cells_query_the_parameters_database_and_study():
 
 @pytest.fixture(scope="module")
 def executed(spark, tmp_path_factory):
-    """Run every cell; returns (cluster namespace, local namespace, {cell id: %%sql result})."""
+    """Run every cell; yields (cluster namespace, local namespace, {cell id: %%sql result}, figures)."""
     import matplotlib
 
     matplotlib.use("Agg")

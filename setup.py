@@ -40,7 +40,9 @@ setup(
     extras_require={
         "test": ["pytest>=8", "chispa==0.12.0", "pytest-timeout>=2.3", "hypothesis>=6", "pycocotools>=2.0.7",
                  # EMR steps against a local AWS emulator, and the packaging test.
-                 "boto3>=1.34", "moto[server]>=5", "venv-pack==0.2.0"],
+                 "boto3>=1.34", "moto[server]>=5", "venv-pack==0.2.0",
+                 # examples/sparkmagic.ipynb is validated against the nbformat v4 schema.
+                 "nbformat==5.11.1"],
         "emr": ["boto3>=1.34"],  # python -m mljobs.emr (upload, steps, run)
         "package": ["venv-pack==0.2.0"],  # scripts/package.sh: the dependency archive
         "bench": ["pycocotools>=2.0.7"],  # the other baselines (pandas, pyarrow, sklearn) are runtime deps

@@ -4,6 +4,7 @@ pipeline ingest -> tune -> explain -> detection-metrics, add them to a cluster a
     python -m mljobs.emr upload --artifacts s3://BUCKET/PREFIX            # after ./spark-submit.sh package
     python -m mljobs.emr steps  --artifacts s3://BUCKET/PREFIX [pipeline options]   # prints the step JSON
     python -m mljobs.emr run    --cluster-id j-XXXX --artifacts ... [pipeline options] [--dry-run]
+    python -m mljobs.emr livy   --artifacts s3://BUCKET/PREFIX [--env emr-gpu]  # SparkMagic's %%configure cell
 
 AWS access goes through boto3's default credential chain (the instance profile or IAM role
 on EMR/EC2, a named profile, SSO): this module never takes, stores or prints keys, and the
@@ -36,6 +37,8 @@ ACTIONS_ON_FAILURE = ("CANCEL_AND_WAIT", "CONTINUE", "TERMINATE_CLUSTER", "TERMI
 TERMINAL_STATES = ("COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED")
 # Keys the shipped environment takes over from conf/<env>.properties (same rule as spark-submit.sh).
 _PYTHON_KEYS = ("spark.yarn.appMasterEnv.PYSPARK_PYTHON", "spark.executorEnv.PYSPARK_PYTHON")
+# Set by the Livy server itself (its default spark-blacklist.conf refuses them in a session request).
+LIVY_OWNED = ("spark.master", "spark.submit.deployMode")
 _S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/([A-Za-z0-9._/-]*))?$")
 
 
@@ -72,6 +75,45 @@ def submit_args(env: str, artifacts: str, job: str, job_args: list[str], extra_c
     cmd += ["--archives", f"{s3_join(artifacts, ENV_ARCHIVE)}#environment,{s3_join(artifacts, CONF_ARCHIVE)}#mljobs-conf"]
     cmd += [s3_join(artifacts, "jobs", job.replace("-", "_") + ".py"), *job_args]
     return cmd
+
+
+def livy_session(artifacts: str, env: str = "emr", extra_conf: list[str] = ()) -> dict:
+    """The Livy session body (SparkMagic ``%%configure -f``) that runs mljobs from the artefacts
+    under ``artifacts``, as a step of ``submit_args`` does: the same zip, archives and properties.
+
+    The session is created by Livy, not by ``mljobs.session.build_session``, so the session
+    defaults that function applies (``SESSION_DEFAULTS``) are in the body too. Livy starts the
+    driver's Python from ``spark.pyspark.python``, hence that key besides the two environment
+    variables. ``spark.master`` and the deploy mode belong to the Livy server."""
+    from mljobs.session import SESSION_DEFAULTS
+
+    if env not in ENVS or env == "local":
+        raise MljobsError(f"a Livy session runs with --env emr or emr-gpu, not {env!r}")
+    artifacts = s3_join(artifacts)
+    conf = dict(SESSION_DEFAULTS)
+    conf.update({k: v for k, v in env_properties(env).items() if k not in _PYTHON_KEYS + LIVY_OWNED})
+    conf["spark.mljobs.env"] = env
+    conf["spark.pyspark.python"] = "./environment/bin/python"
+    conf["spark.yarn.appMasterEnv.PYSPARK_PYTHON"] = "./environment/bin/python"
+    conf["spark.executorEnv.PYSPARK_PYTHON"] = "./environment/bin/python"
+    conf["spark.yarn.appMasterEnv.MLJOBS_CONF_DIR"] = "./mljobs-conf"
+    for kv in extra_conf:
+        if "=" not in kv:
+            raise MljobsError(f"--conf expects KEY=VALUE, got {kv!r}")
+        key, value = kv.split("=", 1)
+        if key in LIVY_OWNED:
+            raise MljobsError(f"{key} is set by the Livy server, not by a session")
+        conf[key] = value
+    return {
+        "pyFiles": [s3_join(artifacts, PY_FILES_ZIP)],
+        "archives": [f"{s3_join(artifacts, ENV_ARCHIVE)}#environment", f"{s3_join(artifacts, CONF_ARCHIVE)}#mljobs-conf"],
+        "conf": conf,
+    }
+
+
+def configure_cell(artifacts: str, env: str = "emr", extra_conf: list[str] = ()) -> str:
+    """The text of a SparkMagic ``%%configure -f`` cell for ``livy_session``."""
+    return "%%configure -f\n" + json.dumps(livy_session(artifacts, env, extra_conf), indent=2) + "\n"
 
 
 @dataclass
@@ -245,6 +287,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--build-dir", type=Path, default=project_root() / "build")
     up.add_argument("--no-env", action="store_true", help="skip the dependency archive (already uploaded)")
 
+    lv = sub.add_parser("livy", help="print SparkMagic's %%%%configure cell for a Livy session on these artefacts")
+    lv.add_argument("--artifacts", required=True, metavar="s3://BUCKET/PREFIX", help="where `upload` put the artefacts")
+    lv.add_argument("--env", choices=["emr", "emr-gpu"], default="emr")
+    lv.add_argument("--conf", action="append", default=[], metavar="K=V", help="extra Spark property")
+
     for name in ("steps", "run"):
         sp = sub.add_parser(name, help="print the step JSON" if name == "steps" else "add the steps to a cluster and wait")
         common(sp)
@@ -277,6 +324,9 @@ def main(argv=None) -> int:
             parse_s3_uri(args.artifacts)
             files = upload(args.artifacts, args.build_dir, args.region, with_env=not args.no_env)
             print(json.dumps({"command": "upload", "status": "ok", "artifacts": args.artifacts, "files": files}))
+            return 0
+        if args.command == "livy":
+            print(configure_cell(args.artifacts, args.env, args.conf), end="")
             return 0
         pipeline = Pipeline(
             artifacts=args.artifacts, env=args.env, jobs=[j.strip() for j in args.jobs.split(",") if j.strip()],

@@ -21,6 +21,7 @@ import re
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_cli
@@ -253,13 +254,15 @@ def executed(spark, tmp_path_factory):
         elif magic is None:
             exec(compile(body, f"<cell {cid}>", "exec"), remote)
             if "parameters" in cell["metadata"].get("tags", []):
-                remote.update(SMALL, WORK_DIR=str(tmp_path_factory.mktemp("cluster-fs") / "mljobs-notebook"))
+                remote.update(SMALL, WORK_DIR=str(tmp_path_factory.mktemp("cluster-fs") / "mljobs-notebook"),
+                              RESULTS=str(tmp_path_factory.mktemp("results")))
         else:
             pytest.fail(f"cell {cid}: %%{magic} is not supported by this test")
         print(f"[notebook] cell {cid}: {time.monotonic() - t0:.1f} s", flush=True)
     figures = [plt.figure(n) for n in plt.get_fignums()]
     yield remote, local, results, figures
     plt.close("all")
+    spark.conf.unset("spark.mljobs.resultsDir")  # the notebook set it on the shared session
 
 
 @pytest.mark.slow
@@ -288,6 +291,9 @@ def test_notebook_ingests_tunes_and_keeps_the_model(executed):
     assert trials["accuracy"].max() == pytest.approx(round(remote["tune"]["best_value"], 4))
     model = remote["model"]
     assert model.study == remote["STUDY"] and model.table == f"{remote['DB']}.flights"
+    # RESULTS (spark.mljobs.resultsDir) holds the model and the tuning plots.
+    assert remote["tune"]["model_dir"] == str(Path(remote["RESULTS"]) / "models" / remote["STUDY"])
+    assert all(p.startswith(remote["RESULTS"]) for p in remote["tune"]["plots"])
     assert model.rows == ingest["rows_accepted"] and model.cv_folds == SMALL["CV_FOLDS"]
 
 

@@ -34,9 +34,15 @@ def work(tmp_path_factory):
     """One data directory for the module's jobs; the report is written when they are done."""
     yield tmp_path_factory.mktemp("gpu")
     if RESULTS:
+        import pyspark
+
+        about = {"rapids_jar": jars.jar_path("rapids").name, "pyspark": pyspark.__version__,
+                 "date": time.strftime("%Y-%m-%d"), "conf": explain_only_conf()}
         REPORT.parent.mkdir(parents=True, exist_ok=True)
-        REPORT.with_suffix(".json").write_text(json.dumps(RESULTS, indent=1) + "\n")
-        REPORT.with_suffix(".md").write_text(render_markdown({j: r["classified"] for j, r in RESULTS.items()}))
+        REPORT.with_suffix(".json").write_text(json.dumps({**about, "jobs": RESULTS}, indent=1) + "\n")
+        REPORT.with_suffix(".md").write_text(
+            f"explainOnly run of {', '.join(RESULTS)} on {about['date']}: {about['rapids_jar']}, "
+            f"PySpark {about['pyspark']}\n\n" + render_markdown({j: r["classified"] for j, r in RESULTS.items()}))
 
 
 def explain_only_args(jar) -> list[str]:

@@ -201,17 +201,29 @@ def classify(job: str, fallbacks: list[dict]) -> dict:
 
 
 def render_markdown(results: dict[str, dict]) -> str:
-    """The README table from {job: classify(...) result (plus optional 'seconds')}."""
+    """The README table from {job: classify(...)}: each job's own fallbacks, then the
+    ones any job may report, with the jobs that reported them."""
     lines = ["| job | operator (columns) | where | why it stays on the CPU / why it is harmless |",
              "|---|---|---|---|"]
+    shared: dict[str, tuple[dict, list[str]]] = {}
     for job, res in results.items():
-        if not res["known"] and not res["unexpected"]:
-            lines.append(f"| {job} | none | | |")
-        for k in res["known"]:
+        own = [k for k in res["known"] if not _is_shared(k)]
+        if not own and not res["unexpected"]:
+            lines.append(f"| {job} | none of its own | | |")
+        for k in own:
             lines.append(f"| {job} | `{k['label']}` | {k['where']} | {k['why']} |")
         for u in res["unexpected"]:
             lines.append(f"| {job} | `{u['operator']}` **unexpected** | {u['detail'][:80]} | {u['reason'][:200]} |")
+        for k in res["known"]:
+            if _is_shared(k):
+                shared.setdefault(k["label"], (k, []))[1].append(job)
+    for label, (k, jobs) in shared.items():
+        lines.append(f"| {', '.join(jobs)} | `{label}` | {k['where']} | {k['why']} |")
     return "\n".join(lines) + "\n"
+
+
+def _is_shared(entry: dict) -> bool:
+    return any(entry["operator"] == k.operator and entry["reason"] == k.reason for k in EVERY_JOB)
 
 
 def potential_gpu_plan(df, explain: str = "NOT_ON_GPU") -> str:

@@ -107,8 +107,8 @@ class Known:
 
 
 _UNSUPPORTED_CLASS = "GPU does not currently support the operator class"
-_DRIVER_ROWS = ("a few rows built on the driver enter Spark as an RDD scan, which has no GPU version; "
-                "with the plugin on, one row-to-columnar transition follows and everything after it runs on the GPU")
+_DRIVER_ROWS = ("rows built on the driver enter Spark as an RDD scan, which has no GPU version: one small "
+                "row-to-columnar step, then the GPU")
 
 # Reported by any job.
 EVERY_JOB = [

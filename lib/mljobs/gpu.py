@@ -1,16 +1,28 @@
-"""GPU readiness: what the RAPIDS Accelerator would leave on the CPU.
+"""GPU readiness: what the RAPIDS Accelerator would leave on the CPU, and why.
 
 The rapids-4-spark jar can analyse plans on a machine without a GPU: either the
 session extension in ``explainOnly`` mode (every query's fallbacks are logged by
 GpuOverrides) or ``ExplainPlan.explainPotentialGpuPlan`` for one DataFrame.
+
+``KNOWN_FALLBACKS`` lists, per job, every fallback our jobs' plans are expected to
+report and why each stays on the CPU (or why it is harmless); ``EVERY_JOB`` the ones any
+job may report (explainOnly artefacts, metastore commands). ``classify`` sorts a job's
+reported fallbacks into known and unexpected ones; ``tests/test_gpu_readiness.py`` runs
+every job with the real jar and fails on an unexpected one, and writes the report the
+README table comes from (``render_markdown``).
+
+    python -m mljobs.gpu check JOB LOGFILE   # classify the fallbacks in a job's driver log
 """
 from __future__ import annotations
 
+import argparse
+import json
 import re
-
-from pyspark.sql import DataFrame
+import sys
+from dataclasses import asdict, dataclass
 
 from mljobs.config import env_properties
+
 
 def explain_only_conf() -> dict[str, str]:
     """Spark properties that make a CPU-only session report GPU fallbacks for every query,
@@ -28,20 +40,212 @@ def explain_only_conf() -> dict[str, str]:
     conf.pop("spark.rapids.sql.enabled", None)
     return conf
 
-_FALLBACK = re.compile(r"^\s*!(?:Exec|Expression|Partitioning|Scan|Output|NOT_FOUND)?\s*<(\w+)>\s*(.*?)\s*cannot run on GPU because (.*)$")
+
+_NODE = re.compile(r"^(\s*)([!*@])(\w*)\s*<(\w+)>\s*(.*)$")
+_BECAUSE = re.compile(r"^(.*?)\s*cannot run on GPU because (.*)$")
+_NOT_ALL_EXPRESSIONS = "not all expressions can be replaced"
 
 
 def parse_fallbacks(text: str) -> list[dict]:
-    """Operators and expressions reported as 'cannot run on GPU' in explain output."""
-    out = []
+    """Operators and expressions reported as 'cannot run on GPU' in explain output.
+
+    Each: operator, detail, reason, columns (the attributes listed directly under it:
+    an operator's output or an expression's inputs) and, for an operator that falls back
+    because of its expressions, causes (those of its expressions that cannot run)."""
+    out: list[dict] = []
+    stack: list[tuple[int, bool, dict | None]] = []  # (indent, is an operator, its fallback)
     for line in text.splitlines():
-        m = _FALLBACK.match(line)
-        if m:
-            out.append({"operator": m.group(1), "detail": m.group(2), "reason": m.group(3).strip()})
+        m = _NODE.match(line)
+        if not m:
+            if not line.startswith(" "):
+                stack = []  # a new log record
+            continue
+        indent, mark, kind, name, rest = len(m.group(1)), m.group(2), m.group(3), m.group(4), m.group(5)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        is_exec = kind == "Exec" or (not kind and name.endswith("Exec"))
+        if name == "AttributeReference":
+            parent = stack[-1] if stack else None
+            if parent and parent[2] is not None and parent[0] == indent - 2:
+                column = rest.split("#", 1)[0]
+                if column not in parent[2]["columns"]:
+                    parent[2]["columns"].append(column)
+        fb = None
+        because = _BECAUSE.match(rest) if mark == "!" else None
+        if because:
+            fb = {"operator": name, "detail": because.group(1), "reason": because.group(2).strip(),
+                  "columns": [], "causes": []}
+            if not is_exec:  # an expression: a cause of the operator it belongs to
+                owner = next((node for node in reversed(stack) if node[1]), None)
+                if owner and owner[2] is not None and _NOT_ALL_EXPRESSIONS in owner[2]["reason"] \
+                        and name not in owner[2]["causes"]:
+                    owner[2]["causes"].append(name)
+            out.append(fb)
+        stack.append((indent, is_exec, fb))
     return out
 
 
-def potential_gpu_plan(df: DataFrame, explain: str = "NOT_ON_GPU") -> str:
+@dataclass(frozen=True)
+class Known:
+    """A fallback we expect and can explain. It matches a reported one with the same
+    operator whose reason contains ``reason`` and whose columns include ``columns``."""
+
+    operator: str
+    reason: str
+    where: str  # what in our code produces it
+    why: str  # why it stays on the CPU, or why it does not matter
+    columns: tuple[str, ...] = ()
+    required: bool = True  # must be reported on every run of the job (keeps the README true)
+
+    def matches(self, fb: dict) -> bool:
+        return (fb["operator"] == self.operator and self.reason in fb["reason"]
+                and set(self.columns) <= set(fb["columns"]))
+
+    @property
+    def label(self) -> str:
+        return f"{self.operator} ({', '.join(self.columns)})" if self.columns else self.operator
+
+
+_UNSUPPORTED_CLASS = "GPU does not currently support the operator class"
+_DRIVER_ROWS = ("rows built on the driver enter Spark as an RDD scan, which has no GPU version: one small "
+                "row-to-columnar step, then the GPU")
+
+# Reported by any job.
+EVERY_JOB = [
+    Known("AQEShuffleReadExec", "child not being columnar", "every shuffle under adaptive execution",
+          "an explainOnly artefact: explainOnly converts nothing, so the exchange below AQE's shuffle read is a "
+          "CPU exchange; with the plugin on, the exchange is a GPU shuffle and the read is replaced too",
+          required=False),
+    Known("BroadcastHashJoinExec", "explain only mode with AQE", "broadcast joins",
+          "an explainOnly artefact: under adaptive execution explainOnly cannot tell whether the broadcast "
+          "would be on the GPU, so it reports every broadcast join; with AQE off it reports none of them",
+          required=False),
+    Known("CommandResultExec", _UNSUPPORTED_CLASS, "SHOW TBLPROPERTIES / SHOW PARTITIONS",
+          "a metastore command's result on the driver: no data is processed", required=False),
+    Known("LocalTableScanExec", _UNSUPPORTED_CLASS, "spark.catalog.listColumns",
+          "the catalog's column list, a local relation on the driver: no data is processed",
+          columns=("name", "dataType", "isPartition"), required=False),
+]
+
+KNOWN_FALLBACKS: dict[str, list[Known]] = {
+    "ingest": [],
+    "tune": [
+        Known("RDDScanExec", _UNSUPPORTED_CLASS, "tuning/folds.py: the fold offsets per (class, hash bucket)",
+              "at most 2 × 1024 offsets computed on the driver from the bucket counts and broadcast into the "
+              "fold-assignment join; " + _DRIVER_ROWS, columns=("_cls", "_obucket", "_offset")),
+        Known("RDDScanExec", _UNSUPPORTED_CLASS, "tuning/tables.py: the tuning_trials rows",
+              "one row per trial, from Optuna's storage on the driver, written to Parquet; " + _DRIVER_ROWS,
+              columns=("trial_number", "params_json")),
+        # Distributed mode only (xgboost.spark); the test runs parallel mode (see the README).
+        Known("InMemoryTableScanExec", "has been disabled", "tuning/runner.py: distributed mode persists the "
+              "training rows, which every fold's fit reads",
+              "rapids 25.04 leaves Spark's in-memory cache on the CPU under Spark 3.5 (adaptive execution, "
+              "NVIDIA/spark-rapids#10603; later releases run it on the GPU from Spark 3.5.2); the scan feeds "
+              "xgboost's training, which runs on the GPU itself (device=cuda)", required=False),
+        Known("ScalaUDF", "org.apache.spark.ml.", "tuning/distributed.py: scoring a held-out fold with "
+              "xgboost.spark's transform",
+              "xgboost.spark returns probabilities as a Spark ML vector (VectorUDT, which the plugin cannot hold), "
+              "so its array_to_vector and our vector_to_array stay on the CPU; the prediction itself runs in "
+              "xgboost (on the GPU with device=cuda) and the fold's scores are aggregated after it",
+              required=False),
+    ],
+    "explain": [],
+    "detection-metrics": [
+        Known("RDDScanExec", _UNSUPPORTED_CLASS, "detection/metrics.py ap_tables: video codes",
+              "one row per video (its integer code in sorted order), broadcast into a join; " + _DRIVER_ROWS,
+              columns=("video", "_v")),
+        Known("RDDScanExec", _UNSUPPORTED_CLASS, "detection/metrics.py ap_tables: class codes",
+              "one row per class, broadcast into a join; " + _DRIVER_ROWS, columns=("cls", "_c")),
+        Known("RDDScanExec", _UNSUPPORTED_CLASS, "detection/metrics.py videos_frame: det_videos rows",
+              "one row per video plus the overall row, with AP computed on the driver, written to Parquet; "
+              + _DRIVER_ROWS, columns=("scope", "video", "ap")),
+    ],
+    "sql": [
+        Known("CollectLimitExec", "disabled by default", "jobs/sql.py: take(--limit + 1)",
+              "the plugin leaves a collect with a limit on the CPU by default (its own note: on the GPU it can be "
+              "slower); it only hands the first --limit + 1 rows of the GPU result to the driver"),
+        Known("RDDScanExec", _UNSUPPORTED_CLASS, "jobs/sql.py: the rows shown",
+              "the query's first --limit rows, collected once and turned back into a DataFrame to print them; "
+              + _DRIVER_ROWS),
+    ],
+}
+
+
+def _normalized(text: str) -> str:
+    return re.sub(r"#\d+L?", "", text)
+
+
+def classify(job: str, fallbacks: list[dict]) -> dict:
+    """{known: [{entry, reports}], unexpected: [{operator, reason, columns, causes, reports}],
+    missing: [entries of the job that were not reported]}."""
+    entries = KNOWN_FALLBACKS[job] + EVERY_JOB
+    seen: dict[int, int] = {}
+    unexpected: dict[tuple, dict] = {}
+    for fb in fallbacks:
+        i = next((i for i, k in enumerate(entries) if k.matches(fb)), None)
+        if i is None and _NOT_ALL_EXPRESSIONS in fb["reason"] and fb["causes"]:
+            continue  # reported through its expressions, each classified on its own
+        if i is not None:
+            seen[i] = seen.get(i, 0) + 1
+            continue
+        key = (fb["operator"], _normalized(fb["reason"]), tuple(fb["columns"]))
+        item = unexpected.setdefault(key, {"operator": fb["operator"], "detail": _normalized(fb["detail"])[:300],
+                                           "reason": _normalized(fb["reason"]), "columns": fb["columns"],
+                                           "causes": fb["causes"], "reports": 0})
+        item["reports"] += 1
+    return {
+        "known": [{**asdict(entries[i]), "label": entries[i].label, "reports": n} for i, n in sorted(seen.items())],
+        "unexpected": list(unexpected.values()),
+        "missing": [{**asdict(k), "label": k.label} for i, k in enumerate(entries) if k.required and i not in seen],
+    }
+
+
+def render_markdown(results: dict[str, dict]) -> str:
+    """The README table from {job: classify(...)}: each job's own fallbacks, then the
+    ones any job may report, with the jobs that reported them."""
+    lines = ["| job | operator (columns) | where | why it stays on the CPU / why it is harmless |",
+             "|---|---|---|---|"]
+    shared: dict[str, tuple[dict, list[str]]] = {}
+    for job, res in results.items():
+        own = [k for k in res["known"] if not _is_shared(k)]
+        if not own and not res["unexpected"]:
+            lines.append(f"| {job} | none of its own | | |")
+        for k in own:
+            lines.append(f"| {job} | `{k['label']}` | {k['where']} | {k['why']} |")
+        for u in res["unexpected"]:
+            lines.append(f"| {job} | `{u['operator']}` **unexpected** | {u['detail'][:80]} | {u['reason'][:200]} |")
+        for k in res["known"]:
+            if _is_shared(k):
+                shared.setdefault(k["label"], (k, []))[1].append(job)
+    for label, (k, jobs) in shared.items():
+        lines.append(f"| {', '.join(jobs)} | `{label}` | {k['where']} | {k['why']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _is_shared(entry: dict) -> bool:
+    return any(entry["operator"] == k.operator and entry["reason"] == k.reason for k in EVERY_JOB)
+
+
+def potential_gpu_plan(df, explain: str = "NOT_ON_GPU") -> str:
     """The RAPIDS explain text of one DataFrame (needs the rapids-4-spark jar on the classpath)."""
     jvm = df.sparkSession.sparkContext._jvm
     return jvm.com.nvidia.spark.rapids.ExplainPlan.explainPotentialGpuPlan(df._jdf, explain)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mljobs.gpu", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("check", help="classify the GPU fallbacks logged in a job's driver log "
+                                     "(spark.rapids.sql.explain=NOT_ON_GPU); exit 1 on an unexpected one")
+    c.add_argument("job", choices=sorted(KNOWN_FALLBACKS))
+    c.add_argument("log", nargs="+", help="driver log file(s) (stderr of spark-submit)")
+    c.add_argument("--json", action="store_true", help="print the classification as JSON instead of a table")
+    args = p.parse_args(argv)
+    text = "\n".join(open(f, encoding="utf-8", errors="replace").read() for f in args.log)
+    res = classify(args.job, parse_fallbacks(text))
+    print(json.dumps(res, indent=1) if args.json else render_markdown({args.job: res}), end="" if not args.json else "\n")
+    return 1 if res["unexpected"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,6 +34,7 @@ from mljobs.errors import InputError
 from mljobs.ingest.parse import RAW, REASON, csv_headers, read_csv, read_parquet, safe_cast
 from mljobs.io import format_of, list_input_files
 from mljobs.session import current_env
+from mljobs.sqljson import json_object
 
 HELMET = "helmet"
 _IMAGE_NAME = r"^(.+)_frame(\d+)\.[A-Za-z0-9]+$"
@@ -184,7 +185,9 @@ def normalize(spark: SparkSession, raw: DataFrame, layout: Layout, merge_labels:
     reason = F.coalesce(*checks)
     # The raw line (or the row's fields as JSON) only for rejected rows: CASE is lazy,
     # so valid rows never pay for the JSON.
-    raw_text = F.when(reason.isNotNull(), F.coalesce(F.col("_line"), F.to_json(F.col("_fields"))))
+    raw_types = {f.name: f.dataType for f in raw.schema.fields}
+    raw_text = F.when(reason.isNotNull(), F.coalesce(F.col("_line"), _fields_json(
+        [(c, F.col("_fields").getField(c), raw_types[c]) for c in raw_cols], F.col("_fields"))))
     return df.select(
         "video", fd.cast("int").alias("frame"), "cls",
         F.lit(0 if layout.role == "gt" else 1).cast("tinyint").alias("kind"), "label",
@@ -204,12 +207,21 @@ def mark_duplicates(df: DataFrame) -> DataFrame:
     valid = F.col("_reason").isNull()
     w = Window.partitionBy("video", "frame", valid, *DUPLICATE_KEYS).orderBy("_rid")
     dup = valid & (F.row_number().over(w) > 1)
-    fields = F.to_json(F.struct("video", "frame", "label", "left", "top", "width", "height", "score"))
+    types = {f.name: f.dataType for f in df.schema.fields}
+    names = ["video", "frame", "label", "left", "top", "width", "height", "score"]
+    fields = _fields_json([(c, F.col(c), types[c]) for c in names], F.struct(*names))
     return df.select(
         *[c for c in df.columns if c not in ("_reason", "_raw")],
         F.when(dup, F.lit("duplicate row")).otherwise(F.col("_reason")).alias("_reason"),
         F.when(dup, fields).otherwise(F.col("_raw")).alias("_raw"),
     )
+
+
+def _fields_json(fields: list, struct: Column) -> Column:
+    """The fields as a JSON object: plain string functions the RAPIDS Accelerator runs
+    (``mljobs.sqljson``), or ``to_json`` for types those do not cover."""
+    built = json_object(fields)
+    return built if built is not None else F.to_json(struct)
 
 
 def _resolver(columns: list[str]):

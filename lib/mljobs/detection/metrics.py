@@ -9,7 +9,8 @@ Flow (one shuffle over the boxes; everything staged before a table is touched):
    (``matching``) at the user's IoU threshold and the ten COCO thresholds at once, and
    passes rejected rows through. The result (every input row) is staged as Parquet and
    counted: too many bad rows stop the job here, before any table is written.
-3. ``det_frames`` and ``det_errors`` are SQL aggregations of the staged boxes;
+3. ``det_frames`` and ``det_errors`` are SQL aggregations of the staged boxes (the
+   per-frame counts are staged as Parquet too, since four queries read them);
    ``det_videos`` adds COCO AP computed on the driver (``ap``) from the per-detection
    flags; ``det_quarantine`` keeps every rejected row with its reason. Each table is
    written under a new name and swapped in (``tables.replace_table``).
@@ -329,7 +330,11 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
                  f"{counts['rows_quarantined']:,} quarantined")
         matched = staged.where(F.col("_reason").isNull())
 
-        frames = frame_metrics(matched).cache()
+        # Staged as Parquet rather than cached: four queries read it, and the RAPIDS
+        # Accelerator reads Parquet on the GPU but not Spark's in-memory cache (by default).
+        frames_path = staging_path(spark, run_id, "frames")
+        frame_metrics(matched).write.mode("overwrite").parquet(frames_path)
+        frames = spark.read.parquet(frames_path)
         counts_pd = video_counts(frames)
         progress(f"{int(counts_pd['frames'].iloc[0]):,} frames in {len(counts_pd) - 1:,} videos; computing AP")
         ap_pd = ap_tables(spark, matched, [v for v in counts_pd["video"] if v is not None])
@@ -356,7 +361,8 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
         impact = None
         if cfg.nfl_impact:
             progress("NFL impact metric (impact = 1, confidence > 1, visibility > 0; +-4 frames, IoU >= 0.35)")
-            per_video, impact = nfl.impact_score(spark, matched, cfg.conf_thr, cfg.pixel_plus_one)
+            per_video, impact = nfl.impact_score(spark, matched, cfg.conf_thr, cfg.pixel_plus_one,
+                                                 stage_path=staging_path(spark, run_id, "impact"))
             tables.append(replace_table(spark, db, "det_impact", per_video, props))
 
         plots = []
@@ -367,7 +373,6 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
             with fs.output_dir(spark, plots_dir) as out:
                 made = plotting.plot_videos(spark, frames, matched, videos_pd, out.local, cfg, progress)
             plots = [out.final(x) for x in made]
-        frames.unpersist()
     finally:
         remove_path(spark, staging_path(spark, run_id, "").rstrip("/"))
 

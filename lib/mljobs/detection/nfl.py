@@ -46,9 +46,11 @@ def video_tp_function(pixel_plus_one: bool):
     return run
 
 
-def impact_score(spark, valid, conf_thr: float, pixel_plus_one: bool = False):
+def impact_score(spark, valid, conf_thr: float, pixel_plus_one: bool = False, stage_path: str | None = None):
     """(per-video Spark DataFrame, summary dict) of the impact metric; ``valid`` holds the
-    normalised valid rows of both inputs (``input`` = gt / pred)."""
+    normalised valid rows of both inputs (``input`` = gt / pred). The per-video counts are
+    computed once: written as Parquet under ``stage_path`` when given (the RAPIDS
+    Accelerator reads that on the GPU, not Spark's in-memory cache), else cached."""
     from pyspark.sql import functions as F
 
     box = ["video", "frame", "left", "top", "width", "height"]
@@ -66,7 +68,12 @@ def impact_score(spark, valid, conf_thr: float, pixel_plus_one: bool = False):
         .select("video", *[F.coalesce(F.col(c), F.lit(0)).cast("long").alias(c) for c in ("n_gt", "n_pred", "tp")])
         .withColumn("fp", F.col("n_pred") - F.col("tp"))
         .withColumn("fn", F.col("n_gt") - F.col("tp"))
-    ).cache()
+    )
+    if stage_path:
+        per_video.write.mode("overwrite").parquet(stage_path)
+        per_video = spark.read.parquet(stage_path)
+    else:
+        per_video = per_video.cache()
     rows = per_video.collect()
     tp_sum = sum(r.tp for r in rows)
     fp_sum = sum(r.fp for r in rows)

@@ -28,7 +28,11 @@ def _long(local: DataFrame, features: list[str], group_cols: list[str]) -> DataF
     from pyspark.sql import functions as F
 
     pairs = F.array(*[F.struct(F.lit(f).alias("feature"), F.col(f"`shap_{f}`").alias("value")) for f in features])
-    return local.select(*[F.col(f"`{c}`") for c in group_cols], F.inline(pairs))
+    # explode + field access rather than inline(): the same rows, and the RAPIDS
+    # Accelerator runs explode on the GPU but not inline (GPU readiness, mljobs.gpu).
+    keep = [F.col(f"`{c}`") for c in group_cols]
+    return (local.select(*keep, F.explode(pairs).alias("_pair"))
+                 .select(*keep, F.col("_pair.feature").alias("feature"), F.col("_pair.value").alias("value")))
 
 
 def global_shap(local: DataFrame, features: list[str], groupings: list[str] | None = None,

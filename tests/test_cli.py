@@ -83,3 +83,20 @@ def test_ingest_then_query_from_a_second_process(tmp_path):
     n = int(lines[3].split("|")[1])
     assert n == summary["rows_accepted"]
     assert last_json(q.stdout)["rows_shown"] == 1
+
+
+def test_spark_submit_settings_reach_the_session(tmp_path):
+    """Under spark-submit the driver's --conf values (environment, master, user overrides) win
+    over conf/<env>.properties: a job must not think it runs locally on YARN. Run from an
+    empty directory: with spark.mljobs.env=emr nothing embedded is configured."""
+    import os
+    import subprocess
+
+    query = "SELECT '${spark.mljobs.env}' AS env, '${spark.sql.shuffle.partitions}' AS parts, '${spark.master}' AS master"
+    proc = subprocess.run([str(ROOT / "spark-submit.sh"), "--conf", "spark.sql.shuffle.partitions=3",
+                           "--conf", "spark.mljobs.env=emr", "--conf", "spark.master=local[1]", "sql", query],
+                          cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "MLJOBS_DATA_DIR"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "|emr|    3|local[1]|" in proc.stdout, proc.stdout
+    assert not (tmp_path / ".mljobs").exists()  # no embedded metastore outside the local environment

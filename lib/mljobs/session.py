@@ -28,8 +28,20 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return Path(raw).expanduser().resolve()
 
 
+def launch_conf() -> SparkConf:
+    """The properties this driver was launched with. Under spark-submit the JVM is already up
+    (PYSPARK_GATEWAY_PORT is set) with every --conf as a system property, but SparkConf()
+    only sees them through a connected gateway: connect first, or an empty conf comes back
+    and the job would think it runs locally (embedded metastore, local master) on YARN."""
+    from pyspark import SparkContext
+
+    if os.environ.get("PYSPARK_GATEWAY_PORT") and SparkContext._gateway is None:
+        SparkContext._ensure_initialized()
+    return SparkConf()
+
+
 def current_env(conf: SparkConf | None = None) -> str:
-    conf = conf or SparkConf()
+    conf = conf or launch_conf()
     env = conf.get("spark.mljobs.env", None) or os.environ.get("MLJOBS_ENV") or "local"
     if env not in ENVS:
         raise MljobsError(f"unknown environment {env!r}; valid: {', '.join(ENVS)}")
@@ -96,7 +108,7 @@ def build_session(
     Properties already set (by spark-submit --conf, or an existing session) win over the
     environment's conf/<env>.properties, which win over our defaults.
     """
-    spark_conf = SparkConf()
+    spark_conf = launch_conf()
     env = current_env(spark_conf)
     settings: dict[str, str] = dict(SESSION_DEFAULTS)
     settings.update(env_properties(env))

@@ -385,6 +385,14 @@ def test_killed_run_resumes_without_rerunning_completed_trials(tmp_path, bts_fra
     assert states.get("COMPLETE") == 6 and states.get("RUNNING") is None
     assert Path(summary["model_dir"], "metadata.json").exists()
 
+    # Distributed mode from spark-submit: Spark 3.5.5 leaves a barrier timer thread that kept
+    # the JVM alive forever after the summary (SPARK-49479); the job must end on its own.
+    r = run_cli(["./spark-submit.sh", "tune", "--table", "k.flights", "--study", "dist-cli", "--mode", "distributed",
+                 "--max-parallel", "1", "--max-trials", "1", "--cv-folds", "2", "--config", str(space),
+                 "--data-dir", str(data_dir)], timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["mode"] == "distributed"
+
 
 @pytest.mark.slow
 def test_distributed_mode_end_to_end_and_barrier_slot_check(spark, flights_table, tmp_path):

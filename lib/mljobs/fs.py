@@ -59,7 +59,8 @@ def _hadoop_path(spark: SparkSession, uri: str):
     try:
         fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     except Exception as exc:  # unknown scheme, missing connector jars
-        raise InputError(f"cannot open {uri}: {java_message(exc)}{_S3A_HINT if 'scheme' in java_message(exc) else ''}") from None
+        why = java_message(exc)
+        raise InputError(f"cannot open {uri}: {why}{_S3A_HINT if 'scheme' in why else ''}") from None
     return jvm, fs, path
 
 

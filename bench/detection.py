@@ -166,8 +166,8 @@ def worker_pycocotools(gt_path: str, det_path: str) -> dict:
 def worker_ours_ap(gt_path: str, det_path: str) -> dict:
     import pandas as pd
 
-    from mljobs.detection.ap import coco_ap
-    from mljobs.detection.matching import MatchParams, match_boxes
+    from mljobs.detection_metrics.ap import coco_ap
+    from mljobs.detection_metrics.matching import MatchParams, match_boxes
 
     g, d = _read_boxes(gt_path, det_path)
     boxes = pd.concat([g, d], ignore_index=True)
@@ -197,7 +197,7 @@ def run_worker(name: str, gt_path: Path, det_path: Path) -> dict:
 
 
 def run_ours(spark, plays: Path, db: str) -> dict:
-    from mljobs.detection.metrics import DetectionConfig, run_detection_metrics
+    from mljobs.detection_metrics.job import DetectionConfig, run_detection_metrics
 
     cfg = DetectionConfig(gt=str(plays / "train_labels.csv"), pred=str(plays / "detections.csv"),
                           conf_thr=CONF_THR, iou_thr=IOU_THR, out_db=db, max_plots=0)

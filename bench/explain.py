@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     import xgboost as xgb
 
     from mljobs.explain.config import ExplainConfig
-    from mljobs.explain.pipeline import run_explain
+    from mljobs.explain.job import run_explain
     from mljobs.ingest.schema import FEATURES, LABEL
     from mljobs.models.artifact import ModelArtifact, save_artifact
     from mljobs.session import build_session

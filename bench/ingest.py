@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: our Spark ingest (``mljobs.ingest.pipeline.run_ingest``) against the
+"""Benchmark: our Spark ingest (``mljobs.ingest.job.run_ingest``) against the
 straightforward pyarrow and pandas ways of turning the same CSV files into Parquet.
 
 Usage::
@@ -166,7 +166,7 @@ def column_kinds() -> tuple[dict[str, str], dict[str, str]]:
 
 
 def spark_once(spark, inputs: Path, n: int) -> dict:
-    from mljobs.ingest.pipeline import IngestConfig, run_ingest
+    from mljobs.ingest.job import IngestConfig, run_ingest
 
     table = f"bench.flights_{n}"
     spark.sql(f"DROP TABLE IF EXISTS {table}")

@@ -61,7 +61,7 @@ def make_table(spark, table: str, rows: int | None) -> int:
 
 
 def tune_cfg(table: str, study: str, storage: str, workdir: Path, **kw):
-    from mljobs.tuning.config import TuneConfig
+    from mljobs.tune.config import TuneConfig
 
     base = dict(table=table, study=study, features=FEATURES, cv_folds=3, seed=SEED, mode="parallel",
                 storage=storage, model_dir=str(workdir / "models" / study), plots_dir=str(workdir / "plots" / study),
@@ -71,7 +71,7 @@ def tune_cfg(table: str, study: str, storage: str, workdir: Path, **kw):
 
 
 def run_ours(spark, cfg) -> dict:
-    from mljobs.tuning.runner import run_tune
+    from mljobs.tune.job import run_tune
 
     with RssPoller() as rss:
         t0 = time.perf_counter()
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
         args.rows, args.trials, args.tt_trials, args.tt_rows = args.rows or 20_000, 6, 12, 20_000
 
     from mljobs.session import build_session
-    from mljobs.tuning.data import collect_arrays, load_training_data
+    from mljobs.tune.data import collect_arrays, load_training_data
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-tune-"))
     spark = build_session("bench-tune", data_dir=workdir / "data",

@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace):
     from mljobs.config import output_location
-    from mljobs.detection.metrics import DetectionConfig
+    from mljobs.detection_metrics.job import DetectionConfig
 
     output_location(args.plots, "--plots")
 
@@ -51,7 +51,7 @@ def build_config(args: argparse.Namespace):
 
 
 def work(spark, cfg, progress) -> dict:
-    from mljobs.detection.metrics import run_detection_metrics
+    from mljobs.detection_metrics.job import run_detection_metrics
 
     return run_detection_metrics(spark, cfg, progress)
 

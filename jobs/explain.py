@@ -67,7 +67,7 @@ def build_config(args: argparse.Namespace):
 
 
 def work(spark, cfg, progress) -> dict:
-    from mljobs.explain.pipeline import run_explain
+    from mljobs.explain.job import run_explain
 
     return run_explain(spark, cfg, progress)
 

@@ -30,7 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
-    from mljobs.ingest.pipeline import IngestConfig
+    from mljobs.ingest.job import IngestConfig
 
     defaults = load_job_yaml(args.config, "ingest.yaml")
 
@@ -57,7 +57,7 @@ def build_config(args: argparse.Namespace):
 
 
 def work(spark, cfg, progress) -> dict:
-    from mljobs.ingest.pipeline import run_ingest
+    from mljobs.ingest.job import run_ingest
 
     return run_ingest(spark, cfg, progress)
 

@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace):
     from mljobs.config import output_location
-    from mljobs.tuning.config import from_yaml_and_args
+    from mljobs.tune.config import from_yaml_and_args
 
     output_location(args.model_dir, "--model-dir")
     output_location(args.plots_dir, "--plots")
@@ -53,7 +53,7 @@ def build_config(args: argparse.Namespace):
 
 
 def work(spark, cfg, progress) -> dict:
-    from mljobs.tuning.runner import run_tune
+    from mljobs.tune.job import run_tune
 
     return run_tune(spark, cfg, progress)
 

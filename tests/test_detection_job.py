@@ -11,8 +11,8 @@ import pytest
 from conftest import ROOT, run_cli
 
 from mljobs.datasets.helmets import generate
-from mljobs.detection.matching import MatchParams, match_boxes
-from mljobs.detection.metrics import DetectionConfig, run_detection_metrics
+from mljobs.detection_metrics.matching import MatchParams, match_boxes
+from mljobs.detection_metrics.job import DetectionConfig, run_detection_metrics
 from mljobs.errors import BadDataError, InputError, MljobsError
 
 from test_detection_matching import coco_reference, frame_counts

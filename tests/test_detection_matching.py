@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mljobs.detection import matching
-from mljobs.detection.ap import coco_ap
-from mljobs.detection.matching import MatchParams, iou_matrix, match_boxes
-from mljobs.detection.nfl import impact_tp
+from mljobs.detection_metrics import matching
+from mljobs.detection_metrics.ap import coco_ap
+from mljobs.detection_metrics.matching import MatchParams, iou_matrix, match_boxes
+from mljobs.detection_metrics.nfl import impact_tp
 
 COLS = ["video", "frame", "cls", "kind", "left", "top", "width", "height", "score"]
 
@@ -373,7 +373,7 @@ def test_worst_frames_image_draws_boxes_from_the_video(tmp_path, monkeypatch):
     import sys
     import types
 
-    from mljobs.detection import plots
+    from mljobs.detection_metrics import plots
 
     reads = []
 

@@ -73,7 +73,7 @@ def test_package_builds_zip_wheel_conf_and_env_archive(packaged):
     out, _ = packaged
     with zipfile.ZipFile(out / f"mljobs-{VERSION}.zip") as z:
         names = z.namelist()
-    assert "mljobs/emr.py" in names and "mljobs/tuning/runner.py" in names
+    assert "mljobs/emr.py" in names and "mljobs/tune/job.py" in names
     assert all(n.startswith("mljobs/") and n.endswith(".py") for n in names), names
     assert names == sorted(names)
     with zipfile.ZipFile(out / f"mljobs-{VERSION}-py3-none-any.whl") as z:

@@ -17,7 +17,7 @@ from conftest import run_cli
 
 from mljobs.errors import BadDataError, InputError, MljobsError
 from mljobs.explain.config import ExplainConfig
-from mljobs.explain.pipeline import run_explain
+from mljobs.explain.job import run_explain
 from mljobs.ingest.schema import FEATURES, LABEL
 from mljobs.models.artifact import ModelArtifact, save_artifact
 
@@ -236,7 +236,7 @@ def test_plots(first_run):
 
 def test_booster_is_loaded_once_per_worker_not_per_batch(spark, flights, model):
     from mljobs.explain import tree_shap
-    from mljobs.explain.pipeline import select_rows
+    from mljobs.explain.job import select_rows
 
     art_dir, _ = model
     from mljobs.models.artifact import load_artifact

@@ -10,7 +10,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from mljobs.errors import BadDataError, InputError, MljobsError
-from mljobs.ingest.pipeline import IngestConfig, run_ingest
+from mljobs.ingest.job import IngestConfig, run_ingest
 
 MONTH_FILE = "On_Time_Reporting_Carrier_On_Time_Performance_2013_{}.csv"
 

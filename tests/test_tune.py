@@ -17,8 +17,8 @@ import yaml
 from conftest import ROOT, run_cli
 
 from mljobs.errors import InputError, MljobsError
-from mljobs.tuning.config import TuneConfig, from_yaml_and_args
-from mljobs.tuning.space import parse_space
+from mljobs.tune.config import TuneConfig, from_yaml_and_args
+from mljobs.tune.space import parse_space
 
 FEATURES = ["Year", "Quarter", "Month", "DayOfWeek", "Flight_Number_Reporting_Airline", "DOT_ID_Reporting_Airline",
             "OriginCityMarketID", "DestCityMarketID", "DepTime", "DepDelay", "DepDel15", "AirTime", "Distance"]
@@ -111,7 +111,7 @@ def test_config_merges_yaml_and_flags_and_validates():
 def test_metrics_equal_sklearn_with_ties():
     from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
-    from mljobs.tuning.metrics import compute_metric, metric_from_counts, score_counts
+    from mljobs.tune.metrics import compute_metric, metric_from_counts, score_counts
 
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 5000)
@@ -130,7 +130,7 @@ def test_metrics_equal_sklearn_with_ties():
 def test_folds_are_stratified_deterministic_and_independent_of_row_order(spark, flights_table):
     from pyspark.sql import functions as F
 
-    from mljobs.tuning.data import load_training_data
+    from mljobs.tune.data import load_training_data
 
     a = load_training_data(spark, flights_table, None, FEATURES, 3, seed=11)
     counts = {(r["ArrDel15"], r["_fold"]): r["count"] for r in a.df.groupBy("ArrDel15", "_fold").count().collect()}
@@ -149,7 +149,7 @@ def test_folds_are_stratified_deterministic_and_independent_of_row_order(spark, 
 
 
 def test_training_data_checks(spark, flights_table):
-    from mljobs.tuning.data import load_training_data
+    from mljobs.tune.data import load_training_data
 
     with pytest.raises(InputError, match="does not exist"):
         load_training_data(spark, "tune_t.nope", None, None, 3, 1)
@@ -176,7 +176,7 @@ def test_training_data_checks(spark, flights_table):
 
 @pytest.fixture(scope="module")
 def training(spark, flights_table):
-    from mljobs.tuning.data import collect_arrays, load_training_data
+    from mljobs.tune.data import collect_arrays, load_training_data
 
     data = load_training_data(spark, flights_table, None, FEATURES, 3, seed=42)
     return data, collect_arrays(data)
@@ -186,7 +186,7 @@ def test_cv_score_equals_xgboost_trained_on_the_same_folds(spark, training):
     import xgboost as xgb
     from sklearn.metrics import accuracy_score
 
-    from mljobs.tuning.parallel import ParallelTrials
+    from mljobs.tune.parallel import ParallelTrials
 
     data, arrays = training
     hp = {"max_depth": 5, "n_estimators": 30, "colsample_bytree": 0.7}
@@ -205,8 +205,8 @@ def test_cv_score_equals_xgboost_trained_on_the_same_folds(spark, training):
 
 @pytest.mark.slow
 def test_parallel_and_distributed_modes_agree(spark, training):
-    from mljobs.tuning.distributed import DistributedTrials
-    from mljobs.tuning.parallel import ParallelTrials
+    from mljobs.tune.distributed import DistributedTrials
+    from mljobs.tune.parallel import ParallelTrials
 
     data, arrays = training
     df = data.df.cache()
@@ -224,7 +224,7 @@ def test_parallel_and_distributed_modes_agree(spark, training):
 
 
 def test_trial_time_limit_and_failure_are_reported_not_raised(spark, training):
-    from mljobs.tuning.parallel import ParallelTrials
+    from mljobs.tune.parallel import ParallelTrials
 
     _, arrays = training
     par = ParallelTrials(spark, arrays, "xgboost", 42, "accuracy", nthread=1)
@@ -238,7 +238,7 @@ def test_trial_time_limit_and_failure_are_reported_not_raised(spark, training):
 
 def _run(spark, tmp_path, **kw):
     from mljobs.summary import Progress
-    from mljobs.tuning.runner import run_tune
+    from mljobs.tune.job import run_tune
 
     kw.setdefault("storage", str(tmp_path / "studies.db"))
     kw.setdefault("model_dir", str(tmp_path / "model"))

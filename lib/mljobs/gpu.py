@@ -130,19 +130,19 @@ EVERY_JOB = [
 KNOWN_FALLBACKS: dict[str, list[Known]] = {
     "ingest": [],
     "tune": [
-        Known("RDDScanExec", _UNSUPPORTED_CLASS, "tuning/folds.py: the fold offsets per (class, hash bucket)",
+        Known("RDDScanExec", _UNSUPPORTED_CLASS, "tune/folds.py: the fold offsets per (class, hash bucket)",
               "at most 2 × 1024 offsets computed on the driver from the bucket counts and broadcast into the "
               "fold-assignment join; " + _DRIVER_ROWS, columns=("_cls", "_obucket", "_offset")),
-        Known("RDDScanExec", _UNSUPPORTED_CLASS, "tuning/tables.py: the tuning_trials rows",
+        Known("RDDScanExec", _UNSUPPORTED_CLASS, "tune/trials.py: the tuning_trials rows",
               "one row per trial, from Optuna's storage on the driver, written to Parquet; " + _DRIVER_ROWS,
               columns=("trial_number", "params_json")),
         # Distributed mode only (xgboost.spark); the test runs parallel mode (see the README).
-        Known("InMemoryTableScanExec", "has been disabled", "tuning/runner.py: distributed mode persists the "
+        Known("InMemoryTableScanExec", "has been disabled", "tune/job.py: distributed mode persists the "
               "training rows, which every fold's fit reads",
               "rapids 25.04 leaves Spark's in-memory cache on the CPU under Spark 3.5 (adaptive execution, "
               "NVIDIA/spark-rapids#10603; later releases run it on the GPU from Spark 3.5.2); the scan feeds "
               "xgboost's training, which runs on the GPU itself (device=cuda)", required=False),
-        Known("ScalaUDF", "org.apache.spark.ml.", "tuning/distributed.py: scoring a held-out fold with "
+        Known("ScalaUDF", "org.apache.spark.ml.", "tune/distributed.py: scoring a held-out fold with "
               "xgboost.spark's transform",
               "xgboost.spark returns probabilities as a Spark ML vector (VectorUDT, which the plugin cannot hold), "
               "so its array_to_vector and our vector_to_array stay on the CPU; the prediction itself runs in "
@@ -151,12 +151,12 @@ KNOWN_FALLBACKS: dict[str, list[Known]] = {
     ],
     "explain": [],
     "detection-metrics": [
-        Known("RDDScanExec", _UNSUPPORTED_CLASS, "detection/metrics.py ap_tables: video codes",
+        Known("RDDScanExec", _UNSUPPORTED_CLASS, "detection_metrics/job.py ap_tables: video codes",
               "one row per video (its integer code in sorted order), broadcast into a join; " + _DRIVER_ROWS,
               columns=("video", "_v")),
-        Known("RDDScanExec", _UNSUPPORTED_CLASS, "detection/metrics.py ap_tables: class codes",
+        Known("RDDScanExec", _UNSUPPORTED_CLASS, "detection_metrics/job.py ap_tables: class codes",
               "one row per class, broadcast into a join; " + _DRIVER_ROWS, columns=("cls", "_c")),
-        Known("RDDScanExec", _UNSUPPORTED_CLASS, "detection/metrics.py videos_frame: det_videos rows",
+        Known("RDDScanExec", _UNSUPPORTED_CLASS, "detection_metrics/job.py videos_frame: det_videos rows",
               "one row per video plus the overall row, with AP computed on the driver, written to Parquet; "
               + _DRIVER_ROWS, columns=("scope", "video", "ap")),
     ],

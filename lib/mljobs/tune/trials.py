@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from pyspark.sql import types as T
 
-from mljobs.tuning.study import trial_state
+from mljobs.tune.study import trial_state
 
 BASE_COLUMNS = [
     ("trial_number", "bigint"), ("family", "string"), ("strategy", "string"), ("mode", "string"),

@@ -14,9 +14,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from mljobs.errors import MljobsError
-from mljobs.tuning import trainer
-from mljobs.tuning.folds import FOLD_COL
-from mljobs.tuning.metrics import metric_from_counts
+from mljobs.tune import trainer
+from mljobs.tune.folds import FOLD_COL
+from mljobs.tune.metrics import metric_from_counts
 
 
 def task_slots(spark) -> int:

@@ -8,8 +8,8 @@ from typing import Any
 
 from mljobs.config import merge_yaml_and_flags, parse_table_name, validate_identifier
 from mljobs.errors import MljobsError
-from mljobs.tuning.metrics import METRICS
-from mljobs.tuning.space import FAMILIES, SearchSpace, parse_space
+from mljobs.tune.metrics import METRICS
+from mljobs.tune.space import FAMILIES, SearchSpace, parse_space
 
 STRATEGIES = ("random", "bayesian", "grid")
 MODES = ("auto", "distributed", "parallel")

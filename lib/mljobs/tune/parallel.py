@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from mljobs.tuning import trainer
-from mljobs.tuning.metrics import compute_metric
+from mljobs.tune import trainer
+from mljobs.tune.metrics import compute_metric
 
 # Per Python worker: data id -> {key: (dtrain, dvalid, yvalid)}
 _DMATRIX_CACHE: dict[str, dict[tuple, Any]] = {}

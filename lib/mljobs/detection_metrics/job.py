@@ -29,11 +29,11 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from mljobs.config import validate_identifier
-from mljobs.detection import matching, nfl
-from mljobs.detection.ap import coco_ap
-from mljobs.detection.boxes import Layout, detect_layout, is_path, mark_duplicates, normalize, read_source
-from mljobs.detection.matching import MATCH_METHODS, MatchParams
-from mljobs.detection.tables import replace_table, staging_path
+from mljobs.detection_metrics import matching, nfl
+from mljobs.detection_metrics.ap import coco_ap
+from mljobs.detection_metrics.boxes import Layout, detect_layout, is_path, mark_duplicates, normalize, read_source
+from mljobs.detection_metrics.matching import MATCH_METHODS, MatchParams
+from mljobs.detection_metrics.tables import replace_table, staging_path
 from mljobs.ingest.commit import remove_path
 from mljobs.errors import BadDataError, InputError, MljobsError
 from mljobs import fs
@@ -345,10 +345,10 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
             videos_pd[k] = [rates(r.tp, r.fp, r.fn)[k] for r in videos_pd.itertuples()]
 
         props = {
-            "mljobs.detection.gt": cfg.gt, "mljobs.detection.pred": cfg.pred,
-            "mljobs.detection.conf_thr": str(cfg.conf_thr), "mljobs.detection.iou_thr": str(cfg.iou_thr),
-            "mljobs.detection.match": cfg.match, "mljobs.detection.pixel_plus_one": str(cfg.pixel_plus_one).lower(),
-            "mljobs.detection.merge_labels": str(cfg.merge_labels).lower(), "mljobs.detection.run_id": run_id,
+            "mljobs.detection_metrics.gt": cfg.gt, "mljobs.detection_metrics.pred": cfg.pred,
+            "mljobs.detection_metrics.conf_thr": str(cfg.conf_thr), "mljobs.detection_metrics.iou_thr": str(cfg.iou_thr),
+            "mljobs.detection_metrics.match": cfg.match, "mljobs.detection_metrics.pixel_plus_one": str(cfg.pixel_plus_one).lower(),
+            "mljobs.detection_metrics.merge_labels": str(cfg.merge_labels).lower(), "mljobs.detection_metrics.run_id": run_id,
         }
         db = cfg.out_db
         progress(f"writing {', '.join(f'{db}.{t}' for t in TABLES)}")
@@ -367,7 +367,7 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
 
         plots = []
         if cfg.max_plots > 0:
-            from mljobs.detection import plots as plotting
+            from mljobs.detection_metrics import plots as plotting
 
             progress(f"plots under {plots_dir}")
             with fs.output_dir(spark, plots_dir) as out:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mljobs.detection.matching import iou_matrix, max_matching
+from mljobs.detection_metrics.matching import iou_matrix, max_matching
 
 FRAME_WINDOW = 4
 IOU_THR = 0.35

@@ -16,11 +16,11 @@ from typing import Any
 from mljobs import fs
 from mljobs.errors import MljobsError
 from mljobs.session import current_env, data_dir_of, results_root
-from mljobs.tuning import study as st
-from mljobs.tuning.data import collect_arrays, load_training_data
-from mljobs.tuning.distributed import DistributedTrials, check_barrier, task_slots
-from mljobs.tuning.parallel import ParallelTrials
-from mljobs.tuning.tables import trial_rows, write_trials
+from mljobs.tune import study as st
+from mljobs.tune.data import collect_arrays, load_training_data
+from mljobs.tune.distributed import DistributedTrials, check_barrier, task_slots
+from mljobs.tune.parallel import ParallelTrials
+from mljobs.tune.trials import trial_rows, write_trials
 
 TABLE_WRITE_EVERY_S = 15.0
 
@@ -265,7 +265,7 @@ def run_tune(spark, cfg, progress) -> dict:
     if summary["best_value"] is not None:
         summary["model_dir"] = str(_final_model(spark, cfg, study, ex, data, model_dir, mode, progress))
     ex.close()
-    from mljobs.tuning.plots import plot_study
+    from mljobs.tune.plots import plot_study
 
     with fs.output_dir(spark, plots_dir) as out:
         local_plots = plot_study(study, trial_rows(study, cfg, mode, data.rows, run_id), cfg, out.local)
@@ -318,7 +318,7 @@ def _summarize(study, cfg) -> dict:
 
 def _final_model(spark, cfg, study, ex, data, model_dir, mode: str, progress):
     from mljobs.models.artifact import ModelArtifact, load_artifact, save_artifact
-    from mljobs.tuning.trainer import recipe
+    from mljobs.tune.trainer import recipe
 
     best = study.best_trial
     try:

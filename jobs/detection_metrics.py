@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
-    from mljobs.config import output_location
+    from mljobs.uris import output_location
     from mljobs.detection_metrics.job import DetectionConfig
 
     output_location(args.plots, "--plots")

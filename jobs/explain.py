@@ -52,7 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
-    from mljobs.config import load_job_yaml, merge_yaml_and_flags, output_location
+    from mljobs.config import load_job_yaml, merge_yaml_and_flags
+    from mljobs.uris import output_location
     from mljobs.explain.config import ExplainConfig
 
     for flag, value in (("--model", args.model), ("--output", args.output), ("--plots", args.plots)):

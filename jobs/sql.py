@@ -4,42 +4,22 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
-from mljobs.errors import MljobsError
-from mljobs.jobs_common import JobArgumentParser, add_common_args, run_job
+from mljobs.jobs_common import JobArgumentParser, run_job
+from mljobs.sql.config import SqlConfig
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = JobArgumentParser(prog="sql", description=__doc__.splitlines()[0])
+def parse_args(argv=None):
+    p = JobArgumentParser(prog="sql", description=__doc__.splitlines()[0], config=SqlConfig)
     p.add_argument("query", help="one SQL statement")
-    p.add_argument("--limit", type=int, default=100, help="rows to print (default 100)")
-    p.add_argument("--truncate", type=int, default=40, help="truncate cells to N characters (0: never)")
-    add_common_args(p)
+    p.add_argument("--limit", type=int, help="rows to print")
+    p.add_argument("--truncate", type=int, help="truncate cells to N characters (0: never)")
     return p.parse_args(argv)
 
 
-def prepare(args):
-    if not args.query.strip():
-        raise MljobsError("empty query")
-    if args.limit <= 0:
-        raise MljobsError("--limit must be positive")
-    return args
-
-
-def work(spark, args, progress) -> dict:
-    df = spark.sql(args.query)
-    rows = df.take(args.limit + 1)
-    shown = spark.createDataFrame(rows[: args.limit], df.schema) if rows else df.limit(0)
-    # The table, then (from run_job) the JSON summary as the last line, like every job.
-    text = shown._jdf.showString(args.limit, args.truncate, False)
-    print(text, end="", flush=True)
-    return {"rows_shown": min(len(rows), args.limit), "more": len(rows) > args.limit, "columns": df.columns}
-
-
 def main(argv=None) -> int:
-    return run_job("sql", parse_args(argv), prepare=prepare, work=work)
+    return run_job("sql", parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
-    from mljobs.config import output_location
+    from mljobs.uris import output_location
     from mljobs.tune.config import from_yaml_and_args
 
     output_location(args.model_dir, "--model-dir")

@@ -3,7 +3,6 @@ warehouse (Derby allows one JVM per metastore, so subprocess tests use other dir
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
+sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ["PYSPARK_PYTHON"] = sys.executable
 
@@ -51,23 +51,6 @@ def bts_frame():
     from mljobs.datasets.airline import load_bts_frame
 
     return load_bts_frame()
-
-
-def run_cli(args: list[str], env_extra: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run ./spark-submit.sh (or any command) from the project root; output captured."""
-    env = dict(os.environ)
-    env.pop("MLJOBS_DATA_DIR", None)
-    env.update(env_extra or {})
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-# Fake AWS credentials planted in the environment of commands that talk to the local AWS
-# emulator; none may show up in any output, log, table or artefact.
-PLANTED = {
-    "AWS_ACCESS_KEY_ID": "AKIAPLANTEDFAKE7Q3XZ",
-    "AWS_SECRET_ACCESS_KEY": "plantedSecret/Kx9+vT2wQeLmNs8RrYy4Uu1Oo6Pp0Aa",
-    "AWS_SESSION_TOKEN": "plantedSessionToken//ZmFrZXRva2VuLW5vdC1yZWFs",
-}
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,8 @@ import json
 import time
 
 import pytest
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli, last_json
 
-
-def last_json(stdout: str) -> dict:
-    return json.loads(stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("env", ["local", "emr", "emr-gpu"])

@@ -8,18 +8,15 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli, last_json
 
 from mljobs.datasets.helmets import generate
 from mljobs.detection_metrics.matching import MatchParams, match_boxes
 from mljobs.detection_metrics.job import DetectionConfig, run_detection_metrics
 from mljobs.errors import BadDataError, InputError, MljobsError
 
-from test_detection_matching import coco_reference, frame_counts
+from helpers import coco_reference, frame_counts
 
-
-def last_json(stdout: str) -> dict:
-    return json.loads(stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")

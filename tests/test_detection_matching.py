@@ -2,9 +2,6 @@
 properties (hypothesis), and equality with pycocotools' COCOeval."""
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +12,8 @@ from mljobs.detection_metrics import matching
 from mljobs.detection_metrics.ap import coco_ap
 from mljobs.detection_metrics.matching import MatchParams, iou_matrix, match_boxes
 from mljobs.detection_metrics.nfl import impact_tp
+
+from helpers import coco_reference, frame_counts
 
 COLS = ["video", "frame", "cls", "kind", "left", "top", "width", "height", "score"]
 
@@ -28,18 +27,6 @@ def boxes(rows) -> pd.DataFrame:
         video = r[8] if len(r) > 8 else "v"
         out.append((video, frame, cls, kind, float(l), float(t), float(w), float(h), np.nan if s is None else s))
     return pd.DataFrame(out, columns=COLS)
-
-
-def frame_counts(res: pd.DataFrame) -> pd.DataFrame:
-    """Per-frame num_gt, num_det, tp, fp, fn as the job computes them."""
-    gt = res["kind"] == 0
-    det = (res["kind"] == 1) & res["above_conf"]
-    g = res.assign(gt=gt, det=det, tp=det & res["matched"], gtm=gt & res["matched"])
-    agg = g.groupby(["video", "frame"]).agg(num_gt=("gt", "sum"), num_det=("det", "sum"), tp=("tp", "sum"),
-                                            gtm=("gtm", "sum")).reset_index()
-    agg["fp"] = agg["num_det"] - agg["tp"]
-    agg["fn"] = agg["num_gt"] - agg["gtm"]
-    return agg.drop(columns="gtm").astype({c: int for c in ("num_gt", "num_det", "tp", "fp", "fn")})
 
 
 def counts_of(res, frame=1):
@@ -241,45 +228,6 @@ def test_invariants_hold_and_engine_equals_the_plain_loop(rows, conf_thr, iou_th
 
 
 # ----------------------------------------------------------------------------- pycocotools
-
-
-def coco_reference(res: pd.DataFrame, video: str | None = None) -> np.ndarray:
-    """COCOeval's AP, AP50, AP75 on the same boxes, fed in the engine's canonical order
-    (images = sorted (video, frame), categories = sorted classes)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    res = res.sort_values(["video", "frame", "cls", "kind", "rank"])
-    images = sorted(set(zip(res["video"], res["frame"])))
-    img_id = {k: i + 1 for i, k in enumerate(images)}
-    cat_id = {c: i + 1 for i, c in enumerate(sorted(res["cls"].unique()))}
-    gt = res[res["kind"] == 0]
-    dt = res[res["kind"] == 1]
-    dataset = {
-        "images": [{"id": i} for i in img_id.values()],
-        "categories": [{"id": i} for i in cat_id.values()],
-        "annotations": [
-            {"id": n + 1, "image_id": img_id[(r.video, r.frame)], "category_id": cat_id[r.cls],
-             "bbox": [r.left, r.top, r.width, r.height], "area": r.width * r.height, "iscrowd": 0}
-            for n, r in enumerate(gt.itertuples())
-        ],
-    }
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = dataset
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes([
-            {"image_id": img_id[(r.video, r.frame)], "category_id": cat_id[r.cls],
-             "bbox": [r.left, r.top, r.width, r.height], "score": r.score}
-            for r in dt.itertuples()
-        ])
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
-        if video is not None:
-            ev.params.imgIds = [img_id[k] for k in images if k[0] == video]
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return ev.stats[:3]
 
 
 def ours(res: pd.DataFrame, by=None) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import time
 import zipfile
 
 import pytest
-from conftest import PLANTED, ROOT, run_cli
+from helpers import PLANTED, ROOT, run_cli
 
 VERSION = "0.1.0"
 ART = "s3://mljobs-art/releases/0.1.0"

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
-from conftest import run_cli
+from helpers import run_cli, last_json
 
 from mljobs.errors import BadDataError, InputError, MljobsError
 from mljobs.explain.config import ExplainConfig
@@ -407,9 +407,6 @@ def test_not_a_model_directory(spark, tmp_path):
     with pytest.raises(InputError, match="not a model directory"):
         run_explain(spark, cfg, quiet)
 
-
-def last_json(stdout: str) -> dict:
-    return json.loads(stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import time
 
 import pytest
 import yaml
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 from mljobs import jars
 from mljobs.gpu import classify, explain_only_conf, parse_fallbacks, render_markdown

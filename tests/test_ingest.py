@@ -298,7 +298,7 @@ def test_byod_partitioned(spark, tmp_path):
 
 
 def staging_left(spark, db: str) -> list:
-    from mljobs.ingest.commit import database_location
+    from mljobs.tables import database_location
 
     root = Path(database_location(spark, db).replace("file:", "")) / "_mljobs_staging"
     return list(root.glob("*"))

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 NOTEBOOK = ROOT / "examples" / "sparkmagic.ipynb"
 # The request body of Livy's POST /sessions (Livy REST API documentation).

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PLANTED, run_cli
+from helpers import PLANTED, run_cli
 
 from mljobs import fs
 from mljobs.errors import InputError

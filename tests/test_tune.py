@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 from mljobs.errors import InputError, MljobsError
 from mljobs.tune.config import TuneConfig, from_yaml_and_args

@@ -1,12 +1,12 @@
-"""Configuration: Spark properties per environment, job YAML, validated names."""
+"""Configuration: Spark properties per environment, the job config contract (one dataclass per
+job, one merge of YAML and flags), validated names. No Spark here."""
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
+from dataclasses import dataclass, fields
 from typing import Any
-
-import yaml
 
 from mljobs.errors import MljobsError
 
@@ -39,25 +39,8 @@ def validate_identifier(name: str, what: str = "name") -> str:
     return name
 
 
-OUTPUT_SCHEMES = ("file", "s3", "s3a", "hdfs")
 # Root of the jobs' default model/plot/report locations (mljobs.session.results_root).
 RESULTS_CONF = "spark.mljobs.resultsDir"
-
-
-def output_location(path: str | None, flag: str) -> str | None:
-    """Check a model/plot/report location before any work: a local path, or a URI of a
-    scheme the jobs read and write through Hadoop (s3:// EMRFS, s3a://, hdfs://)."""
-    if not path:
-        return path
-    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", str(path))
-    if m:
-        scheme, rest = m.group(1).lower(), m.group(2)
-        if scheme not in OUTPUT_SCHEMES:
-            raise MljobsError(f"{flag} {path}: unsupported scheme {scheme}://; use a local path or "
-                              f"{', '.join(s + '://' for s in OUTPUT_SCHEMES)}")
-        if scheme in ("s3", "s3a") and not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$)", rest):
-            raise MljobsError(f"{flag} {path}: expected {scheme}://BUCKET/PREFIX")
-    return path
 
 
 def parse_table_name(full: str, default_db: str = "default") -> tuple[str, str]:
@@ -92,23 +75,79 @@ def env_properties(env: str) -> dict[str, str]:
     return read_properties(conf_dir() / f"{env}.properties")
 
 
-def load_job_yaml(path: str | Path | None, default_name: str) -> dict[str, Any]:
-    """Load a job's YAML defaults (conf/<job>.yaml unless a path is given)."""
+def load_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (an empty file is an empty mapping)."""
+    import yaml  # lazily: spark-submit.sh's command builder runs on a bare python3
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MljobsError(f"config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise MljobsError(f"config {path} must be a mapping, got {type(data).__name__}")
+    return data
+
+
+@dataclass
+class JobConfig:
+    """Base of every job's configuration: one dataclass whose fields carry the defaults.
+
+    A config is validated when it is built (``__post_init__`` calls ``validate`` once), so no
+    unvalidated config exists, whether it comes from ``load_config`` or from a notebook.
+    """
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check (and normalise) the values; raise MljobsError on a bad one. No Spark here."""
+
+    @classmethod
+    def coerce(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Turn text spellings (flags, YAML: 'a,b' lists, 'auto') into field values."""
+        return values
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.init]
+
+
+def load_config(cls: type[JobConfig], flags: dict[str, Any], job: str, config_file: str | Path | None = None):
+    """The one merge of every job: the fields' defaults < conf/<job>.yaml < ``--config FILE``
+    < the flags given (None = not given). Unknown keys are an error everywhere: a typo must
+    not silently fall back to a default."""
+    merged: dict[str, Any] = {}
+    sources = [conf_dir() / f"{job}.yaml"]
+    if config_file:
+        if not Path(config_file).is_file():
+            raise MljobsError(f"config file not found: {config_file}")
+        sources.append(Path(config_file))
+    for path in sources:
+        if path.exists():
+            values = load_yaml(path)
+            unknown = sorted(set(values) - set(cls.keys()))
+            if unknown:
+                raise MljobsError(f"{job} config {path}: unknown keys {unknown}; valid: {', '.join(cls.keys())}")
+            merged.update(values)
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    values = cls.coerce(merged)
+    unknown = sorted(set(values) - set(cls.keys()))
+    if unknown:
+        raise MljobsError(f"{job}: unknown options {unknown}")
+    return cls(**values)
+
+
+# ---- transitional (removed when every job builds its config with load_config)
+def load_job_yaml(path, default_name: str) -> dict[str, Any]:
     p = Path(path) if path else conf_dir() / default_name
     if not p.exists():
         if path:
             raise MljobsError(f"config file not found: {p}")
         return {}
-    data = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(data, dict):
-        raise MljobsError(f"config {p} must be a mapping, got {type(data).__name__}")
-    return data
+    return load_yaml(p)
 
 
 def merge_yaml_and_flags(defaults: dict[str, Any], args, keys, job: str) -> dict[str, Any]:
-    """A job's YAML defaults overridden by the flags that were given (not None).
-
-    Unknown YAML keys are an error: a typo must not silently fall back to a default."""
     unknown = sorted(set(defaults) - set(keys))
     if unknown:
         raise MljobsError(f"{job} config: unknown keys {unknown}")
@@ -118,4 +157,3 @@ def merge_yaml_and_flags(defaults: dict[str, Any], args, keys, job: str) -> dict
         if value is not None:
             merged[key] = value
     return merged
-

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from mljobs import __version__
 from mljobs.config import ENVS, RESULTS_CONF, env_properties, parse_table_name, project_root
 from mljobs.errors import MljobsError
+from mljobs.uris import parse_s3_uri, s3_join
 
 # The names scripts/package.sh gives its outputs (and spark-submit.sh expects on S3).
 ENV_ARCHIVE = "mljobs-env-py311-linux-x86_64.tar.gz"
@@ -32,29 +33,12 @@ PY_FILES_ZIP = f"mljobs-{__version__}.zip"
 CONF_ARCHIVE = f"mljobs-conf-{__version__}.tar.gz"
 WHEEL = f"mljobs-{__version__}-py3-none-any.whl"
 
-PIPELINE = ("ingest", "tune", "explain", "detection-metrics")
 ACTIONS_ON_FAILURE = ("CANCEL_AND_WAIT", "CONTINUE", "TERMINATE_CLUSTER", "TERMINATE_JOB_FLOW")
 TERMINAL_STATES = ("COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED")
 # Keys the shipped environment takes over from conf/<env>.properties (same rule as spark-submit.sh).
 _PYTHON_KEYS = ("spark.yarn.appMasterEnv.PYSPARK_PYTHON", "spark.executorEnv.PYSPARK_PYTHON")
 # Set by the Livy server itself (its default spark-blacklist.conf refuses them in a session request).
 LIVY_OWNED = ("spark.master", "spark.submit.deployMode")
-_S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/([A-Za-z0-9._/-]*))?$")
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """'s3://bucket/a/b/' -> ('bucket', 'a/b'); anything else is a usage error."""
-    m = _S3_URI.match(uri or "")
-    if not m:
-        raise MljobsError(f"expected s3://BUCKET[/PREFIX], got {uri!r}")
-    return m.group(1), (m.group(2) or "").strip("/")
-
-
-def s3_join(uri: str, *parts: str) -> str:
-    bucket, prefix = parse_s3_uri(uri)
-    return "s3://" + "/".join(p for p in (bucket, prefix, *parts) if p)
-
-
 def submit_args(env: str, artifacts: str, job: str, job_args: list[str], extra_conf: list[str] = ()) -> list[str]:
     """The spark-submit command line of ``./spark-submit.sh --env ENV --artifacts URI JOB ...``
     (same properties, same order), with the cluster's ``spark-submit`` in front."""
@@ -116,13 +100,38 @@ def configure_cell(artifacts: str, env: str = "emr", extra_conf: list[str] = ())
     return "%%configure -f\n" + json.dumps(livy_session(artifacts, env, extra_conf), indent=2) + "\n"
 
 
+@dataclass(frozen=True)
+class EmrStep:
+    """How a job runs as a step of the EMR pipeline (declared by the job: ``EMR_STEP``).
+
+    ``needs``: the Pipeline fields it cannot run without; ``args(pipeline)``: its job flags;
+    ``label(pipeline)``: what the step's name shows."""
+
+    needs: tuple[str, ...]
+    args: Callable[["Pipeline"], list[str]]
+    label: Callable[["Pipeline"], str]
+
+
+def pipeline_jobs() -> tuple[str, ...]:
+    """The jobs that declare an EMR step, in pipeline (registry) order."""
+    from mljobs.registry import JOBS, job_module
+
+    return tuple(j for j in JOBS if getattr(job_module(j), "EMR_STEP", None) is not None)
+
+
+def _step(job: str) -> EmrStep:
+    from mljobs.registry import job_module
+
+    return job_module(job).EMR_STEP
+
+
 @dataclass
 class Pipeline:
     """What the four steps need; each job's own flags can be added with ``<job>_args``."""
 
     artifacts: str
     env: str = "emr"
-    jobs: list[str] = field(default_factory=lambda: list(PIPELINE))
+    jobs: list[str] = field(default_factory=lambda: list(pipeline_jobs()))
     input: list[str] = field(default_factory=list)
     table: str | None = None
     study: str | None = None
@@ -142,14 +151,13 @@ class Pipeline:
             raise MljobsError(f"--env must be emr or emr-gpu, got {self.env!r}")
         if self.action_on_failure not in ACTIONS_ON_FAILURE:
             raise MljobsError(f"--action-on-failure must be one of {', '.join(ACTIONS_ON_FAILURE)}")
-        unknown = [j for j in self.jobs if j not in PIPELINE]
+        order = pipeline_jobs()
+        unknown = [j for j in self.jobs if j not in order]
         if unknown or not self.jobs:
-            raise MljobsError(f"unknown jobs {unknown}; valid: {', '.join(PIPELINE)}")
-        self.jobs = [j for j in PIPELINE if j in self.jobs]  # always in pipeline order
-        need = {"ingest": ("input", "table"), "tune": ("table", "study"), "explain": ("table", "study"),
-                "detection-metrics": ("gt", "pred")}
+            raise MljobsError(f"unknown jobs {unknown}; valid: {', '.join(order)}")
+        self.jobs = [j for j in order if j in self.jobs]  # always in pipeline order
         for job in self.jobs:
-            missing = [f"--{n}" for n in need[job] if not getattr(self, n)]
+            missing = [f"--{n}" for n in _step(job).needs if not getattr(self, n)]
             if missing:
                 raise MljobsError(f"the {job} step needs {' and '.join(missing)}")
         if self.table:
@@ -165,24 +173,17 @@ class Pipeline:
     def model_dir(self) -> str:
         return s3_join(self.results_dir(), "models", self.study)
 
+    def where_args(self) -> list[str]:
+        return ["--where", self.where] if self.where else []
+
     def job_args(self, job: str) -> list[str]:
-        if job == "ingest":
-            args = ["--input", *self.input, "--table", self.table]
-        elif job == "tune":
-            args = ["--table", self.table, "--study", self.study, "--model-dir", self.model_dir()]
-        elif job == "explain":
-            args = ["--model", self.model_dir(), "--table", self.table]
-        else:
-            args = ["--gt", self.gt, "--pred", self.pred]
-        if self.where and job in ("tune", "explain"):
-            args += ["--where", self.where]
-        return args + list(self.extra_args.get(job, []))
+        return _step(job).args(self) + list(self.extra_args.get(job, []))
 
     def steps(self) -> list[dict]:
         """The ``Steps`` of ``add_job_flow_steps``, one spark-submit per job."""
         out = []
         for job in self.jobs:
-            label = self.table if job in ("ingest", "tune", "explain") else "detection"
+            label = _step(job).label(self)
             out.append({
                 "Name": f"mljobs {job} {label}"[:256],
                 "ActionOnFailure": self.action_on_failure,
@@ -302,7 +303,7 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--no-wait", action="store_true", help="add the steps and return")
         sp.add_argument("--dry-run", action="store_true", help="print the step JSON; contact no AWS service")
         sp.add_argument("--env", choices=["emr", "emr-gpu"], default="emr")
-        sp.add_argument("--jobs", default=",".join(PIPELINE), help=f"comma-separated subset of {','.join(PIPELINE)}")
+        sp.add_argument("--jobs", default=",".join(pipeline_jobs()), help=f"comma-separated subset of {','.join(pipeline_jobs())}")
         sp.add_argument("--action-on-failure", choices=ACTIONS_ON_FAILURE, default="CANCEL_AND_WAIT")
         sp.add_argument("--input", nargs="+", default=[], metavar="PATH", help="ingest input (s3://...)")
         sp.add_argument("--table", help="the flights table DB.NAME (ingest writes it, tune/explain read it)")
@@ -312,7 +313,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--pred", help="detections (table or s3:// path)")
         sp.add_argument("--results", metavar="s3://...", help="models and outputs (default ARTIFACTS/results)")
         sp.add_argument("--conf", action="append", default=[], metavar="K=V", help="extra Spark property, every step")
-        for job in PIPELINE:
+        for job in pipeline_jobs():
             sp.add_argument(f"--{job}-args", default="", metavar="'ARGS'", help=f"more {job} flags, shell-quoted")
     return p
 
@@ -332,7 +333,7 @@ def main(argv=None) -> int:
             artifacts=args.artifacts, env=args.env, jobs=[j.strip() for j in args.jobs.split(",") if j.strip()],
             input=args.input, table=args.table, study=args.study, where=args.where, gt=args.gt, pred=args.pred,
             results=args.results, action_on_failure=args.action_on_failure, conf=args.conf,
-            extra_args={j: shlex.split(getattr(args, f"{j.replace('-', '_')}_args")) for j in PIPELINE},
+            extra_args={j: shlex.split(getattr(args, f"{j.replace('-', '_')}_args")) for j in pipeline_jobs()},
         ).validate()
         steps = pipeline.steps()
         if args.command == "steps" or args.dry_run:

@@ -1,5 +1,6 @@
-"""Job outputs (models, plots, reports) anywhere Hadoop can write: local paths, s3:// (EMRFS
-on EMR, the s3a connector elsewhere), s3a://, hdfs://.
+"""Hadoop FileSystem access, in one module: listing inputs, reading a first line, moving and
+removing staged files, and job outputs (models, plots, reports) anywhere Hadoop can write:
+local paths, s3:// (EMRFS on EMR, the s3a connector elsewhere), s3a://, hdfs://.
 
 The files themselves are produced by libraries that only write local files (xgboost,
 matplotlib, json), so a remote destination is staged in a local temporary directory and
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -19,28 +19,27 @@ from typing import Iterator
 
 from pyspark.sql import SparkSession
 
-from mljobs.errors import InputError, MljobsError
-
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-def is_uri(path: str | os.PathLike | None) -> bool:
-    """True for a remote location (s3://, s3a://, hdfs://, ...); file:// and plain paths are local."""
-    m = _SCHEME.match(str(path or ""))
-    return bool(m) and m.group(1).lower() != "file"
+from mljobs.errors import InputError, MljobsError, error_text
+from mljobs.uris import is_uri, join, local_of, normalize_path  # noqa: F401 (is_uri, join, local_of: re-exported)
 
 
-def local_of(path: str | os.PathLike) -> Path:
-    """A local path, with a file:// prefix removed."""
-    s = str(path)
-    return Path(s[len("file://"):] if s.startswith("file://") else s)
+def hadoop_path(spark: SparkSession, uri: str):
+    """(jvm, FileSystem, Path) for any location Hadoop can open: the one place we reach
+    Hadoop's FileSystem API (s3:// is mapped to s3a:// off EMR)."""
+    from mljobs.session import current_env
+
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(normalize_path(str(uri), current_env(spark.sparkContext.getConf())))
+    try:
+        fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    except Exception as exc:  # unknown scheme, missing connector jars
+        why = error_text(exc)
+        raise InputError(f"cannot open {uri}: {why}{_S3A_HINT if 'scheme' in why else ''}") from None
+    return jvm, fs, path
 
 
-def join(base: str | os.PathLike, *parts: str) -> str | Path:
-    """base/parts..., keeping a URI a URI (Path('s3://b') would collapse the //)."""
-    if is_uri(base):
-        return "/".join([str(base).rstrip("/"), *[p.strip("/") for p in parts]])
-    return local_of(base).joinpath(*parts)
+_S3A_HINT = ("; off EMR, s3:// and s3a:// need the hadoop-aws jars: ./spark-submit.sh adds them when an argument "
+             "or --conf names S3, a notebook session needs spark.jars=$(python -m mljobs.jars fetch s3a)")
 
 
 def _session(spark: SparkSession | None) -> SparkSession:
@@ -50,30 +49,76 @@ def _session(spark: SparkSession | None) -> SparkSession:
     return spark
 
 
-def _hadoop_path(spark: SparkSession, uri: str):
-    from mljobs.io import normalize_path
-    from mljobs.session import current_env
+def exists(spark: SparkSession, path: str) -> bool:
+    _, fs, hpath = hadoop_path(spark, path)
+    return bool(fs.exists(hpath))
 
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(normalize_path(str(uri), current_env(spark.sparkContext.getConf())))
+
+def remove(spark: SparkSession, path: str) -> None:
+    """Delete a file or a directory tree, if it exists."""
+    _, fs, hpath = hadoop_path(spark, path)
+    if fs.exists(hpath):
+        fs.delete(hpath, True)
+
+
+def move(spark: SparkSession, src: str, dst: str) -> None:
+    """Rename src to dst (same file system), creating dst's parent; an error when it fails."""
+    jvm, fs, s = hadoop_path(spark, src)
+    d = jvm.org.apache.hadoop.fs.Path(dst)
+    fs.mkdirs(d.getParent())
+    if not fs.rename(s, d):
+        raise RuntimeError(f"could not move {src} to {dst}")
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(("_", "."))
+
+
+def list_files(spark: SparkSession, path: str, glob: bool = False):
+    """(top status, file status) for every visible file under path (a file, a directory walked
+    recursively, or a glob); names starting with _ or . are skipped. InputError when nothing
+    is there."""
+    _, fs, hpath = hadoop_path(spark, path)
+    if glob:
+        tops = list(fs.globStatus(hpath) or [])
+        if not tops:
+            raise InputError(f"input glob matches no files: {path}")
+    elif not fs.exists(hpath):
+        raise InputError(f"input not found: {path}")
+    else:
+        tops = [fs.getFileStatus(hpath)]
+    for top in tops:
+        for st in _walk(fs, top):
+            if not _hidden(st.getPath().getName()):
+                yield top, st
+
+
+def _walk(fs, status):
+    if not status.isDirectory():
+        yield status
+        return
+    for child in fs.listStatus(status.getPath()):
+        if not _hidden(child.getPath().getName()):
+            yield from _walk(fs, child)
+
+
+def read_first_line(spark: SparkSession, path: str) -> str | None:
+    """The first line of a (possibly compressed) text file, or None when it is empty."""
+    jvm, fs, hpath = hadoop_path(spark, path)
+    stream = fs.open(hpath)
     try:
-        fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    except Exception as exc:  # unknown scheme, missing connector jars
-        why = java_message(exc)
-        raise InputError(f"cannot open {uri}: {why}{_S3A_HINT if 'scheme' in why else ''}") from None
-    return jvm, fs, path
-
-
-_S3A_HINT = ("; off EMR, s3:// and s3a:// need the hadoop-aws jars: ./spark-submit.sh adds them when an argument "
-             "or --conf names S3, a notebook session needs spark.jars=$(python -m mljobs.jars fetch s3a)")
-
-
-def java_message(exc: BaseException) -> str:
-    """The Java exception's own message for a Py4J error (its first line otherwise)."""
-    java = getattr(exc, "java_exception", None)
-    text = java.toString() if java is not None else str(exc)
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return first if len(first) <= 400 else first[:400] + " ..."
+        codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
+            spark.sparkContext._jsc.hadoopConfiguration()).getCodec(hpath)
+        if codec is not None:
+            stream = codec.createInputStream(stream)
+        line = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8")).readLine()
+    except Exception as exc:
+        raise InputError(f"cannot read {path}: {error_text(exc)}") from None
+    finally:
+        stream.close()
+    if line is None:
+        return None
+    return line.lstrip("\ufeff").rstrip("\r")
 
 
 def check_location(spark: SparkSession | None, dest: str | os.PathLike | None, what: str) -> None:
@@ -82,18 +127,18 @@ def check_location(spark: SparkSession | None, dest: str | os.PathLike | None, w
     if not dest or not is_uri(dest):
         return
     spark = _session(spark)
-    jvm, fs, path = _hadoop_path(spark, str(dest))
+    jvm, fs, path = hadoop_path(spark, str(dest))
     try:
         fs.exists(path)
     except Exception as exc:
-        raise InputError(f"{what} {dest} is not reachable: {java_message(exc)}") from None
+        raise InputError(f"{what} {dest} is not reachable: {error_text(exc)}") from None
 
 
 def upload_tree(spark: SparkSession | None, local_dir: Path, dest: str, last: tuple[str, ...] = ()) -> list[str]:
     """Copy every file under local_dir to dest (same relative names, overwriting); the names in
     ``last`` go after all others (a marker file readers check, like metadata.json)."""
     spark = _session(spark)
-    jvm, fs, root = _hadoop_path(spark, dest)
+    jvm, fs, root = hadoop_path(spark, dest)
     files = sorted(p for p in Path(local_dir).rglob("*") if p.is_file())
     files.sort(key=lambda p: p.relative_to(local_dir).as_posix() in last)
     written = []
@@ -108,7 +153,7 @@ def upload_tree(spark: SparkSession | None, local_dir: Path, dest: str, last: tu
 def download_tree(spark: SparkSession | None, src: str, local_dir: Path) -> Path:
     """Copy the files under src into local_dir; InputError when src does not exist."""
     spark = _session(spark)
-    jvm, fs, root = _hadoop_path(spark, src)
+    jvm, fs, root = hadoop_path(spark, src)
     if not fs.exists(root):
         raise InputError(f"not found: {src}")
     base = fs.getFileStatus(root).getPath().toUri().getPath().rstrip("/")

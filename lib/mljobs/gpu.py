@@ -4,8 +4,9 @@ The rapids-4-spark jar can analyse plans on a machine without a GPU: either the
 session extension in ``explainOnly`` mode (every query's fallbacks are logged by
 GpuOverrides) or ``ExplainPlan.explainPotentialGpuPlan`` for one DataFrame.
 
-``KNOWN_FALLBACKS`` lists, per job, every fallback our jobs' plans are expected to
-report and why each stays on the CPU (or why it is harmless); ``EVERY_JOB`` the ones any
+Each job declares, in its job.py (``GPU_FALLBACKS``), every fallback its plans are expected
+to report and why each stays on the CPU (or why it is harmless); ``known_fallbacks()``
+(also ``KNOWN_FALLBACKS``) collects them from the registry; ``EVERY_JOB`` lists the ones any
 job may report (explainOnly artefacts, metastore commands). ``classify`` sorts a job's
 reported fallbacks into known and unexpected ones; ``tests/test_gpu_readiness.py`` runs
 every job with the real jar and fails on an unexpected one, and writes the report the
@@ -22,6 +23,7 @@ import sys
 from dataclasses import asdict, dataclass
 
 from mljobs.config import env_properties
+from mljobs.registry import JOBS
 
 
 def explain_only_conf() -> dict[str, str]:
@@ -106,8 +108,8 @@ class Known:
         return f"{self.operator} ({', '.join(self.columns)})" if self.columns else self.operator
 
 
-_UNSUPPORTED_CLASS = "GPU does not currently support the operator class"
-_DRIVER_ROWS = ("rows built on the driver enter Spark as an RDD scan, which has no GPU version: one small "
+UNSUPPORTED_CLASS = "GPU does not currently support the operator class"
+DRIVER_ROWS = ("rows built on the driver enter Spark as an RDD scan, which has no GPU version: one small "
                 "row-to-columnar step, then the GPU")
 
 # Reported by any job.
@@ -120,55 +122,24 @@ EVERY_JOB = [
           "an explainOnly artefact: under adaptive execution explainOnly cannot tell whether the broadcast "
           "would be on the GPU, so it reports every broadcast join; with AQE off it reports none of them",
           required=False),
-    Known("CommandResultExec", _UNSUPPORTED_CLASS, "SHOW TBLPROPERTIES / SHOW PARTITIONS",
+    Known("CommandResultExec", UNSUPPORTED_CLASS, "SHOW TBLPROPERTIES / SHOW PARTITIONS",
           "a metastore command's result on the driver: no data is processed", required=False),
-    Known("LocalTableScanExec", _UNSUPPORTED_CLASS, "spark.catalog.listColumns",
+    Known("LocalTableScanExec", UNSUPPORTED_CLASS, "spark.catalog.listColumns",
           "the catalog's column list, a local relation on the driver: no data is processed",
           columns=("name", "dataType", "isPartition"), required=False),
 ]
 
-KNOWN_FALLBACKS: dict[str, list[Known]] = {
-    "ingest": [],
-    "tune": [
-        Known("RDDScanExec", _UNSUPPORTED_CLASS, "tune/folds.py: the fold offsets per (class, hash bucket)",
-              "at most 2 × 1024 offsets computed on the driver from the bucket counts and broadcast into the "
-              "fold-assignment join; " + _DRIVER_ROWS, columns=("_cls", "_obucket", "_offset")),
-        Known("RDDScanExec", _UNSUPPORTED_CLASS, "tune/trials.py: the tuning_trials rows",
-              "one row per trial, from Optuna's storage on the driver, written to Parquet; " + _DRIVER_ROWS,
-              columns=("trial_number", "params_json")),
-        # Distributed mode only (xgboost.spark); the test runs parallel mode (see the README).
-        Known("InMemoryTableScanExec", "has been disabled", "tune/job.py: distributed mode persists the "
-              "training rows, which every fold's fit reads",
-              "rapids 25.04 leaves Spark's in-memory cache on the CPU under Spark 3.5 (adaptive execution, "
-              "NVIDIA/spark-rapids#10603; later releases run it on the GPU from Spark 3.5.2); the scan feeds "
-              "xgboost's training, which runs on the GPU itself (device=cuda)", required=False),
-        Known("ScalaUDF", "org.apache.spark.ml.", "tune/distributed.py: scoring a held-out fold with "
-              "xgboost.spark's transform",
-              "xgboost.spark returns probabilities as a Spark ML vector (VectorUDT, which the plugin cannot hold), "
-              "so its array_to_vector and our vector_to_array stay on the CPU; the prediction itself runs in "
-              "xgboost (on the GPU with device=cuda) and the fold's scores are aggregated after it",
-              required=False),
-    ],
-    "explain": [],
-    "detection-metrics": [
-        Known("RDDScanExec", _UNSUPPORTED_CLASS, "detection_metrics/job.py ap_tables: video codes",
-              "one row per video (its integer code in sorted order), broadcast into a join; " + _DRIVER_ROWS,
-              columns=("video", "_v")),
-        Known("RDDScanExec", _UNSUPPORTED_CLASS, "detection_metrics/job.py ap_tables: class codes",
-              "one row per class, broadcast into a join; " + _DRIVER_ROWS, columns=("cls", "_c")),
-        Known("RDDScanExec", _UNSUPPORTED_CLASS, "detection_metrics/job.py videos_frame: det_videos rows",
-              "one row per video plus the overall row, with AP computed on the driver, written to Parquet; "
-              + _DRIVER_ROWS, columns=("scope", "video", "ap")),
-    ],
-    "sql": [
-        Known("CollectLimitExec", "disabled by default", "jobs/sql.py: take(--limit + 1)",
-              "the plugin leaves a collect with a limit on the CPU by default (its own note: on the GPU it can be "
-              "slower); it only hands the first --limit + 1 rows of the GPU result to the driver"),
-        Known("RDDScanExec", _UNSUPPORTED_CLASS, "jobs/sql.py: the rows shown",
-              "the query's first --limit rows, collected once and turned back into a DataFrame to print them; "
-              + _DRIVER_ROWS),
-    ],
-}
+def known_fallbacks() -> dict[str, list[Known]]:
+    """Every job's own known fallbacks, as the job declares them (``GPU_FALLBACKS`` in its job.py)."""
+    from mljobs.registry import JOBS, job_module
+
+    return {name: list(job_module(name).GPU_FALLBACKS) for name in JOBS}
+
+
+def __getattr__(name: str):
+    if name == "KNOWN_FALLBACKS":  # read from the jobs each time: they import this module
+        return known_fallbacks()
+    raise AttributeError(name)
 
 
 def _normalized(text: str) -> str:
@@ -178,7 +149,7 @@ def _normalized(text: str) -> str:
 def classify(job: str, fallbacks: list[dict]) -> dict:
     """{known: [{entry, reports}], unexpected: [{operator, reason, columns, causes, reports}],
     missing: [entries of the job that were not reported]}."""
-    entries = KNOWN_FALLBACKS[job] + EVERY_JOB
+    entries = known_fallbacks()[job] + EVERY_JOB
     seen: dict[int, int] = {}
     unexpected: dict[tuple, dict] = {}
     for fb in fallbacks:
@@ -237,7 +208,7 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("check", help="classify the GPU fallbacks logged in a job's driver log "
                                      "(spark.rapids.sql.explain=NOT_ON_GPU); exit 1 on an unexpected one")
-    c.add_argument("job", choices=sorted(KNOWN_FALLBACKS))
+    c.add_argument("job", choices=JOBS)
     c.add_argument("log", nargs="+", help="driver log file(s) (stderr of spark-submit)")
     c.add_argument("--json", action="store_true", help="print the classification as JSON instead of a table")
     args = p.parse_args(argv)

@@ -3,17 +3,43 @@ session start, error reporting and the final JSON summary line."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import traceback
-from typing import Any, Callable
-
 from mljobs.errors import MljobsError
 from mljobs.summary import Progress, emit_summary
 
 
+# Flags every job has that are not part of its config.
+COMMON = ("data_dir", "summary", "config")
+
+
 class JobArgumentParser(argparse.ArgumentParser):
-    """argparse that also ends a usage error with the failed JSON summary line."""
+    """argparse for a job: flags left out are absent (so YAML and the config's field defaults
+    apply; each default is written once, on its field, and shown in --help from there), the
+    common flags are added, and a usage error ends with the failed JSON summary line."""
+
+    def __init__(self, *args, config: type | None = None, **kwargs):
+        self.config_cls = config
+        if config is not None:
+            kwargs.setdefault("argument_default", argparse.SUPPRESS)
+        super().__init__(*args, **kwargs)
+        if config is not None:
+            add_common_args(self)
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        default = self._field_default(action.dest)
+        if action.help and default not in (None, False, "", []) and "default" not in action.help:
+            action.help += f" (default: {default})"
+        return action
+
+    def _field_default(self, dest: str):
+        for f in dataclasses.fields(self.config_cls) if self.config_cls else ():
+            if f.name == dest and f.default is not dataclasses.MISSING:
+                return f.default
+        return None
 
     def error(self, message: str):
         self.print_usage(sys.stderr)
@@ -25,32 +51,40 @@ class JobArgumentParser(argparse.ArgumentParser):
 def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="metastore, warehouse, models and plots (default ./.mljobs or $MLJOBS_DATA_DIR)")
     p.add_argument("--summary", metavar="FILE", help="also write the JSON summary line to FILE")
+    if "--config" not in p._option_string_actions:  # transitional: old entry points define their own
+        p.add_argument("--config", metavar="FILE", help="job options as YAML, over conf/<job>.yaml (flags win)")
 
 
-def run_job(
-    name: str,
-    args: argparse.Namespace,
-    prepare: Callable[[argparse.Namespace], Any],
-    work: Callable[[Any, Any, Progress], dict],
-) -> int:
-    """Validate arguments (before Spark starts), run the work, print the summary.
+def job_config(name: str, args: argparse.Namespace):
+    """The job's validated config from conf/<job>.yaml, --config FILE and the flags given."""
+    from mljobs.config import load_config
+    from mljobs.registry import job_module
+
+    flags = {k: v for k, v in vars(args).items() if k not in COMMON}
+    return load_config(job_module(name).CONFIG, flags, name, getattr(args, "config", None))
+
+
+def run_job(name: str, args: argparse.Namespace, prepare=None, work=None) -> int:
+    """Build the config (validated before Spark starts), run the job, print the summary.
 
     Errors the user can fix print one line, a failed summary, and exit non-zero
     (2 for bad arguments/input, 3 for too much bad data); other errors keep their traceback.
     """
+    from mljobs.registry import job_module
+
     progress = Progress(name)
     try:
-        cfg = prepare(args)
+        cfg = prepare(args) if prepare else job_config(name, args)  # prepare/work: until every job is converted
     except MljobsError as exc:
         return _fail(name, args, exc, exc.exit_code)
     from mljobs.session import build_session
 
-    spark = build_session(f"mljobs-{name}", data_dir=args.data_dir)
+    spark = build_session(f"mljobs-{name}", data_dir=getattr(args, "data_dir", None))
     jvm = spark.sparkContext._jvm
     client_mode = spark.sparkContext.getConf().get("spark.submit.deployMode", "client") == "client"
     summary = None
     try:
-        summary = work(spark, cfg, progress)
+        summary = (work or job_module(name).run)(spark, cfg, progress)
     except MljobsError as exc:
         code = _fail(name, args, exc, exc.exit_code)
     except Exception as exc:  # unexpected: keep the traceback for the log
@@ -59,7 +93,7 @@ def run_job(
     finally:
         spark.stop()
     if summary is not None:
-        emit_summary({"job": name, "status": "ok", **summary}, args.summary)
+        emit_summary({"job": name, "status": "ok", **summary}, getattr(args, "summary", None))
         code = 0
     _release_submit_jvm(jvm, client_mode, code)
     return code

@@ -17,6 +17,7 @@ from pyspark.sql import SparkSession
 
 from mljobs.config import ENVS, RESULTS_CONF, conf_dir, env_properties
 from mljobs.errors import MljobsError
+from mljobs.uris import is_uri, local_of
 
 DATA_DIR_ENV = "MLJOBS_DATA_DIR"
 DEFAULT_DATA_DIR = ".mljobs"
@@ -146,8 +147,6 @@ def results_root(spark: SparkSession) -> str | Path:
     or a URI such as s3://bucket/prefix; the EMR steps set it) or else the data directory.
     On a cluster a local default lands in a YARN container's scratch directory and goes
     with it, so cluster runs should set it or pass each job's output flags."""
-    from mljobs.fs import is_uri, local_of
-
     root = spark.conf.get(RESULTS_CONF, "") or ""
     if not root:
         return data_dir_of(spark)

@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 
 from mljobs.config import parse_table_name
 from mljobs.errors import InputError
-from mljobs.ingest.parse import RAW, REASON, csv_headers, read_csv, read_parquet, safe_cast
+from mljobs.readers import RAW, REASON, csv_headers, read_csv, read_parquet, safe_cast
 from mljobs.io import format_of, list_input_files
 from mljobs.session import current_env
 from mljobs.sqljson import json_object

@@ -28,15 +28,16 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from mljobs.emr import EmrStep
+from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
 from mljobs.config import validate_identifier
 from mljobs.detection_metrics import matching, nfl
 from mljobs.detection_metrics.ap import coco_ap
 from mljobs.detection_metrics.boxes import Layout, detect_layout, is_path, mark_duplicates, normalize, read_source
 from mljobs.detection_metrics.matching import MATCH_METHODS, MatchParams
-from mljobs.detection_metrics.tables import replace_table, staging_path
-from mljobs.ingest.commit import remove_path
+from mljobs.tables import replace_table, staging_path
 from mljobs.errors import BadDataError, InputError, MljobsError
-from mljobs import fs
+from mljobs import fs, modelcache
 from mljobs.session import StageProgress, results_root
 
 BOX_COLUMNS = ["video", "frame", "cls", "kind", "label", "left", "top", "width", "height", "score"]
@@ -154,12 +155,8 @@ def match_frames(spark: SparkSession, rows: DataFrame, params: MatchParams, part
 
 
 def ship_by_value() -> None:
-    """Pickle the numpy engine by value, so Python workers need not import mljobs (a
-    notebook or a test session has it on the driver only)."""
-    from pyspark import cloudpickle
-
-    for module in (matching, nfl):
-        cloudpickle.register_pickle_by_value(module)
+    """The numpy engine goes to the workers by value (they need not import mljobs)."""
+    modelcache.ship_by_value(matching, nfl)
 
 
 def _ratio(num: F.Column, den: F.Column) -> F.Column:
@@ -318,7 +315,7 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
     progress(f"ground truth: {gt_layout.kind} layout; detections: boxes as {pred_layout.box_style}; "
              f"{'single class' if gt_layout.single_class or cfg.merge_labels else 'per class'}")
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-    staged_path = staging_path(spark, run_id, "boxes")
+    staged_path = staging_path(spark, cfg.out_db, run_id, "boxes")
     try:
         progress(f"checking and matching (IoU >= {cfg.iou_thr}, score >= {cfg.conf_thr}, {cfg.match}; "
                  f"COCO thresholds for AP), staged under {staged_path}")
@@ -332,7 +329,7 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
 
         # Staged as Parquet rather than cached: four queries read it, and the RAPIDS
         # Accelerator reads Parquet on the GPU but not Spark's in-memory cache (by default).
-        frames_path = staging_path(spark, run_id, "frames")
+        frames_path = staging_path(spark, cfg.out_db, run_id, "frames")
         frame_metrics(matched).write.mode("overwrite").parquet(frames_path)
         frames = spark.read.parquet(frames_path)
         counts_pd = video_counts(frames)
@@ -362,7 +359,7 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
         if cfg.nfl_impact:
             progress("NFL impact metric (impact = 1, confidence > 1, visibility > 0; +-4 frames, IoU >= 0.35)")
             per_video, impact = nfl.impact_score(spark, matched, cfg.conf_thr, cfg.pixel_plus_one,
-                                                 stage_path=staging_path(spark, run_id, "impact"))
+                                                 stage_path=staging_path(spark, cfg.out_db, run_id, "impact"))
             tables.append(replace_table(spark, db, "det_impact", per_video, props))
 
         plots = []
@@ -374,7 +371,7 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
                 made = plotting.plot_videos(spark, frames, matched, videos_pd, out.local, cfg, progress)
             plots = [out.final(x) for x in made]
     finally:
-        remove_path(spark, staging_path(spark, run_id, "").rstrip("/"))
+        fs.remove(spark, staging_path(spark, cfg.out_db, run_id))
 
     overall = _metrics(videos_pd.iloc[0])
     summary = {
@@ -474,3 +471,21 @@ def check_counts(counts: list, max_bad_fraction: float) -> dict:
         )
     return {"rows_read": read, "rows_quarantined": total_bad, "rows_quarantined_by_input": bad,
             "quarantine_reasons": dict(sorted(reasons.items()))}
+
+
+# ---- what the rest of the system knows about this job (see mljobs.registry)
+NAME = "detection-metrics"
+CONFIG = DetectionConfig
+run = run_detection_metrics
+EMR_STEP = EmrStep(needs=("gt", "pred"), args=lambda p: ["--gt", p.gt, "--pred", p.pred],
+                   label=lambda p: "detection")
+GPU_FALLBACKS = [
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py ap_tables: video codes",
+          "one row per video (its integer code in sorted order), broadcast into a join; " + DRIVER_ROWS,
+          columns=("video", "_v")),
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py ap_tables: class codes",
+          "one row per class, broadcast into a join; " + DRIVER_ROWS, columns=("cls", "_c")),
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py videos_frame: det_videos rows",
+          "one row per video plus the overall row, with AP computed on the driver, written to Parquet; "
+          + DRIVER_ROWS, columns=("scope", "video", "ap")),
+]

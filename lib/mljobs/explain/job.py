@@ -27,14 +27,17 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, NumericType, StringType
 
+from mljobs.emr import EmrStep
 from mljobs.config import parse_table_name
 from mljobs.errors import BadDataError, InputError, MljobsError
-from mljobs.explain import aggregate, clarify, kernel, tables, tree_shap
+from mljobs import tables
+from mljobs.explain import aggregate, clarify, kernel, tree_shap
 from mljobs.explain.config import ExplainConfig, baseline_rows
 from mljobs.explain.worker import input_columns
 from mljobs.models.artifact import ModelArtifact, feature_columns, load_artifact
 from mljobs import fs
 from mljobs.session import StageProgress, current_env, results_root
+from mljobs.errors import error_text
 
 LOCAL, GLOBAL, INTERACTIONS = "shap_local", "shap_global", "shap_interactions"
 TABLES = (LOCAL, GLOBAL, INTERACTIONS)
@@ -51,11 +54,6 @@ def device_for(spark: SparkSession) -> str:
     if explicit:
         return explicit
     return "cuda" if current_env(spark.sparkContext.getConf()) == "emr-gpu" else "cpu"
-
-
-def _analysis_error(exc: Exception) -> str:
-    text = str(getattr(exc, "desc", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_table(spark: SparkSession, table: str) -> DataFrame:
@@ -102,7 +100,7 @@ def select_rows(spark: SparkSession, cfg: ExplainConfig, art: ModelArtifact) -> 
         try:
             df = df.where(cfg.where)
         except Exception as exc:  # ParseException / AnalysisException: Spark's message is the useful part
-            raise InputError(f"--where {cfg.where!r} is not valid SQL for {cfg.table}: {_analysis_error(exc)}") from None
+            raise InputError(f"--where {cfg.where!r} is not valid SQL for {cfg.table}: {error_text(exc)}") from None
     if cfg.sample is not None and cfg.sample < 1.0:
         df = df.sample(withReplacement=False, fraction=cfg.sample, seed=cfg.seed)
     if cfg.id_col:
@@ -304,3 +302,12 @@ def run_explain(spark: SparkSession, cfg: ExplainConfig, progress=print, diagnos
         "interaction_rows": inter_rows, "tables": done, "analysis_json": str(analysis_path),
         "plots": plot_paths, "seconds": round(time.monotonic() - t0, 2),
     }
+
+
+# ---- what the rest of the system knows about this job (see mljobs.registry)
+NAME = "explain"
+CONFIG = ExplainConfig
+run = run_explain
+EMR_STEP = EmrStep(needs=("table", "study"), label=lambda p: p.table,
+                   args=lambda p: ["--model", p.model_dir(), "--table", p.table, *p.where_args()])
+GPU_FALLBACKS: list = []  # none of its own (tests/test_gpu_readiness.py)

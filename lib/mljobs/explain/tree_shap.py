@@ -2,7 +2,7 @@
 inside ``mapInPandas`` (driver side; the per-batch code is in ``worker``).
 
 The model travels once as a broadcast of its bytes, keyed by its sha256; each Python
-worker loads it once (``worker.cached_booster``). Batches are bounded by
+worker loads it once (``modelcache.xgboost_booster``). Batches are bounded by
 ``spark.sql.execution.arrow.maxRecordsPerBatch`` (set by the caller). Each batch
 computes the margin too, and every row carries its additivity error
 ``|sum(phi) + phi0 - margin| / max(1, |margin|)``.
@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 
-from pyspark import cloudpickle
 from pyspark.sql import DataFrame
 from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, StructField, StructType
 
 from mljobs.errors import InputError
+from mljobs import modelcache
 from mljobs.explain import worker
 
 # Objectives whose prediction is sigmoid(margin); others ask the booster for it.
@@ -25,8 +25,8 @@ OUT_COLUMNS = ("prediction", "margin", "base_value", "additivity_error")
 
 
 def ship_by_value() -> None:
-    """Python workers need not import mljobs (a notebook or test session has it on the driver)."""
-    cloudpickle.register_pickle_by_value(worker)
+    """The per-batch code and the model cache go to the workers by value."""
+    modelcache.ship_by_value(worker)
 
 
 def model_key(model_bytes: bytes) -> str:

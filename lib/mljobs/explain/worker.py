@@ -1,56 +1,17 @@
 """What runs inside the Python workers: the per-batch SHAP functions for ``mapInPandas``.
 
-This module imports nothing from mljobs, so it can be pickled by value (a notebook or
-a test session has mljobs on the driver only). That is also why the per-process cache
-does not live in this module's globals: a function pickled by value gets fresh globals
-with every task, which would load the booster once per task. The cache is a small
-module registered in ``sys.modules`` instead, which lives as long as the worker process
-(Spark reuses Python workers across tasks, ``spark.python.worker.reuse``), so a worker
-loads a model once, whatever the number of tasks and batches.
+It imports nothing from mljobs but the per-worker model cache, so both are pickled by
+value (``modelcache.ship_by_value``; a notebook or a test session has mljobs on the driver
+only), and a worker loads a model once, whatever the number of tasks and batches.
 """
 from __future__ import annotations
 
-import sys
-import types
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
-_STORE = "_mljobs_explain_worker_cache"
-
-
-def _store() -> dict:
-    mod = sys.modules.get(_STORE)
-    if mod is None:
-        mod = types.ModuleType(_STORE)
-        mod.cache = {}
-        mod.loads = 0
-        sys.modules[_STORE] = mod
-    return mod.__dict__
-
-
-def cached_booster(key: str, model_bytes: Callable[[], bytes], features: list[str], nthread: int, device: str):
-    """The booster of model ``key`` (its sha256), loaded at most once per process.
-
-    ``model_bytes`` is only called on a miss, so the broadcast is read once per process too.
-    """
-    store = _store()
-    ck = ("booster", key, nthread, device)
-    booster = store["cache"].get(ck)
-    if booster is None:
-        import xgboost as xgb
-
-        booster = xgb.Booster(model_file=bytearray(model_bytes()))
-        booster.set_param({"nthread": nthread, "device": device})
-        booster.feature_names = list(features)
-        store["cache"][ck] = booster
-        store["loads"] += 1
-    return booster
-
-
-def load_count() -> int:
-    return _store()["loads"]
+from mljobs import modelcache
 
 
 def _dmatrix(x: np.ndarray, features: list[str], nthread: int):
@@ -89,7 +50,7 @@ def tree_contrib_fn(key: str, model_bc, features: list[str], passthrough: list[s
     def fn(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import os
 
-        booster = cached_booster(key, lambda: model_bc.value, feats, nthread, device)
+        booster = modelcache.xgboost_booster(key, lambda: model_bc.value, feats, nthread, device)
         for pdf in batches:
             x = pdf[cols].to_numpy(dtype=np.float64, na_value=np.nan)
             dm = _dmatrix(x, feats, nthread)
@@ -106,7 +67,7 @@ def tree_contrib_fn(key: str, model_bc, features: list[str], passthrough: list[s
                 out[f"value_{f}"] = x[:, i]
             if diagnostics:
                 out["_pid"] = os.getpid()
-                out["_loads"] = load_count()
+                out["_loads"] = modelcache.load_count()
             yield pd.DataFrame(out, index=pdf.index)
 
     return fn
@@ -124,7 +85,7 @@ def tree_interaction_fn(key: str, model_bc, features: list[str], id_col: str, de
     n_f = len(feats)
 
     def fn(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        booster = cached_booster(key, lambda: model_bc.value, feats, nthread, device)
+        booster = modelcache.xgboost_booster(key, lambda: model_bc.value, feats, nthread, device)
         names = np.array(feats, dtype=object)
         for pdf in batches:
             x = pdf[cols].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -158,18 +119,16 @@ def kernel_fn(key: str, model_bc, features: list[str], passthrough: list[str], b
         import shap
         from shap.utils._legacy import DenseData
 
-        booster = cached_booster(key, lambda: model_bc.value, feats, nthread, "cpu")
+        booster = modelcache.xgboost_booster(key, lambda: model_bc.value, feats, nthread, "cpu")
 
         def model(x):
             return booster.predict(_dmatrix(np.asarray(x, dtype=np.float64), feats, nthread)).astype(np.float64)
 
-        store = _store()["cache"]
-        ck = ("kernel", key, bg_key, use_logit, nthread)
-        explainer = store.get(ck)
-        if explainer is None:
+        def explainer_of():
             data = DenseData(bg, [str(i) for i in range(len(feats))], None, w)
-            explainer = shap.KernelExplainer(model, data, link="logit" if use_logit else "identity")
-            store[ck] = explainer
+            return shap.KernelExplainer(model, data, link="logit" if use_logit else "identity")
+
+        explainer = modelcache.get(("kernel", key, bg_key, use_logit, nthread), explainer_of)
         for pdf in batches:
             x = pdf[cols].to_numpy(dtype=np.float64, na_value=np.nan)
             # KernelExplainer draws coalitions from numpy's global generator: seed it so a

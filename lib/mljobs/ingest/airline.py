@@ -4,7 +4,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from mljobs.ingest.parse import safe_cast
+from mljobs.readers import safe_cast
 from mljobs.ingest.schema import LABEL, OUTPUT_TYPES
 
 

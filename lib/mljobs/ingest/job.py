@@ -16,11 +16,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, DecimalType, DoubleType, FloatType, IntegerType, LongType, ShortType, ByteType
 
+from mljobs.emr import EmrStep
 from mljobs.config import parse_table_name, validate_identifier
 from mljobs.errors import BadDataError, InputError, MljobsError
 from mljobs.ingest import airline, schema
-from mljobs.ingest.commit import database_location, path_exists, publish_partitions, remove_path
-from mljobs.ingest.parse import RAW, REASON, SOURCE, csv_headers, read_csv, read_parquet, sanitize_name
+from mljobs import fs, tables
+from mljobs.readers import RAW, REASON, SOURCE, csv_headers, read_csv, read_parquet, sanitize_name
 from mljobs.io import InputFile, list_input_files, source_file
 from mljobs.session import StageProgress, current_env
 
@@ -92,7 +93,7 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig, progress=print) -> dict:
         _check_same_schema(spark, cfg, staged.select(*columns))
 
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-    staging = f"{database_location(spark, cfg.db).rstrip('/')}/_mljobs_staging/{cfg.name}-{run_id}"
+    staging = tables.staging_path(spark, cfg.db, f"{cfg.name}-{run_id}")
     created = False
     try:
         progress(f"parsing and staging rows under {staging}")
@@ -114,7 +115,7 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig, progress=print) -> dict:
             created = True
         if cfg.partition_by:
             progress(f"publishing {len(partitions)} partition(s) into {cfg.full_name}")
-            publish_partitions(spark, cfg.full_name, accepted_dir, partitions, f"{staging}/_replaced")
+            tables.publish_partitions(spark, cfg.full_name, accepted_dir, partitions, f"{staging}/_replaced")
         else:
             _replace_unpartitioned(spark, cfg, accepted, progress)
         quarantined_dir = f"{staging}/{STATUS}=quarantined"
@@ -125,7 +126,7 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig, progress=print) -> dict:
             spark.sql(f"DROP TABLE IF EXISTS {cfg.full_name}")
         raise
     finally:
-        remove_path(spark, staging)
+        fs.remove(spark, staging)
     summary.update(
         table=cfg.full_name,
         quarantine_table=cfg.quarantine_name,
@@ -150,7 +151,7 @@ def _partitions(spark: SparkSession, staging: str, partition_by: list[str], coun
     out = []
     for vals in values:
         rel = "/".join(f"{escape(p)}={escape(_path_value(v))}" for p, v in zip(partition_by, vals))
-        if not path_exists(spark, f"{root}/{rel}"):
+        if not fs.exists(spark, f"{root}/{rel}"):
             raise RuntimeError(f"staged partition directory missing: {root}/{rel}")
         out.append({"values": dict(zip(partition_by, vals)), "dir": rel})
     return out
@@ -327,15 +328,11 @@ def check_counts(counts: list, files: list[InputFile], max_bad_fraction: float) 
     }
 
 
-def _ddl(df: DataFrame, skip=()) -> str:
-    return ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in df.schema if f.name not in skip)
-
-
 def _create_table(spark: SparkSession, cfg: IngestConfig, accepted: DataFrame, meta: dict) -> None:
-    props = ", ".join(f"'{k}'='{v}'" for k, v in meta.items())
     parts = cfg.partition_by
-    partition_clause = f"PARTITIONED BY ({', '.join(f'`{p}`' for p in parts)})" if parts else ""
-    spark.sql(f"CREATE TABLE {cfg.full_name} ({_ddl(accepted)}) USING parquet {partition_clause} TBLPROPERTIES ({props})")
+    partition_clause = f" PARTITIONED BY ({', '.join(f'`{p}`' for p in parts)})" if parts else ""
+    spark.sql(f"CREATE TABLE {cfg.full_name} ({tables.column_ddl(accepted)}) USING parquet{partition_clause}"
+              + tables.tblproperties_clause(meta))
 
 
 def _check_same_schema(spark: SparkSession, cfg: IngestConfig, accepted: DataFrame) -> None:
@@ -356,17 +353,8 @@ def _check_same_schema(spark: SparkSession, cfg: IngestConfig, accepted: DataFra
 
 def _replace_unpartitioned(spark: SparkSession, cfg: IngestConfig, accepted: DataFrame, progress) -> None:
     """Write a new table and swap it in by rename, so a failure keeps the old one."""
-    new, old = f"{cfg.full_name}__mljobs_new", f"{cfg.full_name}__mljobs_old"
-    spark.sql(f"DROP TABLE IF EXISTS {new}")
-    spark.sql(f"DROP TABLE IF EXISTS {old}")
-    props = spark.sql(f"SHOW TBLPROPERTIES {cfg.full_name}").collect()
-    props_sql = ", ".join(f"'{r.key}'='{r.value}'" for r in props if r.key.startswith("mljobs."))
-    spark.sql(f"CREATE TABLE {new} ({_ddl(accepted)}) USING parquet" + (f" TBLPROPERTIES ({props_sql})" if props_sql else ""))
     progress(f"writing {cfg.full_name} (unpartitioned: new table swapped in at the end)")
-    accepted.write.insertInto(new, overwrite=True)
-    spark.sql(f"ALTER TABLE {cfg.full_name} RENAME TO {old}")
-    spark.sql(f"ALTER TABLE {new} RENAME TO {cfg.full_name}")
-    spark.sql(f"DROP TABLE {old}")
+    tables.replace_table(spark, cfg.db, cfg.name, accepted, tables.mljobs_properties(spark, cfg.full_name))
 
 
 def write_quarantine(
@@ -393,3 +381,12 @@ def write_quarantine(
         F.xxhash64(SOURCE).alias("source_id"),
     )
     rows.write.insertInto(q, overwrite=False)
+
+
+# ---- what the rest of the system knows about this job (see mljobs.registry)
+NAME = "ingest"
+CONFIG = IngestConfig
+run = run_ingest
+EMR_STEP = EmrStep(needs=("input", "table"), args=lambda p: ["--input", *p.input, "--table", p.table],
+                   label=lambda p: p.table)
+GPU_FALLBACKS: list = []  # none of its own (tests/test_gpu_readiness.py)

@@ -10,6 +10,7 @@ from pyspark.sql import types as T
 from mljobs.errors import InputError, MljobsError
 from mljobs.models.artifact import feature_columns
 from mljobs.tune.folds import FOLD_COL, KEY2_COL, KEY_COL, assign_folds
+from mljobs.errors import error_text
 
 DEFAULT_LABEL = "ArrDel15"
 _NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType, T.BooleanType)
@@ -44,7 +45,7 @@ def load_training_data(spark, table: str, label: str | None, features: list[str]
             df = df.where(where)
             df.schema  # analyse now: a bad filter is a clear error before any work
         except Exception as exc:
-            raise MljobsError(f"--where {where!r}: {str(exc).splitlines()[0]}") from None
+            raise MljobsError(f"--where {where!r}: {error_text(exc)}") from None
     props = table_properties(spark, table)
     by_lower = {c.lower(): c for c in df.columns}
     label = label or props.get("mljobs.label") or DEFAULT_LABEL

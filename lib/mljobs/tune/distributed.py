@@ -17,6 +17,7 @@ from mljobs.errors import MljobsError
 from mljobs.tune import trainer
 from mljobs.tune.folds import FOLD_COL
 from mljobs.tune.metrics import metric_from_counts
+from mljobs.errors import error_text
 
 
 def task_slots(spark) -> int:
@@ -102,7 +103,7 @@ class DistributedTrials:
             if _is_timeout(exc):
                 out = {"status": "timeout", "error": "past the trial's time limit"}
             else:
-                out = {"status": "failed", "error": f"{type(exc).__name__}: {_first_line(exc)}"}
+                out = {"status": "failed", "error": f"{type(exc).__name__}: {error_text(exc, 500)}"}
         out["seconds"] = time.time() - t0
         return out
 
@@ -118,10 +119,3 @@ class DistributedTrials:
 def _is_timeout(exc: BaseException) -> bool:
     return "TrialTimeout" in f"{type(exc).__name__} {exc}"
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        if "Error" in line or "Exception" in line:
-            return line.strip()[:500]
-    return text.splitlines()[0][:500] if text else type(exc).__name__

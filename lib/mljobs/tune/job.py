@@ -13,14 +13,18 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from mljobs.emr import EmrStep
+from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
 from mljobs import fs
 from mljobs.errors import MljobsError
 from mljobs.session import current_env, data_dir_of, results_root
 from mljobs.tune import study as st
+from mljobs.tune.config import TuneConfig
 from mljobs.tune.data import collect_arrays, load_training_data
 from mljobs.tune.distributed import DistributedTrials, check_barrier, task_slots
 from mljobs.tune.parallel import ParallelTrials
 from mljobs.tune.trials import trial_rows, write_trials
+from mljobs.errors import error_text
 
 TABLE_WRITE_EVERY_S = 15.0
 
@@ -154,7 +158,7 @@ def run_tune(spark, cfg, progress) -> dict:
         except Exception as exc:  # a cancelled job (time limit, Ctrl-C) or an unexpected failure
             if r.timed_out:
                 return {"state": st.TIMEOUT, "error": f"stopped at max_runtime_per_trial ({limit:g} s)"}
-            return {"state": st.FAILED, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:500] if str(exc) else ''}"}
+            return {"state": st.FAILED, "error": f"{type(exc).__name__}: {error_text(exc, 500)}"}
         finally:
             sc.setLocalProperty("spark.jobGroup.id", None)
 
@@ -338,3 +342,31 @@ def _final_model(spark, cfg, study, ex, data, model_dir, mode: str, progress):
     save_artifact(model_dir, booster, art)
     progress(f"model saved: {model_dir}")
     return model_dir
+
+
+# ---- what the rest of the system knows about this job (see mljobs.registry)
+NAME = "tune"
+CONFIG = TuneConfig
+run = run_tune
+EMR_STEP = EmrStep(needs=("table", "study"), label=lambda p: p.table,
+                   args=lambda p: ["--table", p.table, "--study", p.study, "--model-dir", p.model_dir(), *p.where_args()])
+GPU_FALLBACKS = [
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "tune/folds.py: the fold offsets per (class, hash bucket)",
+          "at most 2 × 1024 offsets computed on the driver from the bucket counts and broadcast into the "
+          "fold-assignment join; " + DRIVER_ROWS, columns=("_cls", "_obucket", "_offset")),
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "tune/trials.py: the tuning_trials rows",
+          "one row per trial, from Optuna's storage on the driver, written to Parquet; " + DRIVER_ROWS,
+          columns=("trial_number", "params_json")),
+    # Distributed mode only (xgboost.spark); the test runs parallel mode (see the README).
+    Known("InMemoryTableScanExec", "has been disabled", "tune/job.py: distributed mode persists the "
+          "training rows, which every fold's fit reads",
+          "rapids 25.04 leaves Spark's in-memory cache on the CPU under Spark 3.5 (adaptive execution, "
+          "NVIDIA/spark-rapids#10603; later releases run it on the GPU from Spark 3.5.2); the scan feeds "
+          "xgboost's training, which runs on the GPU itself (device=cuda)", required=False),
+    Known("ScalaUDF", "org.apache.spark.ml.", "tune/distributed.py: scoring a held-out fold with "
+          "xgboost.spark's transform",
+          "xgboost.spark returns probabilities as a Spark ML vector (VectorUDT, which the plugin cannot hold), "
+          "so its array_to_vector and our vector_to_array stay on the CPU; the prediction itself runs in "
+          "xgboost (on the GPU with device=cuda) and the fold's scores are aggregated after it",
+          required=False),
+]

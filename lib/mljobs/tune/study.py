@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mljobs.errors import MljobsError
+from mljobs.errors import error_text
 
 # Our trial states (Optuna's COMPLETE/PRUNED/FAIL plus why a FAIL failed), in user attr "state".
 COMPLETE, PRUNED, FAILED, TIMEOUT, INTERRUPTED = "COMPLETE", "PRUNED", "FAILED", "TIMEOUT", "INTERRUPTED"
@@ -42,7 +43,7 @@ def storage_for(url: str | None, data_dir: Path):
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except Exception as exc:
-        raise MljobsError(f"--storage {redact(url)}: {str(exc).splitlines()[0]}") from None
+        raise MljobsError(f"--storage {redact(url)}: {error_text(exc)}") from None
     return storage, redact(url)
 
 

@@ -17,7 +17,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, StringType, StructField, StructType
 
 from mljobs.errors import InputError
-from mljobs.io import InputFile, read_first_line
+from mljobs.fs import read_first_line
+from mljobs.io import InputFile
+from mljobs.errors import error_text
 
 CORRUPT = "_corrupt_record"
 SOURCE = "_source_file"
@@ -138,7 +140,7 @@ def read_parquet(spark: SparkSession, files: list[InputFile], types: dict[str, D
     try:
         df = spark.read.option("mergeSchema", "true").parquet(*[f.path for f in files])
     except Exception as exc:
-        raise InputError(f"cannot read Parquet input: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"cannot read Parquet input: {error_text(exc)}") from None
     original = df.columns
     casts = {}
     for name in original:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from helpers import ROOT, run_cli, last_json
@@ -34,7 +33,6 @@ def test_unknown_env_and_job_list_the_valid_ones():
 
 
 def test_bad_arguments_fail_before_spark_starts(tmp_path):
-    t0 = time.monotonic()
     summary = tmp_path / "s.json"
     proc = run_cli(["./spark-submit.sh", "ingest", "--input", "x.csv", "--table", "db.t;drop", "--summary", str(summary)])
     assert proc.returncode == 2
@@ -43,7 +41,6 @@ def test_bad_arguments_fail_before_spark_starts(tmp_path):
     assert last_json(proc.stdout)["status"] == "failed"
     assert json.loads(summary.read_text())["error"].startswith("invalid table name")
     assert "SparkContext" not in proc.stdout + proc.stderr  # no Spark was started
-    assert time.monotonic() - t0 < 60
     proc = run_cli(["./spark-submit.sh", "ingest", "--input", "x.csv", "--table", "db.t", "--format", "xml"])
     assert proc.returncode == 2 and "invalid choice: 'xml'" in proc.stdout
     assert last_json(proc.stdout) == {

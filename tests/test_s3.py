@@ -198,11 +198,31 @@ def test_dry_run_adds_the_s3a_jars_only_when_s3_is_named():
     assert "hadoop-aws-" in with_s3.stdout and "--jars" not in without.stdout
 
 
-@pytest.mark.slow
-def test_tune_explain_and_detection_write_to_s3(ingested, s3, job_env, data_dir, runs, tmp_path):
+@pytest.fixture(scope="module")
+def s3_runs(ingested, s3, job_env, data_dir, runs, tmp_path_factory):
+    """tune, explain and detection-metrics as spark-submit runs them: inputs from S3, every
+    output to S3 (the results prefix, or an explicit s3a:// plot directory)."""
+    from mljobs.datasets.helmets import generate
+
     results = f"s3://{RESULTS}/run1"
     tune = _job(["tune", "--table", "s3db.flights", "--study", "s3x", "--max-trials", "1", "--cv-folds", "2",
                  "--where", WHERE], job_env, data_dir, runs, results=results)
+    # explain reads the model from S3 and writes analysis.json + plots there (default location).
+    ex = _job(["explain", "--model", tune["model_dir"], "--table", "s3db.flights", "--where", WHERE,
+               "--sample", "0.3", "--top-k", "1"], job_env, data_dir, runs, results=results)
+    helmets = tmp_path_factory.mktemp("helmets")
+    generate(helmets, plays=2, frames=12)
+    for name in ("train_labels.csv", "detections.csv"):
+        s3.upload_file(str(helmets / name), BUCKET_IN, f"helmets/{name}")
+    det = _job(["detection-metrics", "--gt", f"s3://{BUCKET_IN}/helmets/train_labels.csv",
+                "--pred", f"s3://{BUCKET_IN}/helmets/detections.csv", "--plots", f"s3a://{RESULTS}/det-plots",
+                "--max-plots", "1"], job_env, data_dir, runs)
+    return {"results": results, "tune": tune, "explain": ex, "detection": det}
+
+
+@pytest.mark.slow
+def test_tune_explain_and_detection_write_to_s3(s3_runs, s3):
+    results, tune, ex, det = s3_runs["results"], s3_runs["tune"], s3_runs["explain"], s3_runs["detection"]
     assert tune["model_dir"] == f"{results}/models/s3x"
     got = keys(s3, RESULTS, "run1/")
     assert {"run1/models/s3x/metadata.json", "run1/models/s3x/model.json"} <= set(got)
@@ -211,9 +231,6 @@ def test_tune_explain_and_detection_write_to_s3(ingested, s3, job_env, data_dir,
     assert tune["plots"] and all(p.startswith(f"{results}/plots/tune/s3x/") for p in tune["plots"])
     assert all(p[len(f"s3://{RESULTS}/"):] in got for p in tune["plots"])
 
-    # explain reads the model from S3 and writes analysis.json + plots there (default location).
-    ex = _job(["explain", "--model", tune["model_dir"], "--table", "s3db.flights", "--where", WHERE,
-               "--sample", "0.3", "--top-k", "1"], job_env, data_dir, runs, results=results)
     assert ex["model"] == tune["model_dir"] and ex["analysis_json"] == f"{results}/explain/s3x/analysis.json"
     analysis = json.loads(s3.get_object(Bucket=RESULTS, Key="run1/explain/s3x/analysis.json")["Body"].read())
     shap_values = analysis["explanations"]["tree_shap"]["label0"]["global_shap_values"]
@@ -221,24 +238,16 @@ def test_tune_explain_and_detection_write_to_s3(ingested, s3, job_env, data_dir,
     assert any(p.endswith("/global_importance.png") for p in ex["plots"])
     assert all(p[len(f"s3://{RESULTS}/"):] in keys(s3, RESULTS, "run1/explain/") for p in ex["plots"])
 
-    # detection-metrics: inputs from S3, plots to an explicit s3a:// directory.
-    from mljobs.datasets.helmets import generate
-
-    generate(tmp_path / "helmets", plays=2, frames=12)
-    for name in ("train_labels.csv", "detections.csv"):
-        s3.upload_file(str(tmp_path / "helmets" / name), BUCKET_IN, f"helmets/{name}")
-    det = _job(["detection-metrics", "--gt", f"s3://{BUCKET_IN}/helmets/train_labels.csv",
-                "--pred", f"s3://{BUCKET_IN}/helmets/detections.csv", "--plots", f"s3a://{RESULTS}/det-plots",
-                "--max-plots", "1"], job_env, data_dir, runs)
     assert det["frames"] == 24 and det["rows_quarantined"] == 0
     assert det["plots"] and all(p.startswith(f"s3a://{RESULTS}/det-plots/") for p in det["plots"])
     assert all(p[len(f"s3a://{RESULTS}/"):] in keys(s3, RESULTS, "det-plots/") for p in det["plots"])
 
 
 @pytest.mark.slow
-def test_planted_credentials_appear_nowhere(ingested, s3, data_dir, runs):
-    """Every job above ran with fake keys in its environment; they reach S3 only as signatures."""
-    assert runs, "the job tests ran first"
+def test_planted_credentials_appear_nowhere(s3_runs, s3, data_dir, runs):
+    """Every job (ingest, tune, explain, detection-metrics: the fixtures run them, whatever
+    tests ran before) had fake keys in its environment; they reach S3 only as signatures."""
+    assert len(runs) == 4
     texts = {"job output": "\n".join(runs)}
     for p in Path(data_dir).rglob("*"):
         if p.is_file() and p.stat().st_size < 50 << 20:

@@ -25,40 +25,21 @@ from typing import Callable
 from mljobs import __version__
 from mljobs.config import ENVS, RESULTS_CONF, env_properties, parse_table_name, project_root
 from mljobs.errors import MljobsError
+from mljobs.submit import (CONF_ARCHIVE, ENV_ARCHIVE, PY_FILES_ZIP, PYTHON_KEYS, SHIPPED_PYTHON,  # noqa: F401
+                           command, shipped_env_conf)
 from mljobs.uris import parse_s3_uri, s3_join
 
-# The names scripts/package.sh gives its outputs (and spark-submit.sh expects on S3).
-ENV_ARCHIVE = "mljobs-env-py311-linux-x86_64.tar.gz"
-PY_FILES_ZIP = f"mljobs-{__version__}.zip"
-CONF_ARCHIVE = f"mljobs-conf-{__version__}.tar.gz"
 WHEEL = f"mljobs-{__version__}-py3-none-any.whl"
-
 ACTIONS_ON_FAILURE = ("CANCEL_AND_WAIT", "CONTINUE", "TERMINATE_CLUSTER", "TERMINATE_JOB_FLOW")
 TERMINAL_STATES = ("COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED")
-# Keys the shipped environment takes over from conf/<env>.properties (same rule as spark-submit.sh).
-_PYTHON_KEYS = ("spark.yarn.appMasterEnv.PYSPARK_PYTHON", "spark.executorEnv.PYSPARK_PYTHON")
 # Set by the Livy server itself (its default spark-blacklist.conf refuses them in a session request).
 LIVY_OWNED = ("spark.master", "spark.submit.deployMode")
 def submit_args(env: str, artifacts: str, job: str, job_args: list[str], extra_conf: list[str] = ()) -> list[str]:
     """The spark-submit command line of ``./spark-submit.sh --env ENV --artifacts URI JOB ...``
-    (same properties, same order), with the cluster's ``spark-submit`` in front."""
+    (``mljobs.submit.command``), with the cluster's ``spark-submit`` in front."""
     if env not in ENVS or env == "local":
         raise MljobsError(f"EMR steps run with --env emr or emr-gpu, not {env!r}")
-    artifacts = s3_join(artifacts)
-    cmd = ["spark-submit"]
-    for key, value in env_properties(env).items():
-        if key not in _PYTHON_KEYS:
-            cmd += ["--conf", f"{key}={value}"]
-    cmd += ["--conf", f"spark.mljobs.env={env}"]
-    cmd += ["--conf", "spark.yarn.appMasterEnv.PYSPARK_PYTHON=./environment/bin/python"]
-    cmd += ["--conf", "spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python"]
-    cmd += ["--conf", "spark.yarn.appMasterEnv.MLJOBS_CONF_DIR=./mljobs-conf"]
-    for kv in extra_conf:
-        cmd += ["--conf", kv]
-    cmd += ["--py-files", s3_join(artifacts, PY_FILES_ZIP)]
-    cmd += ["--archives", f"{s3_join(artifacts, ENV_ARCHIVE)}#environment,{s3_join(artifacts, CONF_ARCHIVE)}#mljobs-conf"]
-    cmd += [s3_join(artifacts, "jobs", job.replace("-", "_") + ".py"), *job_args]
-    return cmd
+    return command(env, job, job_args, artifacts, extra_conf, dry_run=True)
 
 
 def livy_session(artifacts: str, env: str = "emr", extra_conf: list[str] = ()) -> dict:
@@ -75,12 +56,10 @@ def livy_session(artifacts: str, env: str = "emr", extra_conf: list[str] = ()) -
         raise MljobsError(f"a Livy session runs with --env emr or emr-gpu, not {env!r}")
     artifacts = s3_join(artifacts)
     conf = dict(SESSION_DEFAULTS)
-    conf.update({k: v for k, v in env_properties(env).items() if k not in _PYTHON_KEYS + LIVY_OWNED})
+    conf.update({k: v for k, v in env_properties(env).items() if k not in PYTHON_KEYS + LIVY_OWNED})
     conf["spark.mljobs.env"] = env
-    conf["spark.pyspark.python"] = "./environment/bin/python"
-    conf["spark.yarn.appMasterEnv.PYSPARK_PYTHON"] = "./environment/bin/python"
-    conf["spark.executorEnv.PYSPARK_PYTHON"] = "./environment/bin/python"
-    conf["spark.yarn.appMasterEnv.MLJOBS_CONF_DIR"] = "./mljobs-conf"
+    conf["spark.pyspark.python"] = SHIPPED_PYTHON
+    conf.update(shipped_env_conf())
     for kv in extra_conf:
         if "=" not in kv:
             raise MljobsError(f"--conf expects KEY=VALUE, got {kv!r}")

@@ -1,11 +1,14 @@
-"""The model artifact the tuning job writes and the explain job (and later serving) reads.
+"""The model artifact every job writes and reads: one directory, one model file and its
+metadata, whatever the library (``model_format`` says which: ``xgboost-json`` for tune's
+models today; a torch job writes its own format through the same functions).
 
 Layout of ``<data-dir>/models/<study>/`` (or any directory)::
 
-    metadata.json   what the model needs: features in order, label, encodings, params, CV score, lineage
-    model.json      the xgboost Booster (``Booster.save_model`` JSON), for both families:
-                    our Random Forest is xgboost's random-forest mode (num_parallel_tree trees, one round),
-                    so every artifact has exact TreeSHAP and one loader
+    metadata.json   what the model needs: features in order, label, encodings, params, CV score, lineage,
+                    the model file's sha256 (the key of the per-worker cache, mljobs.modelcache)
+    model.json      the model file (``model_file``): for tune, the xgboost Booster (``save_model`` JSON) of
+                    both families (our Random Forest is xgboost's random-forest mode), so every tune
+                    artifact has exact TreeSHAP and one loader
 
 The directory may be remote (s3://, s3a://, hdfs://; see mljobs.fs): the files are written
 locally, then model.json is uploaded before metadata.json, whose ``model_sha256`` every
@@ -77,6 +80,9 @@ class ModelArtifact:
         """Load the xgboost Booster (one call per process: cache the result)."""
         import xgboost as xgb
 
+        if self.model_format != "xgboost-json":
+            raise InputError(f"{self.where()}: a {self.model_format} model, not an xgboost one")
+
         booster = xgb.Booster()
         booster.load_model(str(Path(self.path) / self.model_file))
         if nthread is not None:
@@ -101,8 +107,10 @@ def library_versions() -> dict[str, str]:
 
 
 def save_artifact(directory: str | os.PathLike, booster, artifact: ModelArtifact) -> str | Path:
-    """Write model.json + metadata.json: locally into a temp dir renamed over the old one; to a
-    URI as a local stage uploaded model first, metadata.json (with the model's sha256) last."""
+    """Write the model file + metadata.json: locally into a temp dir renamed over the old one;
+    to a URI as a local stage uploaded model first, metadata.json (with the model's sha256)
+    last. ``booster``: any object with ``save_model(path)`` (an xgboost Booster, or a torch
+    job's writer)."""
     from mljobs import fs
 
     if fs.is_uri(directory):

@@ -259,7 +259,7 @@ def test_header_only_file_is_an_error(spark, small_month, tmp_path):
 def test_bad_arguments_fail_before_any_work(kw, message):
     args = {"inputs": ["whatever.csv"], "table": "db.t"} | kw
     with pytest.raises(MljobsError, match=message):
-        IngestConfig(**args).validate()
+        IngestConfig(**args)
 
 
 def test_byod_infers_types_once_then_enforces(spark, tmp_path):
@@ -308,7 +308,7 @@ def test_failure_while_writing_keeps_the_previous_table(spark, exported, tmp_pat
     """A real fault mid-job (an input file vanishes after it was listed, as when an object
     store lifecycle rule fires): the job fails, the previous table stays as it was, and the
     staging area is cleaned up."""
-    from mljobs.ingest import pipeline
+    from mljobs.ingest import job
 
     jan = tmp_path / "jan.csv"
     jan.write_text("".join(head_lines(exported / MONTH_FILE.format(1), 1001)))
@@ -316,14 +316,14 @@ def test_failure_while_writing_keeps_the_previous_table(spark, exported, tmp_pat
     before = sorted(spark.table("t_fault.flights").collect())
     jan.write_text("".join(head_lines(exported / MONTH_FILE.format(1), 501)))
 
-    real_stage = pipeline.stage_frame
+    real_stage = job.stage_frame
 
     def stage_then_lose_the_file(*args, **kwargs):
         result = real_stage(*args, **kwargs)
         jan.unlink()
         return result
 
-    monkeypatch.setattr(pipeline, "stage_frame", stage_then_lose_the_file)
+    monkeypatch.setattr(job, "stage_frame", stage_then_lose_the_file)
     with pytest.raises(Exception, match="(?i)does not exist|FileNotFound"):
         ingest(spark, [jan], "t_fault.flights")
     spark.catalog.refreshTable("t_fault.flights")

@@ -4,15 +4,16 @@ analysis.json and plots.
 Flow (the rows are read once for SHAP; nothing is collected on the driver but samples
 and aggregates):
 
-1. Checks that need no Spark job: the model directory, the table, the feature columns
+1. ``load_model``, ``select_rows``, ``check_selection``: checks that need no Spark job: the model directory, the table, the feature columns
    and their types, --id-col / --group-by columns, the --where clause (parsed and
    analysed by Spark, so a bad clause fails here with Spark's message), the
    interactions budget. Then one cheap job: is the selection empty, and do the
    --explain-ids exist.
-2. SHAP values per row in ``mapInPandas`` (``tree_shap`` exact, or ``kernel``), written
+2. ``local_shap``, ``stage_local``: SHAP values per row in ``mapInPandas`` (``tree_shap`` exact, or ``kernel``), written
    once as the staged ``shap_local``. Its additivity errors are checked in SQL: a worst
    error above the tolerance fails the run before any table is replaced.
-3. ``shap_global`` (``aggregate``) and ``shap_interactions`` (sampled rows of the staged
+3. ``stage_global``, ``stage_interactions``, ``write_analysis``, ``write_plots``:
+   ``shap_global`` (``aggregate``) and ``shap_interactions`` (sampled rows of the staged
    local table) are staged; analysis.json and the plots are written from the staged
    tables; then all tables are swapped in together (``tables.commit``).
 """

@@ -3,6 +3,7 @@ aggregates against numpy, groups, interactions, Kernel SHAP against exact values
 analysis.json, plots, bad input, atomic replacement, and the command line."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -88,7 +89,7 @@ def first_run(spark, flights, model, tmp_path_factory):
     out = tmp_path_factory.mktemp("explain-out")
     cfg = ExplainConfig(model=str(model[0]), table=f"{DB}.flights", id_col="flight_id",
                         group_by=["Month", "Reporting_Airline"], interactions=150, out_db=DB, output=str(out),
-                        explain_ids=["1003", "1010"], top_k=2, plot_rows=500).validate()
+                        explain_ids=["1003", "1010"], top_k=2, plot_rows=500)
     summary = run_explain(spark, cfg, quiet)
     local = spark.table(f"{DB}.shap_local").toPandas().sort_values("flight_id").reset_index(drop=True)
     return cfg, summary, local
@@ -156,7 +157,7 @@ def test_aggregates_equal_numpy_globally_and_per_group(spark, first_run):
 
 def test_median_and_mean_sq_agg_methods_rank_and_report(spark, flights, model, tmp_path):
     cfg = ExplainConfig(model=str(model[0]), table=f"{DB}.flights", where="Month IN (3, 4)", agg_method="median",
-                        out_db="explt_med", output=str(tmp_path), plots=False).validate()
+                        out_db="explt_med", output=str(tmp_path), plots=False)
     summary = run_explain(spark, cfg, quiet)
     local = spark.table("explt_med.shap_local").toPandas()
     assert len(local) == (flights["Month"].isin([3, 4])).sum() == summary["rows_explained"]
@@ -167,7 +168,7 @@ def test_median_and_mean_sq_agg_methods_rank_and_report(spark, flights, model, t
     assert doc["explanations"]["tree_shap"]["label0"]["global_shap_values"] == pytest.approx(medians, abs=1e-12)
     # the approximate median is within the data's rank error
     cfg2 = ExplainConfig(model=str(model[0]), table=f"{DB}.flights", where="Month IN (3, 4)", agg_method="mean_sq",
-                         median="approx", out_db="explt_med", output=str(tmp_path), plots=False).validate()
+                         median="approx", out_db="explt_med", output=str(tmp_path), plots=False)
     s2 = run_explain(spark, cfg2, quiet)
     assert s2["global_shap"] == pytest.approx({f: float(np.mean(local[f"shap_{f}"] ** 2)) for f in FEATS}, rel=1e-9)
     glob = spark.table("explt_med.shap_global").toPandas().set_index("feature")
@@ -197,8 +198,25 @@ def test_interactions_symmetric_and_sum_to_contributions(spark, model, first_run
     native = booster.predict(xgb.DMatrix(rows, feature_names=FEATS, missing=np.nan), pred_interactions=True)
     for k, fid in enumerate(ids[:20]):
         assert np.abs(cube.loc[fid].reindex(FEATS).to_numpy() - native[k, :-1, :-1]).max() <= 1e-6
-    # the same sample on a re-run: chosen by a seeded hash of the id
-    assert summary["interaction_rows"] == 150
+
+
+
+def test_rerun_gives_the_same_tables_without_duplicates(spark, first_run, tmp_path):
+    """Idempotent: the same inputs give the same rows (the same interaction sample, chosen by
+    a seeded hash of the id), each once."""
+    cfg, summary, _ = first_run
+    before = {t: spark.table(f"{DB}.{t}").toPandas() for t in ("shap_local", "shap_global", "shap_interactions")}
+    again = run_explain(spark, dataclasses.replace(cfg, output=str(tmp_path), plots=False), quiet)
+    assert again["tables"] == summary["tables"] and again["interaction_rows"] == summary["interaction_rows"]
+    assert again["global_shap"] == pytest.approx(summary["global_shap"], rel=1e-12)
+    keys = {"shap_local": ["flight_id"], "shap_global": ["group_by", "group_value", "feature"],
+            "shap_interactions": ["flight_id", "feature_a", "feature_b"]}
+    for t, key in keys.items():
+        after = spark.table(f"{DB}.{t}").toPandas()
+        assert not after.duplicated(key).any(), t
+        pd.testing.assert_frame_equal(after.sort_values(key).reset_index(drop=True),
+                                      before[t].sort_values(key).reset_index(drop=True), check_exact=False,
+                                      rtol=1e-12, obj=t)
 
 
 def test_analysis_json_has_clarifys_layout(first_run):
@@ -242,7 +260,7 @@ def test_booster_is_loaded_once_per_worker_not_per_batch(spark, flights, model):
     from mljobs.models.artifact import load_artifact
 
     art = load_artifact(art_dir)
-    cfg = ExplainConfig(model=str(art_dir), table=f"{DB}.flights", id_col="flight_id").validate()
+    cfg = ExplainConfig(model=str(art_dir), table=f"{DB}.flights", id_col="flight_id")
     sel, id_col, passthrough = select_rows(spark, cfg, art)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "100")
     try:
@@ -264,7 +282,7 @@ def test_random_forest_artifact_is_exact_too(spark, flights, tmp_path):
     rf = train(flights, FEATS, rounds=1, depth=5, num_parallel_tree=20, subsample=0.8, colsample_bynode=0.8, eta=1.0)
     path = write_model(tmp_path / "rf", rf, FEATS, family="random_forest", study="rf")
     cfg = ExplainConfig(model=str(path), table=f"{DB}.flights", id_col="flight_id", where="Month = 6",
-                        out_db="explt_rf", output=str(tmp_path / "out"), plots=False).validate()
+                        out_db="explt_rf", output=str(tmp_path / "out"), plots=False)
     summary = run_explain(spark, cfg, quiet)
     local = spark.table("explt_rf.shap_local").toPandas().sort_values("flight_id")
     x = shap_x(flights[flights.Month == 6].sort_values("flight_id"), FEATS)
@@ -309,7 +327,7 @@ def test_kernel_shap_with_baseline_rows_equals_exact_interventional_shap(spark, 
     common = dict(model=str(path), table=f"{DB}.flights", id_col="flight_id", where="flight_id < 1030",
                   method="kernel", out_db="explt_k", output=str(tmp_path), plots=False, baseline=bg.tolist())
     # 4 features: 14 coalitions, all enumerated, so Kernel SHAP is exact for the background
-    summary = run_explain(spark, ExplainConfig(**common, use_logit=False).validate(), quiet)
+    summary = run_explain(spark, ExplainConfig(**common, use_logit=False), quiet)
     local = spark.table("explt_k.shap_local").toPandas().sort_values("flight_id")
     x = shap_x(flights[flights.flight_id < 1030].sort_values("flight_id"), TINY).astype(np.float64)
 
@@ -323,7 +341,7 @@ def test_kernel_shap_with_baseline_rows_equals_exact_interventional_shap(spark, 
     assert json.loads((tmp_path / "analysis.json").read_text())["explanations"]["kernel_shap"]["label0"][
         "expected_value"] == pytest.approx(float(proba(bg).mean()), abs=1e-6)
     # use_logit with one baseline row: log-odds values equal interventional TreeSHAP on the margin
-    run_explain(spark, ExplainConfig(**{**common, "baseline": bg[:1].tolist()}, use_logit=True).validate(), quiet)
+    run_explain(spark, ExplainConfig(**{**common, "baseline": bg[:1].tolist()}, use_logit=True), quiet)
     local1 = spark.table("explt_k.shap_local").toPandas().sort_values("flight_id")
     ref1 = shap.TreeExplainer(booster, data=bg[:1].astype(np.float32), feature_perturbation="interventional",
                               model_output="raw")
@@ -334,7 +352,7 @@ def test_kernel_shap_with_kmeans_baseline_approximates_exact_values(spark, fligh
     path, booster = tiny_model
     cfg = ExplainConfig(model=str(path), table=f"{DB}.flights", id_col="flight_id", where="flight_id < 1060",
                         method="kernel", num_clusters=8, num_samples=200, use_logit=True, out_db="explt_k2",
-                        output=str(tmp_path), plots=False).validate()
+                        output=str(tmp_path), plots=False)
     summary = run_explain(spark, cfg, quiet)
     kern = spark.table("explt_k2.shap_local").toPandas().sort_values("flight_id")
     exact = booster.predict(xgb.DMatrix(shap_x(flights[flights.flight_id < 1060].sort_values("flight_id"), TINY),
@@ -349,7 +367,7 @@ def test_kernel_shap_with_kmeans_baseline_approximates_exact_values(spark, fligh
 def test_failed_run_leaves_the_previous_tables(spark, flights, model, first_run, tmp_path):
     before = spark.table(f"{DB}.shap_local").count()
     cfg = ExplainConfig(model=str(model[0]), table=f"{DB}.flights", where="Month = 1", out_db=DB,
-                        output=str(tmp_path), plots=False, additivity_tol=1e-300).validate()
+                        output=str(tmp_path), plots=False, additivity_tol=1e-300)
     with pytest.raises(BadDataError, match="do not add up"):
         run_explain(spark, cfg, quiet)
     assert spark.table(f"{DB}.shap_local").count() == before == len(flights)
@@ -369,7 +387,7 @@ def test_failed_run_leaves_the_previous_tables(spark, flights, model, first_run,
 ])
 def test_bad_input_is_a_clear_error_before_any_work(spark, model, kw, error, message, tmp_path):
     cfg = ExplainConfig(model=str(model[0]), table=f"{DB}.flights", out_db="explt_bad", output=str(tmp_path),
-                        **kw).validate()
+                        **kw)
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
         run_explain(spark, cfg, quiet)
     assert not spark.catalog.tableExists("explt_bad.shap_local")
@@ -379,7 +397,7 @@ def test_bad_input_is_a_clear_error_before_any_work(spark, model, kw, error, mes
 def test_missing_or_mistyped_feature_columns_are_named(spark, flights, model, tmp_path):
     pdf = flights.drop(columns=["AirTime", "Distance"]).assign(Month=flights.Month.astype(str))
     spark.createDataFrame(pdf).write.mode("overwrite").saveAsTable(f"{DB}.flights_broken")
-    cfg = ExplainConfig(model=str(model[0]), table=f"{DB}.flights_broken", out_db="explt_bad").validate()
+    cfg = ExplainConfig(model=str(model[0]), table=f"{DB}.flights_broken", out_db="explt_bad")
     with pytest.raises(InputError, match=r"lacks the model's feature columns \['AirTime', 'Distance'\]"):
         run_explain(spark, cfg, quiet)
     spark.createDataFrame(flights.assign(Month=flights.Month.astype(str))).write.mode("overwrite") \
@@ -399,11 +417,11 @@ def test_missing_or_mistyped_feature_columns_are_named(spark, flights, model, tm
 def test_bad_arguments_fail_in_validation(model, kw, message):
     base = dict(model=str(model[0]), table=f"{DB}.flights")
     with pytest.raises(MljobsError, match=message.replace("(", r"\(")):
-        ExplainConfig(**{**base, **kw}).validate()
+        ExplainConfig(**{**base, **kw})
 
 
 def test_not_a_model_directory(spark, tmp_path):
-    cfg = ExplainConfig(model=str(tmp_path), table=f"{DB}.flights").validate()
+    cfg = ExplainConfig(model=str(tmp_path), table=f"{DB}.flights")
     with pytest.raises(InputError, match="not a model directory"):
         run_explain(spark, cfg, quiet)
 
@@ -437,7 +455,11 @@ def test_cli_end_to_end(bts_frame, tmp_path):
     assert "[explain" in proc.stdout + proc.stderr  # progress lines (spark-submit merges the streams)
     q = run_cli(["./spark-submit.sh", "sql", "--data-dir", str(data),
                  "SELECT count(*) AS n FROM explain.shap_global WHERE group_by = '(all)'"])
-    assert q.returncode == 0 and "13" in q.stdout
+    assert q.returncode == 0, q.stderr[-3000:]
+    table = [[c.strip() for c in line.strip().strip("|").split("|")]
+             for line in q.stdout.splitlines() if line.startswith("|")]
+    assert table == [["n"], [str(len(FEATS))]]  # one (all) row per model feature
+    assert last_json(q.stdout)["rows_shown"] == 1
 
     bad = run_cli(["./spark-submit.sh", "explain", "--model", str(model_dir), "--table", "airline.flights",
                    "--agg-method", "max", "--data-dir", str(data)])

@@ -1,4 +1,5 @@
-"""What the explain job does and how; validated in one place, before Spark starts."""
+"""Options of the explain job (one dataclass, each default on its field); validated once,
+when the config is built, before Spark starts."""
 from __future__ import annotations
 
 import csv
@@ -8,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mljobs.config import parse_table_name, validate_identifier
+from mljobs.config import JobConfig, parse_table_name, validate_identifier
 from mljobs.errors import InputError, MljobsError
+from mljobs.uris import is_uri, output_location
 
 METHODS = ("tree", "kernel")
 AGG_METHODS = ("mean_abs", "median", "mean_sq")
@@ -19,8 +21,8 @@ METHOD_KEYS = {"tree": "tree_shap", "kernel": "kernel_shap"}
 
 
 @dataclass
-class ExplainConfig:
-    """Options of one explain run (the flags of ``jobs/explain.py``, conf/explain.yaml defaults)."""
+class ExplainConfig(JobConfig):
+    """Options of one explain run (the flags of ``jobs/explain.py``; conf/explain.yaml may set any)."""
 
     model: str
     table: str
@@ -49,11 +51,25 @@ class ExplainConfig:
     additivity_tol: float = 1e-4
     seed: int = 42
 
+    @classmethod
+    def coerce(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The --no-plots flag, and YAML strings for the list options."""
+        values = dict(values)
+        if values.pop("no_plots", False):
+            values["plots"] = False
+        if isinstance(values.get("group_by"), str):  # one grouping, like one --group-by argument
+            values["group_by"] = [values["group_by"]]
+        if isinstance(values.get("explain_ids"), str):
+            values["explain_ids"] = [i.strip() for i in values["explain_ids"].split(",") if i.strip()]
+        return values
+
     def validate(self) -> "ExplainConfig":
+        # Returns self: examples/sparkmagic.ipynb passes ``cfg.validate()`` on to run_explain
+        # (validating again is harmless: the normalisations below are idempotent).
+        for flag, value in (("--model", self.model), ("--output", self.output), ("--plots", self.plots_dir)):
+            output_location(value, flag)
         if not self.model or not str(self.model).strip():
             raise MljobsError("--model is empty: pass a model directory (metadata.json + model.json)")
-        from mljobs.fs import is_uri
-
         # A remote model is checked when it is read (that needs the session).
         if not is_uri(self.model) and not Path(str(self.model).removeprefix("file://")).is_dir():
             raise InputError(f"--model {self.model}: no such directory")

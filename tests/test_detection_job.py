@@ -193,9 +193,9 @@ def test_missing_columns_and_bad_arguments_are_clear_errors(spark, tmp_path):
     with pytest.raises(InputError, match="impact"):
         run_detection_metrics(spark, DetectionConfig(gt=str(gt), pred=str(good), nfl_impact=True, max_plots=0))
     with pytest.raises(MljobsError, match="iou-thr"):
-        DetectionConfig(gt="a.csv", pred="b.csv", iou_thr=0).validate()
+        DetectionConfig(gt="a.csv", pred="b.csv", iou_thr=0)
     with pytest.raises(MljobsError, match="invalid"):
-        DetectionConfig(gt="a.csv", pred="b.csv", out_db="x;drop").validate()
+        DetectionConfig(gt="a.csv", pred="b.csv", out_db="x;drop")
     with pytest.raises(InputError, match="does not exist"):
         run_detection_metrics(spark, DetectionConfig(gt="nodb.nosuchtable", pred=str(pred), max_plots=0))
 

@@ -54,17 +54,47 @@ FILES = ("train_labels.csv", "detections.csv", "snaps.csv")
 
 def simulate_play(rng: np.random.Generator, n_frames: int, play_index: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """One play's ground truth, detections and snap frame."""
+    # The steps draw from rng in this order: the same seed gives the same files.
+    game_key, play_id, view, video = _play_names(play_index)
+    n, snap, tackle, half = _timeline(rng, n_frames)
+    frames = np.arange(1, n_frames + 1)
+    x0, y0, size, aspect, labels = _formation(rng, n)
+    pos, involved, pile = _trajectories(rng, frames, x0, y0, snap, tackle, half)
+    left, top, w, h = _pixel_boxes(pos, size, aspect)
+    fr_grid = np.broadcast_to(frames[:, None], (n_frames, n))
+    crowded = (np.abs(fr_grid - tackle) <= half) & np.isin(np.arange(n), involved)[None, :]
+    impact, itype, conf, vis = _impacts(rng, n_frames, n, involved, tackle, half)
+    gt = pd.DataFrame({
+        "gameKey": game_key, "playID": play_id, "view": view, "video": video,
+        "frame": fr_grid.ravel(), "label": np.broadcast_to(labels, (n_frames, n)).ravel(),
+        "left": left.ravel(), "width": w.ravel(), "top": top.ravel(), "height": h.ravel(),
+        "impact": impact.ravel(), "impactType": itype.ravel(), "confidence": conf.ravel(), "visibility": vis.ravel(),
+    })
+    parts = _helmet_detections(rng, gt, video, crowded.ravel())
+    parts += _false_detections(rng, video, frames, tackle, half, pile)
+    det = _finish_detections(parts)
+    return gt, det[DET_COLUMNS], {"video": video, "snap_frame": snap, "tackle_frame": tackle}
+
+
+def _play_names(play_index: int) -> tuple[int, int, str, str]:
+    """gameKey, playID, view and the video name of the play_index-th play."""
     game_key = 57500 + play_index // 4 * 7
     play_id = 100 + (play_index * 37) % 3500
     view = "Endzone" if play_index % 2 == 0 else "Sideline"
-    video = f"{game_key}_{play_id:06d}_{view}.mp4"
+    return game_key, play_id, view, f"{game_key}_{play_id:06d}_{view}.mp4"
+
+
+def _timeline(rng: np.random.Generator, n_frames: int) -> tuple[int, int, int, int]:
+    """Players, snap frame, tackle frame and the tackle window's half width."""
     n = int(rng.integers(18, 23))
-    frames = np.arange(1, n_frames + 1)
     snap = int(1 + rng.uniform(0.15, 0.30) * n_frames)
     tackle = int(snap + rng.uniform(0.45, 0.75) * (n_frames - snap))
-    half = max(8, n_frames // 15)
+    return n, snap, tackle, max(8, n_frames // 15)
 
-    # Formation: two lines facing each other around the line of scrimmage.
+
+def _formation(rng: np.random.Generator, n: int):
+    """Two lines facing each other around the line of scrimmage: start positions, helmet
+    sizes and aspect ratios, and the labels (H<jersey> / V<jersey>)."""
     team = np.array([0] * ((n + 1) // 2) + [1] * (n // 2))
     los = rng.uniform(520, 760)
     x0 = np.where(team == 0, los - rng.uniform(20, 160, n), los + rng.uniform(20, 160, n))
@@ -73,8 +103,15 @@ def simulate_play(rng: np.random.Generator, n_frames: int, play_index: int) -> t
     aspect = rng.uniform(1.0, 1.2, n)
     jerseys = rng.choice(np.arange(1, 100), size=n, replace=False)
     labels = np.array([("H" if t == 0 else "V") + str(j) for t, j in zip(team, jerseys)])
+    return x0, y0, size, aspect, labels
 
-    pos = np.zeros((n_frames, n, 2))
+
+def _trajectories(rng: np.random.Generator, frames: np.ndarray, x0: np.ndarray, y0: np.ndarray,
+                  snap: int, tackle: int, half: int):
+    """Helmet centres (frames x players x 2): jitter before the snap, smooth running after
+    it, and the players involved pulled to the pile before the tackle."""
+    n = len(x0)
+    pos = np.zeros((len(frames), n, 2))
     p = np.stack([x0, y0], axis=1)
     vel = np.zeros((n, 2))
     involved = rng.choice(n, size=int(rng.integers(5, 10)), replace=False)
@@ -92,15 +129,22 @@ def simulate_play(rng: np.random.Generator, n_frames: int, play_index: int) -> t
         p[:, 0] = np.clip(p[:, 0], 20, WIDTH - 40)
         p[:, 1] = np.clip(p[:, 1], 20, HEIGHT - 40)
         pos[t] = p
+    return pos, involved, pile
 
+
+def _pixel_boxes(pos: np.ndarray, size: np.ndarray, aspect: np.ndarray):
+    """Integer pixel boxes (left, top, width, height; frames x players) around the centres."""
+    n_frames, n = pos.shape[:2]
     w = np.rint(np.broadcast_to(size, (n_frames, n))).astype(int)
     h = np.rint(np.broadcast_to(size * aspect, (n_frames, n))).astype(int)
     left = np.rint(pos[..., 0] - w / 2).astype(int)
     top = np.rint(pos[..., 1] - h / 2).astype(int)
-    fr_grid = np.broadcast_to(frames[:, None], (n_frames, n))
-    in_window = np.abs(fr_grid - tackle) <= half
-    crowded = in_window & np.isin(np.arange(n), involved)[None, :]
+    return left, top, w, h
 
+
+def _impacts(rng: np.random.Generator, n_frames: int, n: int, involved: np.ndarray, tackle: int, half: int):
+    """impact, impactType, confidence, visibility (frames x players): a few colliding pairs
+    near the tackle, one frame each."""
     impact = np.zeros((n_frames, n), dtype=int)
     itype = np.full((n_frames, n), "None", dtype=object)
     conf = np.zeros((n_frames, n), dtype=int)
@@ -114,16 +158,12 @@ def simulate_play(rng: np.random.Generator, n_frames: int, play_index: int) -> t
             itype[t, who] = kind
             conf[t, who] = rng.choice([1, 2, 3], p=[0.2, 0.4, 0.4])
             vis[t, who] = rng.choice([0, 1, 2, 3], p=[0.1, 0.3, 0.3, 0.3])
+    return impact, itype, conf, vis
 
-    gt = pd.DataFrame({
-        "gameKey": game_key, "playID": play_id, "view": view, "video": video,
-        "frame": fr_grid.ravel(), "label": np.broadcast_to(labels, (n_frames, n)).ravel(),
-        "left": left.ravel(), "width": w.ravel(), "top": top.ravel(), "height": h.ravel(),
-        "impact": impact.ravel(), "impactType": itype.ravel(), "confidence": conf.ravel(), "visibility": vis.ravel(),
-    })
 
-    # The detector
-    crowd = crowded.ravel()
+def _helmet_detections(rng: np.random.Generator, gt: pd.DataFrame, video: str, crowd: np.ndarray) -> list[pd.DataFrame]:
+    """The detector on the helmets: some missed, the rest jittered and scored; and duplicate
+    boxes on some (shifted, lower score). More of each where the players crowd."""
     m = len(gt)
     missed = rng.random(m) < np.where(crowd, 0.30, 0.02)
     sigma = np.where(crowd, 3.0, 1.0)
@@ -134,16 +174,21 @@ def simulate_play(rng: np.random.Generator, n_frames: int, play_index: int) -> t
     dx2 = gl + gw + rng.normal(0, 1, m) * sigma
     dy2 = gtop + gh + rng.normal(0, 1, m) * sigma
     keep = ~missed
-    parts = [pd.DataFrame({"video": video, "frame": gt["frame"].to_numpy()[keep], "score": score[keep],
-                           "left": dx1[keep], "top": dy1[keep], "width": (dx2 - dx1)[keep], "height": (dy2 - dy1)[keep]})]
-    # duplicate boxes on a helmet: shifted, lower score
+    found = pd.DataFrame({"video": video, "frame": gt["frame"].to_numpy()[keep], "score": score[keep],
+                          "left": dx1[keep], "top": dy1[keep], "width": (dx2 - dx1)[keep], "height": (dy2 - dy1)[keep]})
     dup = rng.random(m) < np.where(crowd, 0.15, 0.02)
     shift = rng.choice([-1, 1], (m, 2)) * rng.uniform(0.35, 0.6, (m, 2)) * np.stack([gw, gh], 1)
-    parts.append(pd.DataFrame({"video": video, "frame": gt["frame"].to_numpy()[dup],
-                               "score": (score * rng.uniform(0.88, 1.0, m))[dup],
-                               "left": (gl + shift[:, 0])[dup], "top": (gtop + shift[:, 1])[dup],
-                               "width": gw[dup], "height": gh[dup]}))
-    # false positives: rare in open field, about one a frame near the pile
+    dups = pd.DataFrame({"video": video, "frame": gt["frame"].to_numpy()[dup],
+                         "score": (score * rng.uniform(0.88, 1.0, m))[dup],
+                         "left": (gl + shift[:, 0])[dup], "top": (gtop + shift[:, 1])[dup],
+                         "width": gw[dup], "height": gh[dup]})
+    return [found, dups]
+
+
+def _false_detections(rng: np.random.Generator, video: str, frames: np.ndarray, tackle: int, half: int,
+                      pile: np.ndarray) -> list[pd.DataFrame]:
+    """False positives (rare in open field, about one a frame near the pile) and low-score
+    background boxes."""
     fp_count = rng.poisson(np.where(np.abs(frames - tackle) <= half, 1.0, 0.1))
     fp_frames = np.repeat(frames, fp_count)
     k = len(fp_frames)
@@ -151,16 +196,20 @@ def simulate_play(rng: np.random.Generator, n_frames: int, play_index: int) -> t
     cx = np.where(near, pile[0] + rng.normal(0, 40, k), rng.uniform(40, WIDTH - 60, k))
     cy = np.where(near, pile[1] + rng.normal(0, 40, k), rng.uniform(40, HEIGHT - 60, k))
     s = rng.uniform(16, 30, k)
-    parts.append(pd.DataFrame({"video": video, "frame": fp_frames, "score": rng.uniform(0.9, 0.985, k),
-                               "left": cx - s / 2, "top": cy - s / 2, "width": s, "height": s * rng.uniform(1.0, 1.2, k)}))
-    # low-score background boxes
-    lo_count = rng.poisson(2.0, n_frames)
+    false = pd.DataFrame({"video": video, "frame": fp_frames, "score": rng.uniform(0.9, 0.985, k),
+                          "left": cx - s / 2, "top": cy - s / 2, "width": s, "height": s * rng.uniform(1.0, 1.2, k)})
+    lo_count = rng.poisson(2.0, len(frames))
     lo_frames = np.repeat(frames, lo_count)
     k = len(lo_frames)
     s = rng.uniform(14, 34, k)
-    parts.append(pd.DataFrame({"video": video, "frame": lo_frames, "score": rng.uniform(0.02, 0.5, k),
+    background = pd.DataFrame({"video": video, "frame": lo_frames, "score": rng.uniform(0.02, 0.5, k),
                                "left": rng.uniform(0, WIDTH - 40, k), "top": rng.uniform(0, HEIGHT - 40, k),
-                               "width": s, "height": s}))
+                               "width": s, "height": s})
+    return [false, background]
+
+
+def _finish_detections(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """All boxes clipped to the image, rounded, labelled, and in the matching's canonical order."""
     det = pd.concat(parts, ignore_index=True)
     det["left"] = det["left"].clip(0, WIDTH)
     det["top"] = det["top"].clip(0, HEIGHT)
@@ -171,9 +220,8 @@ def simulate_play(rng: np.random.Generator, n_frames: int, play_index: int) -> t
     det = det.round({"left": 2, "top": 2, "width": 2, "height": 2, "score": 4})
     # Rows in the canonical order of the matching (frame, score descending, box), so tools
     # that break score ties by row order (pycocotools) see the same order as mljobs.
-    det = det.sort_values(["frame", "score", "left", "top", "width", "height"],
-                          ascending=[True, False, True, True, True, True], kind="stable").reset_index(drop=True)
-    return gt, det[DET_COLUMNS], {"video": video, "snap_frame": snap, "tackle_frame": tackle}
+    return det.sort_values(["frame", "score", "left", "top", "width", "height"],
+                           ascending=[True, False, True, True, True, True], kind="stable").reset_index(drop=True)
 
 
 def generate(out_dir: str | Path, plays: int, frames: int, seed: int = 7, force: bool = False) -> dict:

@@ -9,7 +9,7 @@ Modules:
   COCO rule at the user threshold and the ten COCO thresholds, or Hungarian).
 * ``ap``       — COCO AP accumulation from the per-detection match flags.
 * ``nfl``      — the NFL Impact Detection competition metric.
-* ``metrics``  — the Spark job body: read, quarantine, match, tables, summary.
+* ``config``   — ``DetectionConfig``, the job's options (defaults on the fields, validated once).
+* ``job``      — the Spark job body as named steps: read, quarantine, match, tables, summary.
 * ``plots``    — the stacked TP/FN/FP plot, precision/recall per frame, worst frames.
-* ``tables``   — atomic table replacement and staging paths.
 """

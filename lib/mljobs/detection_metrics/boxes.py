@@ -117,53 +117,78 @@ def normalize(spark: SparkSession, raw: DataFrame, layout: Layout, merge_labels:
               single_class: bool = False) -> DataFrame:
     """The ``NORMALIZED`` columns with ``_reason`` (NULL = valid). ``single_class``: all
     boxes are one class (the ground truth is in train_labels layout)."""
-    col = _resolver(raw.columns)
+    cols = _Columns(raw.columns)
+    label_name = next((n for n in _CLASS_NAMES if cols.find(n)), None)
+    one_class = merge_labels or single_class or layout.single_class
+    df = _typed_fields(spark, raw, layout, cols, label_name, one_class)
+    reason = _reason(layout, check_label=not one_class and label_name is not None)
+    return df.select(
+        "video", F.col("_frame_d").cast("int").alias("frame"), "cls",
+        F.lit(0 if layout.role == "gt" else 1).cast("tinyint").alias("kind"), "label",
+        "left", "top", "width", "height", "score", "impact", "confidence", "visibility", "_rid",
+        reason.alias("_reason"), _raw_text(raw, reason).alias("_raw"),
+    )
 
-    def num(name: str) -> Column:
-        return safe_cast(spark, col(name), "double")
 
-    if col("video", required=False):
-        video = F.trim(F.col(f"`{col('video')}`").cast("string"))
-        frame_raw = num("frame")
-    else:
-        image = F.trim(F.col(f"`{col('image')}`").cast("string"))
-        stem = F.regexp_extract(image, _IMAGE_NAME, 1)
-        video = F.when(stem != "", stem).otherwise(image)
-        frame_raw = F.when(stem != "", F.regexp_extract(image, _IMAGE_NAME, 2).cast("double")).otherwise(F.lit(0.0))
-    label_name = next((n for n in _CLASS_NAMES if col(n, required=False)), None)
-    label = F.col(f"`{col(label_name)}`").cast("string") if label_name else F.lit(None).cast("string")
-    if merge_labels or single_class or layout.single_class or label_name is None:
-        cls = F.lit(HELMET)
-    else:
-        cls = F.trim(label)
-    b = [num(c) for c in layout.box]
-    if layout.box_style == "xywh":
-        left, top, width, height = b
-    else:
-        left, top = b[0], b[1]
-        width, height = b[2] - b[0], b[3] - b[1]
+def _typed_fields(spark: SparkSession, raw: DataFrame, layout: Layout, cols: "_Columns", label_name: str | None,
+                  one_class: bool) -> DataFrame:
+    """The input's fields as typed columns (``_frame_d`` the frame as a double, ``_b0``..``_b3``
+    the box as read), the row id, the reader's ``_malformed``/``_line`` and the raw fields."""
+    video, frame_raw = _video_and_frame(spark, cols)
+    label = F.col(f"`{cols.get(label_name)}`").cast("string") if label_name else F.lit(None).cast("string")
+    cls = F.lit(HELMET) if one_class or label_name is None else F.trim(label)
+    b = [_num(spark, cols, c) for c in layout.box]
+    left, top, width, height = _xywh(b, layout.box_style)
     if layout.role == "pred":
-        score = num(next(n for n in _SCORE_NAMES if col(n, required=False)))
+        score = _num(spark, cols, next(n for n in _SCORE_NAMES if cols.find(n)))
     else:
         score = F.lit(None).cast("double")
-
-    def opt(name: str) -> Column:
-        return num(name) if col(name, required=False) else F.lit(None).cast("double")
-
     raw_cols = [c for c in raw.columns if c not in (REASON, RAW)]
-    df = raw.select(
+    return raw.select(
         video.alias("video"), frame_raw.alias("_frame_d"), cls.alias("cls"), label.alias("label"),
         left.alias("left"), top.alias("top"), width.alias("width"), height.alias("height"),
         *[x.alias(f"_b{i}") for i, x in enumerate(b)],
         score.alias("score"),
-        (opt("impact") if layout.role == "gt" else F.lit(None).cast("double")).alias("impact"),
-        (opt("confidence") if layout.role == "gt" else F.lit(None).cast("double")).alias("confidence"),
-        (opt("visibility") if layout.role == "gt" else F.lit(None).cast("double")).alias("visibility"),
+        *[_impact_field(spark, cols, layout, name).alias(name) for name in ("impact", "confidence", "visibility")],
         F.monotonically_increasing_id().alias("_rid"),
         F.col(REASON).alias("_malformed"),
         F.col(RAW).alias("_line"),
         F.struct(*[F.col(f"`{c}`") for c in raw_cols]).alias("_fields"),
     )
+
+
+def _num(spark: SparkSession, cols: "_Columns", name: str) -> Column:
+    return safe_cast(spark, cols.get(name), "double")
+
+
+def _impact_field(spark: SparkSession, cols: "_Columns", layout: Layout, name: str) -> Column:
+    """impact / confidence / visibility: ground truth only, NULL where the column is absent."""
+    if layout.role == "gt" and cols.find(name):
+        return _num(spark, cols, name)
+    return F.lit(None).cast("double")
+
+
+def _video_and_frame(spark: SparkSession, cols: "_Columns") -> tuple[Column, Column]:
+    """video and frame (as a double) from video/frame columns, else from the image name
+    ``<video>_frame<N>.<ext>`` (other names: video = image, frame 0)."""
+    if cols.find("video"):
+        return F.trim(F.col(f"`{cols.get('video')}`").cast("string")), _num(spark, cols, "frame")
+    image = F.trim(F.col(f"`{cols.get('image')}`").cast("string"))
+    stem = F.regexp_extract(image, _IMAGE_NAME, 1)
+    video = F.when(stem != "", stem).otherwise(image)
+    frame = F.when(stem != "", F.regexp_extract(image, _IMAGE_NAME, 2).cast("double")).otherwise(F.lit(0.0))
+    return video, frame
+
+
+def _xywh(b: list[Column], box_style: str) -> tuple[Column, Column, Column, Column]:
+    """left, top, width, height from the four box columns (xywh or xyxy)."""
+    if box_style == "xywh":
+        return b[0], b[1], b[2], b[3]
+    return b[0], b[1], b[2] - b[0], b[3] - b[1]
+
+
+def _reason(layout: Layout, check_label: bool) -> Column:
+    """Why a row of ``_typed_fields`` is rejected (the first failed check), NULL when valid."""
     fd = F.col("_frame_d")
     checks = [
         F.col("_malformed"),
@@ -180,20 +205,18 @@ def normalize(spark: SparkSession, raw: DataFrame, layout: Layout, merge_labels:
         s = F.col("score")
         checks.append(F.when(s.isNull() | F.isnan(s), F.lit("missing or NaN score")))
         checks.append(F.when((s < 0) | (s > 1), F.lit("score outside [0, 1]")))
-    if not (merge_labels or single_class or layout.single_class) and label_name is not None:
+    if check_label:
         checks.append(F.when(F.col("cls").isNull() | (F.col("cls") == ""), F.lit("missing label")))
-    reason = F.coalesce(*checks)
-    # The raw line (or the row's fields as JSON) only for rejected rows: CASE is lazy,
-    # so valid rows never pay for the JSON.
+    return F.coalesce(*checks)
+
+
+def _raw_text(raw: DataFrame, reason: Column) -> Column:
+    """The raw line (or the row's fields as JSON) only for rejected rows: CASE is lazy,
+    so valid rows never pay for the JSON."""
+    raw_cols = [c for c in raw.columns if c not in (REASON, RAW)]
     raw_types = {f.name: f.dataType for f in raw.schema.fields}
-    raw_text = F.when(reason.isNotNull(), F.coalesce(F.col("_line"), _fields_json(
+    return F.when(reason.isNotNull(), F.coalesce(F.col("_line"), _fields_json(
         [(c, F.col("_fields").getField(c), raw_types[c]) for c in raw_cols], F.col("_fields"))))
-    return df.select(
-        "video", fd.cast("int").alias("frame"), "cls",
-        F.lit(0 if layout.role == "gt" else 1).cast("tinyint").alias("kind"), "label",
-        "left", "top", "width", "height", "score", "impact", "confidence", "visibility", "_rid",
-        reason.alias("_reason"), raw_text.alias("_raw"),
-    )
 
 
 DUPLICATE_KEYS = ["kind", "cls", "label", "left", "top", "width", "height", "score"]
@@ -224,18 +247,23 @@ def _fields_json(fields: list, struct: Column) -> Column:
     return built if built is not None else F.to_json(struct)
 
 
-def _resolver(columns: list[str]):
-    lower = {}
-    for c in columns:
-        lower.setdefault(c.lower(), c)
+class _Columns:
+    """An input's column names, looked up case-insensitively (the first spelling wins)."""
 
-    def col(name: str, required: bool = True) -> str | None:
-        found = lower.get(name.lower())
-        if found is None and required:
-            raise InputError(f"column {name!r} not found; columns: {', '.join(columns)}")
+    def __init__(self, columns: list[str]):
+        self.columns = list(columns)
+        self.lower: dict[str, str] = {}
+        for c in self.columns:
+            self.lower.setdefault(c.lower(), c)
+
+    def find(self, name: str) -> str | None:
+        return self.lower.get(name.lower())
+
+    def get(self, name: str) -> str:
+        found = self.find(name)
+        if found is None:
+            raise InputError(f"column {name!r} not found; columns: {', '.join(self.columns)}")
         return found
-
-    return col
 
 
 __all__ = ["HELMET", "Layout", "NORMALIZED", "detect_layout", "is_path", "mark_duplicates",

@@ -22,7 +22,6 @@ import math
 import os
 import time
 import uuid
-from dataclasses import dataclass, field
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -30,13 +29,13 @@ from pyspark.sql import functions as F
 
 from mljobs.emr import EmrStep
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
-from mljobs.config import validate_identifier
 from mljobs.detection_metrics import matching, nfl
 from mljobs.detection_metrics.ap import coco_ap
-from mljobs.detection_metrics.boxes import Layout, detect_layout, is_path, mark_duplicates, normalize, read_source
-from mljobs.detection_metrics.matching import MATCH_METHODS, MatchParams
+from mljobs.detection_metrics.boxes import Layout, detect_layout, mark_duplicates, normalize, read_source
+from mljobs.detection_metrics.config import DetectionConfig
+from mljobs.detection_metrics.matching import MatchParams
 from mljobs.tables import replace_table, staging_path
-from mljobs.errors import BadDataError, InputError, MljobsError
+from mljobs.errors import BadDataError, InputError
 from mljobs import fs, modelcache
 from mljobs.session import StageProgress, results_root
 
@@ -50,63 +49,6 @@ STAGED_SCHEMA = (
 STAGED_COLUMNS = [f.strip().split(" ")[0] for f in STAGED_SCHEMA.split(",")]
 TABLES = ("det_frames", "det_videos", "det_errors", "det_quarantine")
 METRIC_KEYS = ("tp", "fp", "fn", "precision", "recall", "f1", "ap", "ap50", "ap75")
-
-
-@dataclass
-class DetectionConfig:
-    """What to evaluate and how; validated before Spark starts."""
-
-    gt: str
-    pred: str
-    conf_thr: float = 0.9
-    iou_thr: float = 0.5
-    match: str = "greedy"
-    merge_labels: bool = False
-    pixel_plus_one: bool = False
-    snap: str | None = None
-    nfl_impact: bool = False
-    out_db: str = "detection"
-    plots_dir: str | None = None
-    max_plots: int = 200
-    max_bad_fraction: float = 0.05
-    videos_dir: str | None = None
-    worst_frames: int = 6
-    snap_frame: int | None = field(init=False, default=None)
-
-    def validate(self) -> "DetectionConfig":
-        for name, value in (("--gt", self.gt), ("--pred", self.pred)):
-            if not value or not str(value).strip():
-                raise MljobsError(f"{name} is empty: pass a table name or a CSV/Parquet path")
-            if not is_path(value):
-                from mljobs.config import parse_table_name
-
-                parse_table_name(value)
-        if not (0.0 <= self.conf_thr <= 1.0) or math.isnan(self.conf_thr):
-            raise MljobsError(f"--conf-thr must be within [0, 1], got {self.conf_thr}")
-        if not (0.0 < self.iou_thr <= 1.0) or math.isnan(self.iou_thr):
-            raise MljobsError(f"--iou-thr must be within (0, 1], got {self.iou_thr}")
-        if self.match not in MATCH_METHODS:
-            raise MljobsError(f"unknown --match {self.match!r}; valid: {', '.join(MATCH_METHODS)}")
-        validate_identifier(self.out_db, "database name (--out-db)")
-        if self.max_plots < 0:
-            raise MljobsError(f"--max-plots must be >= 0, got {self.max_plots}")
-        if not (0.0 <= self.max_bad_fraction <= 1.0):
-            raise MljobsError(f"--max-bad-fraction must be within [0, 1], got {self.max_bad_fraction}")
-        if self.worst_frames < 0:
-            raise MljobsError(f"--worst-frames must be >= 0, got {self.worst_frames}")
-        if self.snap is not None:
-            text = str(self.snap).strip()
-            if text.lstrip("-").isdigit():
-                self.snap_frame = int(text)
-            elif not is_path(text):
-                from mljobs.config import parse_table_name
-
-                parse_table_name(text)
-        return self
-
-    @property
-    def params(self) -> MatchParams:
-        return MatchParams(self.conf_thr, self.iou_thr, self.match, self.pixel_plus_one, coco=True)
 
 
 # ----------------------------------------------------------------------------- library
@@ -307,75 +249,122 @@ def resolve_snaps(spark: SparkSession, cfg: DetectionConfig, videos: list[str]) 
 def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=print) -> dict:
     """Evaluate cfg.pred against cfg.gt; write the tables and plots; return the summary."""
     t0 = time.monotonic()
-    cfg.validate()
-    plots_dir = cfg.plots_dir or fs.join(results_root(spark), "plots", "detection")
-    if cfg.max_plots > 0:
-        fs.check_location(spark, plots_dir, "plot directory")
+    plots_dir = plot_location(spark, cfg)
     rows, gt_layout, pred_layout = load_inputs(spark, cfg)
     progress(f"ground truth: {gt_layout.kind} layout; detections: boxes as {pred_layout.box_style}; "
              f"{'single class' if gt_layout.single_class or cfg.merge_labels else 'per class'}")
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-    staged_path = staging_path(spark, cfg.out_db, run_id, "boxes")
     try:
-        progress(f"checking and matching (IoU >= {cfg.iou_thr}, score >= {cfg.conf_thr}, {cfg.match}; "
-                 f"COCO thresholds for AP), staged under {staged_path}")
-        with StageProgress(spark, progress):
-            match_frames(spark, rows, cfg.params).write.mode("overwrite").parquet(staged_path)
-        staged = spark.read.parquet(staged_path)
-        counts = check_counts(staged.groupBy("kind", "_reason").count().collect(), cfg.max_bad_fraction)
-        progress(f"read {counts['rows_read']['gt']:,} ground-truth and {counts['rows_read']['pred']:,} detection rows; "
-                 f"{counts['rows_quarantined']:,} quarantined")
+        staged, counts = stage_matches(spark, cfg, rows, run_id, progress)
         matched = staged.where(F.col("_reason").isNull())
-
-        # Staged as Parquet rather than cached: four queries read it, and the RAPIDS
-        # Accelerator reads Parquet on the GPU but not Spark's in-memory cache (by default).
-        frames_path = staging_path(spark, cfg.out_db, run_id, "frames")
-        frame_metrics(matched).write.mode("overwrite").parquet(frames_path)
-        frames = spark.read.parquet(frames_path)
-        counts_pd = video_counts(frames)
-        progress(f"{int(counts_pd['frames'].iloc[0]):,} frames in {len(counts_pd) - 1:,} videos; computing AP")
-        ap_pd = ap_tables(spark, matched, [v for v in counts_pd["video"] if v is not None])
-        videos_pd = counts_pd.merge(ap_pd, on="video", how="left")
-        snaps = resolve_snaps(spark, cfg, [v for v in videos_pd["video"] if v is not None])
-        videos_pd["snap_frame"] = [snaps.get(v) if v is not None else None for v in videos_pd["video"]]
-        for k in ("precision", "recall", "f1"):
-            videos_pd[k] = [rates(r.tp, r.fp, r.fn)[k] for r in videos_pd.itertuples()]
-
-        props = {
-            "mljobs.detection_metrics.gt": cfg.gt, "mljobs.detection_metrics.pred": cfg.pred,
-            "mljobs.detection_metrics.conf_thr": str(cfg.conf_thr), "mljobs.detection_metrics.iou_thr": str(cfg.iou_thr),
-            "mljobs.detection_metrics.match": cfg.match, "mljobs.detection_metrics.pixel_plus_one": str(cfg.pixel_plus_one).lower(),
-            "mljobs.detection_metrics.merge_labels": str(cfg.merge_labels).lower(), "mljobs.detection_metrics.run_id": run_id,
-        }
-        db = cfg.out_db
-        progress(f"writing {', '.join(f'{db}.{t}' for t in TABLES)}")
-        tables = [
-            replace_table(spark, db, "det_frames", frames, props),
-            replace_table(spark, db, "det_videos", videos_frame(spark, videos_pd), props),
-            replace_table(spark, db, "det_errors", error_boxes(matched, frames), props),
-            replace_table(spark, db, "det_quarantine", quarantine_rows(staged), props),
-        ]
-        impact = None
-        if cfg.nfl_impact:
-            progress("NFL impact metric (impact = 1, confidence > 1, visibility > 0; +-4 frames, IoU >= 0.35)")
-            per_video, impact = nfl.impact_score(spark, matched, cfg.conf_thr, cfg.pixel_plus_one,
-                                                 stage_path=staging_path(spark, cfg.out_db, run_id, "impact"))
-            tables.append(replace_table(spark, db, "det_impact", per_video, props))
-
-        plots = []
-        if cfg.max_plots > 0:
-            from mljobs.detection_metrics import plots as plotting
-
-            progress(f"plots under {plots_dir}")
-            with fs.output_dir(spark, plots_dir) as out:
-                made = plotting.plot_videos(spark, frames, matched, videos_pd, out.local, cfg, progress)
-            plots = [out.final(x) for x in made]
+        frames = stage_frames(spark, cfg, matched, run_id)
+        videos_pd = video_metrics(spark, cfg, frames, matched, progress)
+        tables, impact = write_tables(spark, cfg, run_id, staged, matched, frames, videos_pd, progress)
+        plots = write_plots(spark, cfg, plots_dir, frames, matched, videos_pd, progress)
     finally:
         fs.remove(spark, staging_path(spark, cfg.out_db, run_id))
+    summary = job_summary(cfg, gt_layout, videos_pd, counts, tables, plots, run_id)
+    summary["seconds"] = round(time.monotonic() - t0, 3)
+    if impact is not None:
+        summary["nfl_impact"] = impact
+    return summary
 
-    overall = _metrics(videos_pd.iloc[0])
-    summary = {
-        "overall": overall,
+
+def plot_location(spark: SparkSession, cfg: DetectionConfig) -> str:
+    """--plots, else <results>/plots/detection; checked before any work when plots are on."""
+    plots_dir = cfg.plots_dir or fs.join(results_root(spark), "plots", "detection")
+    if cfg.max_plots > 0:
+        fs.check_location(spark, plots_dir, "plot directory")
+    return plots_dir
+
+
+def stage_matches(spark: SparkSession, cfg: DetectionConfig, rows: DataFrame, run_id: str,
+                  progress) -> tuple[DataFrame, dict]:
+    """Match every frame and stage the result (every input row) as Parquet; count it and
+    stop, before any table is written, when too many rows are bad."""
+    staged_path = staging_path(spark, cfg.out_db, run_id, "boxes")
+    progress(f"checking and matching (IoU >= {cfg.iou_thr}, score >= {cfg.conf_thr}, {cfg.match}; "
+             f"COCO thresholds for AP), staged under {staged_path}")
+    with StageProgress(spark, progress):
+        match_frames(spark, rows, cfg.params).write.mode("overwrite").parquet(staged_path)
+    staged = spark.read.parquet(staged_path)
+    counts = check_counts(staged.groupBy("kind", "_reason").count().collect(), cfg.max_bad_fraction)
+    progress(f"read {counts['rows_read']['gt']:,} ground-truth and {counts['rows_read']['pred']:,} detection rows; "
+             f"{counts['rows_quarantined']:,} quarantined")
+    return staged, counts
+
+
+def stage_frames(spark: SparkSession, cfg: DetectionConfig, matched: DataFrame, run_id: str) -> DataFrame:
+    """det_frames, staged as Parquet rather than cached: four queries read it, and the RAPIDS
+    Accelerator reads Parquet on the GPU but not Spark's in-memory cache (by default)."""
+    frames_path = staging_path(spark, cfg.out_db, run_id, "frames")
+    frame_metrics(matched).write.mode("overwrite").parquet(frames_path)
+    return spark.read.parquet(frames_path)
+
+
+def video_metrics(spark: SparkSession, cfg: DetectionConfig, frames: DataFrame, matched: DataFrame,
+                  progress) -> pd.DataFrame:
+    """The det_videos rows as pandas (the overall row first): counts, AP, snap frame, rates."""
+    counts_pd = video_counts(frames)
+    progress(f"{int(counts_pd['frames'].iloc[0]):,} frames in {len(counts_pd) - 1:,} videos; computing AP")
+    ap_pd = ap_tables(spark, matched, [v for v in counts_pd["video"] if v is not None])
+    videos_pd = counts_pd.merge(ap_pd, on="video", how="left")
+    snaps = resolve_snaps(spark, cfg, [v for v in videos_pd["video"] if v is not None])
+    videos_pd["snap_frame"] = [snaps.get(v) if v is not None else None for v in videos_pd["video"]]
+    for k in ("precision", "recall", "f1"):
+        videos_pd[k] = [rates(r.tp, r.fp, r.fn)[k] for r in videos_pd.itertuples()]
+    return videos_pd
+
+
+def table_properties(cfg: DetectionConfig, run_id: str) -> dict[str, str]:
+    """The inputs and parameters, recorded on every output table."""
+    return {
+        "mljobs.detection_metrics.gt": cfg.gt, "mljobs.detection_metrics.pred": cfg.pred,
+        "mljobs.detection_metrics.conf_thr": str(cfg.conf_thr), "mljobs.detection_metrics.iou_thr": str(cfg.iou_thr),
+        "mljobs.detection_metrics.match": cfg.match, "mljobs.detection_metrics.pixel_plus_one": str(cfg.pixel_plus_one).lower(),
+        "mljobs.detection_metrics.merge_labels": str(cfg.merge_labels).lower(), "mljobs.detection_metrics.run_id": run_id,
+    }
+
+
+def write_tables(spark: SparkSession, cfg: DetectionConfig, run_id: str, staged: DataFrame, matched: DataFrame,
+                 frames: DataFrame, videos_pd: pd.DataFrame, progress) -> tuple[list, dict | None]:
+    """Swap in det_frames, det_videos, det_errors, det_quarantine (and det_impact with
+    --nfl-impact); returns what replace_table reports and the NFL metric (or None)."""
+    db, props = cfg.out_db, table_properties(cfg, run_id)
+    progress(f"writing {', '.join(f'{db}.{t}' for t in TABLES)}")
+    tables = [
+        replace_table(spark, db, "det_frames", frames, props),
+        replace_table(spark, db, "det_videos", videos_frame(spark, videos_pd), props),
+        replace_table(spark, db, "det_errors", error_boxes(matched, frames), props),
+        replace_table(spark, db, "det_quarantine", quarantine_rows(staged), props),
+    ]
+    impact = None
+    if cfg.nfl_impact:
+        progress("NFL impact metric (impact = 1, confidence > 1, visibility > 0; +-4 frames, IoU >= 0.35)")
+        per_video, impact = nfl.impact_score(spark, matched, cfg.conf_thr, cfg.pixel_plus_one,
+                                             stage_path=staging_path(spark, cfg.out_db, run_id, "impact"))
+        tables.append(replace_table(spark, db, "det_impact", per_video, props))
+    return tables, impact
+
+
+def write_plots(spark: SparkSession, cfg: DetectionConfig, plots_dir: str, frames: DataFrame, matched: DataFrame,
+                videos_pd: pd.DataFrame, progress) -> list[str]:
+    """The plots of up to --max-plots videos under plots_dir; their final locations."""
+    if cfg.max_plots <= 0:
+        return []
+    from mljobs.detection_metrics import plots as plotting
+
+    progress(f"plots under {plots_dir}")
+    with fs.output_dir(spark, plots_dir) as out:
+        made = plotting.plot_videos(spark, frames, matched, videos_pd, out.local, cfg, progress)
+    return [out.final(x) for x in made]
+
+
+def job_summary(cfg: DetectionConfig, gt_layout: Layout, videos_pd: pd.DataFrame, counts: dict, tables: list,
+                plots: list, run_id: str) -> dict:
+    """The summary's metrics, counts and parameters (run_detection_metrics adds the timing)."""
+    return {
+        "overall": _metrics(videos_pd.iloc[0]),
         "videos": {r.video: _metrics(r) for r in videos_pd.iloc[1:].itertuples()},
         "frames": int(videos_pd["frames"].iloc[0]),
         "frames_with_errors": int(videos_pd["frames_with_errors"].iloc[0]),
@@ -388,11 +377,7 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
                    "merge_labels": cfg.merge_labels or gt_layout.single_class, "pixel_plus_one": cfg.pixel_plus_one,
                    "gt_layout": gt_layout.kind},
         "run_id": run_id,
-        "seconds": round(time.monotonic() - t0, 3),
     }
-    if impact is not None:
-        summary["nfl_impact"] = impact
-    return summary
 
 
 def _metrics(row) -> dict:

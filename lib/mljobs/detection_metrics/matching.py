@@ -25,7 +25,7 @@ buckets of similar size so one crowded frame does not inflate the padding of all
 those the largest total IoU.
 
 This module imports only numpy, pandas and scipy: Spark ships it to the Python workers
-by value (see ``metrics.py``), so the workers need not have mljobs installed.
+by value (see ``job.py``), so the workers need not have mljobs installed.
 """
 from __future__ import annotations
 
@@ -120,14 +120,7 @@ def match_arrays(vcode: np.ndarray, frame: np.ndarray, ccode: np.ndarray, kind: 
     n_gt = np.bincount(gid[is_gt], minlength=n_groups)
     n_det = np.bincount(gid[~is_gt], minlength=n_groups)
     n_conf = np.bincount(gid[~is_gt & (score >= params.conf_thr)], minlength=n_groups)
-    # rank within (group, kind): rows are sorted by group then kind
-    seg_start = np.zeros(n, dtype=np.int64)
-    new_seg = np.ones(n, dtype=bool)
-    new_seg[1:] = (gid[1:] != gid[:-1]) | (kind[1:] != kind[:-1])
-    starts = np.flatnonzero(new_seg)
-    seg_start[starts] = starts
-    seg_start = np.maximum.accumulate(seg_start)
-    rank = (np.arange(n) - seg_start).astype(np.int32)
+    rank = _group_ranks(gid, kind)
 
     res_matched = np.zeros(n, dtype=bool)
     res_match_iou = np.full(n, np.nan)
@@ -224,19 +217,7 @@ def _match_chunk(chunk, group_start, n_gt, n_det, n_conf, xywh, params,
     det_valid[0] = det_pos < conf_cnt[:, None]
     det_valid[1:] = det_pos < np.minimum(d_cnt, COCO_MAX_DETS)[:, None]
 
-    matched = np.zeros((t_n, c_n, pg), dtype=bool)
-    det_gt = np.full((t_n, c_n, pdm), -1, dtype=np.int64)
-    for k in range(pdm):
-        iou_k = iou[:, k, :]  # (c, pg)
-        cand = (iou_k[None] >= thr[:, None, None]) & ~matched & gt_valid[None]
-        masked = np.where(cand, iou_k[None], -1.0)
-        j = pg - 1 - np.argmax(masked[..., ::-1], axis=-1)  # the last of equal maxima
-        best = np.take_along_axis(masked, j[..., None], axis=-1)[..., 0]
-        ok = (best >= 0) & det_valid[:, :, k]
-        det_gt[:, :, k] = np.where(ok, j, -1)
-        tt, cc = np.nonzero(ok)
-        matched[tt, cc, j[tt, cc]] = True
-
+    det_gt, matched = _greedy(iou, thr, det_valid, gt_valid)
     if params.method == "optimal":
         det_gt[0], matched[0] = _optimal(iou, conf_cnt, g_cnt, params.iou_thr)
 
@@ -259,6 +240,39 @@ def _match_chunk(chunk, group_start, n_gt, n_det, n_conf, xywh, params,
     res_match_iou[gt_rows] = np.where(mk >= 0, iou[c_idx_g, np.maximum(mk, 0), j_idx], np.nan)
     conf_iou = np.where((det_pos < conf_cnt[:, None])[:, :, None], iou, 0.0)
     res_best_iou[gt_rows] = conf_iou.max(axis=1)[c_idx_g, j_idx]
+
+
+def _group_ranks(gid: np.ndarray, kind: np.ndarray) -> np.ndarray:
+    """Each row's position within its (group, kind); rows are sorted by group then kind."""
+    n = len(gid)
+    seg_start = np.zeros(n, dtype=np.int64)
+    new_seg = np.ones(n, dtype=bool)
+    new_seg[1:] = (gid[1:] != gid[:-1]) | (kind[1:] != kind[:-1])
+    starts = np.flatnonzero(new_seg)
+    seg_start[starts] = starts
+    seg_start = np.maximum.accumulate(seg_start)
+    return (np.arange(n) - seg_start).astype(np.int32)
+
+
+def _greedy(iou: np.ndarray, thr: np.ndarray, det_valid: np.ndarray, gt_valid: np.ndarray):
+    """COCOeval's greedy rule at every threshold at once, over the k-th detection of every
+    group: (thresholds, groups, detections) ground-truth index or -1, and the matched flags
+    of the ground truth (thresholds, groups, ground truth)."""
+    c_n, pdm, pg = iou.shape
+    t_n = len(thr)
+    matched = np.zeros((t_n, c_n, pg), dtype=bool)
+    det_gt = np.full((t_n, c_n, pdm), -1, dtype=np.int64)
+    for k in range(pdm):
+        iou_k = iou[:, k, :]  # (c, pg)
+        cand = (iou_k[None] >= thr[:, None, None]) & ~matched & gt_valid[None]
+        masked = np.where(cand, iou_k[None], -1.0)
+        j = pg - 1 - np.argmax(masked[..., ::-1], axis=-1)  # the last of equal maxima
+        best = np.take_along_axis(masked, j[..., None], axis=-1)[..., 0]
+        ok = (best >= 0) & det_valid[:, :, k]
+        det_gt[:, :, k] = np.where(ok, j, -1)
+        tt, cc = np.nonzero(ok)
+        matched[tt, cc, j[tt, cc]] = True
+    return det_gt, matched
 
 
 def _ranks(counts: np.ndarray) -> np.ndarray:

@@ -134,7 +134,26 @@ def load_config(cls: type[JobConfig], flags: dict[str, Any], job: str, config_fi
     unknown = sorted(set(values) - set(cls.keys()))
     if unknown:
         raise MljobsError(f"{job}: unknown options {unknown}")
-    return cls(**values)
+    return cls(**{k: _typed(cls, k, v, job) for k, v in values.items()})
+
+
+_SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _typed(cls, key: str, value: Any, job: str) -> Any:
+    """A YAML/flag value checked against a scalar field's annotation (``int``, ``float``,
+    ``bool``, ``str``, optionally ``| None``), so a quoted number in YAML is a clear error,
+    not a TypeError deep in validate(); an int is accepted for a float."""
+    hint = str(next(f.type for f in fields(cls) if f.name == key)).replace(" ", "")
+    names = [t for t in hint.split("|") if t != "None"]
+    if value is None or len(names) != 1 or names[0] not in _SCALARS:
+        return value
+    want = _SCALARS[names[0]]
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, want) and not (want is int and isinstance(value, bool)):
+        return value
+    raise MljobsError(f"{job} config: {key} must be {names[0]}, got {value!r}")
 
 
 # ---- transitional (removed when every job builds its config with load_config)

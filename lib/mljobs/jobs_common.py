@@ -31,7 +31,8 @@ class JobArgumentParser(argparse.ArgumentParser):
     def add_argument(self, *args, **kwargs):
         action = super().add_argument(*args, **kwargs)
         default = self._field_default(action.dest)
-        if action.help and default not in (None, False, "", []) and "default" not in action.help:
+        if action.help and default not in (None, "", []) and not isinstance(default, bool) \
+                and "default" not in action.help:
             action.help += f" (default: {default})"
         return action
 

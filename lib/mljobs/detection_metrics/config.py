@@ -32,8 +32,7 @@ class DetectionConfig(JobConfig):
     worst_frames: int = 6
     snap_frame: int | None = field(init=False, default=None)
 
-    def validate(self) -> "DetectionConfig":
-        # Returns self: examples/sparkmagic.ipynb passes ``cfg.validate()`` on to the job.
+    def validate(self) -> None:
         output_location(self.plots_dir, "--plots")
         for name, value in (("--gt", self.gt), ("--pred", self.pred)):
             if not value or not str(value).strip():
@@ -54,7 +53,6 @@ class DetectionConfig(JobConfig):
         if self.worst_frames < 0:
             raise MljobsError(f"--worst-frames must be >= 0, got {self.worst_frames}")
         self.snap_frame = self._snap_frame()
-        return self
 
     def _snap_frame(self) -> int | None:
         """--snap as one frame number for every video, else None (a table or a path)."""

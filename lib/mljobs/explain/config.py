@@ -63,9 +63,7 @@ class ExplainConfig(JobConfig):
             values["explain_ids"] = [i.strip() for i in values["explain_ids"].split(",") if i.strip()]
         return values
 
-    def validate(self) -> "ExplainConfig":
-        # Returns self: examples/sparkmagic.ipynb passes ``cfg.validate()`` on to run_explain
-        # (validating again is harmless: the normalisations below are idempotent).
+    def validate(self) -> None:
         for flag, value in (("--model", self.model), ("--output", self.output), ("--plots", self.plots_dir)):
             output_location(value, flag)
         if not self.model or not str(self.model).strip():
@@ -114,7 +112,6 @@ class ExplainConfig(JobConfig):
                 raise InputError(f"--baseline {self.baseline}: no such file (CSV with a header, or JSON rows)")
         elif self.baseline is not None and not (isinstance(self.baseline, list) and self.baseline):
             raise MljobsError("baseline must be a non-empty list of rows, or a CSV/JSON file")
-        return self
 
     @property
     def method_key(self) -> str:

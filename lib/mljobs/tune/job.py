@@ -227,10 +227,10 @@ CONFIG = TuneConfig
 EMR_STEP = EmrStep(needs=("table", "study"), label=lambda p: p.table,
                    args=lambda p: ["--table", p.table, "--study", p.study, "--model-dir", p.model_dir(), *p.where_args()])
 GPU_FALLBACKS = [
-    Known("RDDScanExec", UNSUPPORTED_CLASS, "tune/folds.py: the fold offsets per (class, hash bucket)",
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "tune/folds.py assign_folds: the fold offsets per (class, hash bucket)",
           "at most 2 × 1024 offsets computed on the driver from the bucket counts and broadcast into the "
           "fold-assignment join; " + DRIVER_ROWS, columns=("_cls", "_obucket", "_offset")),
-    Known("RDDScanExec", UNSUPPORTED_CLASS, "tune/trials.py: the tuning_trials rows",
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "tune/trials.py write_trials: the tuning_trials rows",
           "one row per trial, from Optuna's storage on the driver, written to Parquet; " + DRIVER_ROWS,
           columns=("trial_number", "params_json")),
     # Distributed mode only (xgboost.spark); the test runs parallel mode (see the README).
@@ -239,7 +239,7 @@ GPU_FALLBACKS = [
           "rapids 25.04 leaves Spark's in-memory cache on the CPU under Spark 3.5 (adaptive execution, "
           "NVIDIA/spark-rapids#10603; later releases run it on the GPU from Spark 3.5.2); the scan feeds "
           "xgboost's training, which runs on the GPU itself (device=cuda)", required=False),
-    Known("ScalaUDF", "org.apache.spark.ml.", "tune/distributed.py: scoring a held-out fold with "
+    Known("ScalaUDF", "org.apache.spark.ml.", "tune/distributed.py DistributedTrials.evaluate_fold: scoring a held-out fold with "
           "xgboost.spark's transform",
           "xgboost.spark returns probabilities as a Spark ML vector (VectorUDT, which the plugin cannot hold), "
           "so its array_to_vector and our vector_to_array stay on the CPU; the prediction itself runs in "

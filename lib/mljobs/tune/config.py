@@ -1,4 +1,5 @@
-"""The tuner definition: conf/tune.yaml, overridden by flags, validated in one place."""
+"""Options of the tune job: one dataclass, each default on its field, validated once when built
+(conf/tune.yaml, --config FILE and the flags are merged by mljobs.config.load_config)."""
 from __future__ import annotations
 
 import math
@@ -6,46 +7,52 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mljobs.config import merge_yaml_and_flags, parse_table_name, validate_identifier
+from mljobs.config import JobConfig, parse_table_name, validate_identifier
 from mljobs.errors import MljobsError
 from mljobs.tune.metrics import METRICS
 from mljobs.tune.space import FAMILIES, SearchSpace, parse_space
+from mljobs.uris import output_location
 
 STRATEGIES = ("random", "bayesian", "grid")
 MODES = ("auto", "distributed", "parallel")
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
+MAX_GRID = 100_000
 _STUDY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# Keys whose YAML spelling 'auto' (or null) means "derive it at run time" (None).
+_AUTO = ("num_workers", "threads_per_trial", "early_stopping_rounds", "time_budget")
+_SECONDS = ("max_runtime_per_trial", "time_budget")
 
 
 @dataclass
-class TuneConfig:
+class TuneConfig(JobConfig):
     table: str
     study: str
-    family: str = "xgboost"
-    label: str | None = None
-    features: list[str] | None = None
-    metric: str = "accuracy"
-    strategy: str = "random"
+    family: str = "xgboost"              # xgboost | random_forest (xgboost's random-forest mode)
+    label: str | None = None             # None: the table's mljobs.label property, else ArrDel15
+    features: list[str] | None = None    # None: the table's mljobs.features, else every numeric/string column
+    metric: str = "accuracy"             # accuracy | auc | logloss (minimised) | f1
+    strategy: str = "random"             # random | bayesian (TPE) | grid
     max_trials: int = 10
     max_parallel: int = 2
-    cv_folds: int = 3
+    cv_folds: int = 3                    # stratified, deterministic given seed
     seed: int = 42
-    mode: str = "auto"
-    max_runtime_per_trial: float | None = 3600.0
-    time_budget: float | None = None
-    pruner: str = "none"
+    mode: str = "auto"                   # auto | parallel (data fits one executor) | distributed (xgboost.spark)
+    max_runtime_per_trial: float | None = 3600.0  # seconds; a trial past it is stopped and recorded TIMEOUT
+    time_budget: float | None = None     # seconds for the whole run; None: no limit
+    pruner: str = "none"                 # none | median | successive_halving | hyperband (fold by fold)
     early_stopping_rounds: int | None = None
-    num_workers: int | None = None
-    threads_per_trial: int | None = None
-    parallel_max_bytes: int = 1 << 30
-    max_categories: int = 1000
+    num_workers: int | None = None       # distributed mode: workers per fit (None: task slots / max_parallel)
+    threads_per_trial: int | None = None  # parallel mode: xgboost threads per trial (None: slots / max_parallel)
+    parallel_max_bytes: int = 1 << 30    # auto mode picks parallel up to this (and 1/4 of executor memory)
+    max_categories: int = 1000           # string features with more distinct values are refused
     where: str | None = None
-    out_db: str | None = None
-    storage: str | None = None
+    out_db: str | None = None            # database of tuning_trials; None: the table's
+    storage: str | None = None           # Optuna storage; None: <data-dir>/optuna/studies.db
     model_dir: str | None = None
     plots_dir: str | None = None
-    search_space: dict[str, Any] | None = None
-    space: SearchSpace | None = field(default=None, repr=False)
+    search_space: dict[str, Any] | None = None  # per family; None: mljobs.tune.space.DEFAULT_SPACES
+    # Derived from family and search_space by validate(); not an option.
+    space: SearchSpace | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def direction(self) -> str:
@@ -55,27 +62,54 @@ class TuneConfig:
     def db(self) -> str:
         return self.out_db or parse_table_name(self.table)[0]
 
+    @classmethod
+    def coerce(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Flag/YAML spellings: 'A,B' features, 'auto' (or null) for the derived counts,
+        'none' for no per-trial limit, whole seconds as floats."""
+        values = dict(values)
+        if not values.get("table") or not values.get("study"):
+            raise MljobsError("--table and --study are required")
+        if isinstance(values.get("features"), str):
+            values["features"] = [f.strip() for f in values["features"].split(",") if f.strip()]
+        for key in _AUTO:
+            if isinstance(values.get(key), str) and values[key].lower() == "auto":
+                values[key] = None
+        limit = values.get("max_runtime_per_trial")
+        if isinstance(limit, str) and limit.lower() in ("none", "null"):
+            values["max_runtime_per_trial"] = None
+        for key in _SECONDS:
+            if isinstance(values.get(key), int) and not isinstance(values[key], bool):
+                values[key] = float(values[key])
+        return values
+
     def validate(self) -> "TuneConfig":
+        """Check every option and parse the search space (returns self: the notebook chains it)."""
+        output_location(self.model_dir, "--model-dir")
+        output_location(self.plots_dir, "--plots")
         parse_table_name(self.table)
         if not _STUDY.match(self.study or ""):
             raise MljobsError(f"--study {self.study!r}: use letters, digits, '_', '-', '.' (at most 100, not starting with a symbol)")
-        if self.family not in FAMILIES:
-            raise MljobsError(f"unknown family {self.family!r}; choose one of {', '.join(FAMILIES)}")
-        if self.metric not in METRICS:
-            raise MljobsError(f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}")
-        if self.strategy not in STRATEGIES:
-            raise MljobsError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        if self.mode not in MODES:
-            raise MljobsError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        if self.pruner not in PRUNERS:
-            raise MljobsError(f"unknown pruner {self.pruner!r}; choose one of {', '.join(PRUNERS)}")
+        self._check_choices()
+        self._check_numbers()
+        self._check_columns()
+        self._parse_space()
+        return self
+
+    def _check_choices(self) -> None:
+        for name, valid in (("family", FAMILIES), ("metric", METRICS), ("strategy", STRATEGIES),
+                            ("mode", MODES), ("pruner", PRUNERS)):
+            value = getattr(self, name)
+            if value not in valid:
+                raise MljobsError(f"unknown {name} {value!r}; choose one of {', '.join(valid)}")
+
+    def _check_numbers(self) -> None:
         for name in ("max_trials", "max_parallel", "cv_folds"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise MljobsError(f"{name} must be a positive integer, got {v!r}")
         if self.cv_folds < 2:
             raise MljobsError(f"cv_folds must be at least 2, got {self.cv_folds}")
-        for name in ("max_runtime_per_trial", "time_budget"):
+        for name in _SECONDS:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, (int, float)) or math.isnan(v) or v <= 0):
                 raise MljobsError(f"{name} must be a positive number of seconds, got {v!r}")
@@ -83,6 +117,8 @@ class TuneConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise MljobsError(f"{name} must be a positive integer or auto, got {v!r}")
+
+    def _check_columns(self) -> None:
         if self.out_db:
             validate_identifier(self.out_db, "--out-db")
         if self.label:
@@ -94,38 +130,13 @@ class TuneConfig:
                 validate_identifier(f, "feature")
             if len({f.lower() for f in self.features}) != len(self.features):
                 raise MljobsError("features: duplicates")
+
+    def _parse_space(self) -> None:
         spaces = self.search_space or {}
         if not isinstance(spaces, dict):
             raise MljobsError("search_space: expected a mapping family -> parameters")
         self.space = parse_space(self.family, spaces.get(self.family))
-        if self.early_stopping_rounds:
-            if self.family == "random_forest":
-                raise MljobsError("early stopping needs boosting rounds; random_forest trains one round")
-        if self.strategy == "grid":
-            size = self.space.grid_size()
-            if size > 100_000:
-                raise MljobsError(f"the grid has {size} points; give steps or fewer grid_points")
-        return self
-
-
-def _auto_int(v):
-    if v is None or (isinstance(v, str) and v.lower() == "auto"):
-        return None
-    return v
-
-
-def from_yaml_and_args(defaults: dict[str, Any], args) -> TuneConfig:
-    """Merge conf/tune.yaml (defaults) with the flags that were given."""
-    merged = merge_yaml_and_flags(defaults, args, set(TuneConfig.__dataclass_fields__) - {"space"}, "tune")
-    if isinstance(merged.get("features"), str):
-        merged["features"] = [f.strip() for f in merged["features"].split(",") if f.strip()]
-    for key in ("num_workers", "threads_per_trial", "early_stopping_rounds", "time_budget"):
-        merged[key] = _auto_int(merged.get(key))
-    if isinstance(merged.get("max_runtime_per_trial"), str) and merged["max_runtime_per_trial"].lower() in ("none", "null"):
-        merged["max_runtime_per_trial"] = None
-    for key in ("max_runtime_per_trial", "time_budget"):
-        if isinstance(merged.get(key), int):
-            merged[key] = float(merged[key])
-    if not merged.get("table") or not merged.get("study"):
-        raise MljobsError("--table and --study are required")
-    return TuneConfig(**merged).validate()
+        if self.early_stopping_rounds and self.family == "random_forest":
+            raise MljobsError("early stopping needs boosting rounds; random_forest trains one round")
+        if self.strategy == "grid" and self.space.grid_size() > MAX_GRID:
+            raise MljobsError(f"the grid has {self.space.grid_size()} points; give steps or fewer grid_points")

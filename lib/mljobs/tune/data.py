@@ -37,22 +37,48 @@ def table_properties(spark, table: str) -> dict[str, str]:
 
 def load_training_data(spark, table: str, label: str | None, features: list[str] | None, k: int, seed: int,
                        where: str | None = None, max_categories: int = 1000) -> TrainingData:
+    """The table's rows as training data: checked label and features, encoded, in k stratified folds."""
+    df = read_table(spark, table, where)
+    props = table_properties(spark, table)
+    label, features = resolve_columns(df, table, label, features, props)
+    strings = check_types(df, label, features)
+    stats = check_label(df, table, label, where)
+    maps = category_maps(df, strings, max_categories)
+    extra = [p for p in _partition_columns(spark, table) if p not in features and p != label]
+    numeric = numeric_rows(df, label, features, maps, extra)
+    folded, counts = assign_folds(numeric, label, k, seed, features + [label] + extra)
+    smallest = min(counts.values())
+    if smallest < k:
+        raise InputError(f"the rarer class of {label} has {smallest} rows, fewer than cv_folds = {k}")
+    keep = features + [label, FOLD_COL, KEY_COL, KEY2_COL]
+    return TrainingData(folded.select(*[F.col(f"`{c}`") for c in keep]), label, features, maps,
+                        rows=int(sum(counts.values())), class_counts={int(c): int(n) for c, n in counts.items()},
+                        rows_null_label=int(stats["null_label"] or 0), table_properties=props)
+
+
+def read_table(spark, table: str, where: str | None) -> DataFrame:
+    """The table (filtered by --where, analysed now: a bad filter is a clear error before any work)."""
     if not spark.catalog.tableExists(table):
         raise InputError(f"table {table} does not exist (ingest it first: ./spark-submit.sh ingest ...)")
     df = spark.table(table)
     if where:
         try:
             df = df.where(where)
-            df.schema  # analyse now: a bad filter is a clear error before any work
+            df.schema
         except Exception as exc:
             raise MljobsError(f"--where {where!r}: {error_text(exc)}") from None
-    props = table_properties(spark, table)
+    return df
+
+
+def resolve_columns(df: DataFrame, table: str, label: str | None, features: list[str] | None,
+                    props: dict[str, str]) -> tuple[str, list[str]]:
+    """The label and features as the table spells them: given, else from its mljobs.* properties,
+    else ArrDel15 and every numeric or string column."""
     by_lower = {c.lower(): c for c in df.columns}
     label = label or props.get("mljobs.label") or DEFAULT_LABEL
     if label.lower() not in by_lower:
         raise InputError(f"label column {label!r} is not in {table} (columns: {', '.join(df.columns)})")
     label = by_lower[label.lower()]
-    partition_cols = _partition_columns(spark, table)
     if features is None:
         listed = props.get("mljobs.features")
         if listed:
@@ -66,6 +92,11 @@ def load_training_data(spark, table: str, label: str | None, features: list[str]
     features = [by_lower[f.lower()] for f in features]
     if label in features:
         raise MljobsError(f"the label {label} is also listed as a feature")
+    return label, features
+
+
+def check_types(df: DataFrame, label: str, features: list[str]) -> list[str]:
+    """Numeric or string features, a numeric label; returns the string features."""
     types = {f.name: f.dataType for f in df.schema.fields}
     strings = [f for f in features if isinstance(types[f], T.StringType)]
     bad = [f for f in features if not isinstance(types[f], _NUMERIC) and f not in strings]
@@ -73,8 +104,11 @@ def load_training_data(spark, table: str, label: str | None, features: list[str]
         raise InputError(f"features {bad} are neither numeric nor string ({', '.join(types[b].simpleString() for b in bad)})")
     if not isinstance(types[label], _NUMERIC):
         raise InputError(f"label {label} must be numeric 0/1, it is {types[label].simpleString()}")
+    return strings
 
-    # One pass for the label check, the category lists and the counts.
+
+def check_label(df: DataFrame, table: str, label: str, where: str | None):
+    """One pass: rows, null labels and the label's values, which must be 0 and 1."""
     lab = F.col(f"`{label}`").cast("double")
     stats = df.agg(F.count(F.lit(1)).alias("n"), F.sum(lab.isNull().cast("long")).alias("null_label"),
                    F.collect_set(lab).alias("values")).collect()[0]
@@ -86,6 +120,11 @@ def load_training_data(spark, table: str, label: str | None, features: list[str]
         raise InputError(f"label {label} must be binary 0/1; it has {len(values)} distinct values ({shown}{', ...' if len(values) > 10 else ''})")
     if len(values) < 2:
         raise InputError(f"label {label} has only the value {values[0]:g} (with non-null labels): nothing to learn")
+    return stats
+
+
+def category_maps(df: DataFrame, strings: list[str], max_categories: int) -> dict[str, list[str]]:
+    """Each string feature's values, sorted (a value's code is its position)."""
     maps = {}
     for s in strings:
         cats = df.select(F.col(f"`{s}`")).where(F.col(f"`{s}`").isNotNull()).distinct().limit(max_categories + 1).collect()
@@ -93,19 +132,16 @@ def load_training_data(spark, table: str, label: str | None, features: list[str]
             raise InputError(f"string feature {s} has more than {max_categories} distinct values; "
                              "drop it or raise max_categories")
         maps[s] = sorted(r[0] for r in cats)
+    return maps
 
+
+def numeric_rows(df: DataFrame, label: str, features: list[str], maps: dict[str, list[str]],
+                 extra: list[str] = ()) -> DataFrame:
+    """The rows with a label: each feature a double (strings by their category's position,
+    NaN for missing), the label an int, then the ``extra`` columns as they are."""
     usable = df.where(F.col(f"`{label}`").isNotNull())
     cols = [F.coalesce(c, F.lit(float("nan"))).alias(f) for c, f in zip(feature_columns(usable, features, maps), features)]
-    numeric = usable.select(*cols, F.col(f"`{label}`").cast("int").alias(label), *[F.col(f"`{p}`") for p in partition_cols if p not in features and p != label])
-    content = features + [label] + [p for p in partition_cols if p not in features and p != label]
-    folded, counts = assign_folds(numeric, label, k, seed, content)
-    smallest = min(counts.values())
-    if smallest < k:
-        raise InputError(f"the rarer class of {label} has {smallest} rows, fewer than cv_folds = {k}")
-    keep = features + [label, FOLD_COL, KEY_COL, KEY2_COL]
-    return TrainingData(folded.select(*[F.col(f"`{c}`") for c in keep]), label, features, maps,
-                        rows=int(sum(counts.values())), class_counts={int(c): int(n) for c, n in counts.items()},
-                        rows_null_label=int(stats["null_label"] or 0), table_properties=props)
+    return usable.select(*cols, F.col(f"`{label}`").cast("int").alias(label), *[F.col(f"`{p}`") for p in extra])
 
 
 def _partition_columns(spark, table: str) -> list[str]:

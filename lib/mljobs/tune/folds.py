@@ -20,22 +20,38 @@ BUCKETS = 1024
 
 def assign_folds(df: DataFrame, label: str, k: int, seed: int, content_cols: list[str]) -> tuple[DataFrame, dict]:
     """(df with `_fold` in [0, k) and the row keys `_rowkey`, `_rowkey2`; rows per class)."""
-    cols = [F.col(f"`{c}`") for c in content_cols]
-    keyed = (df.withColumn(KEY_COL, F.xxhash64(F.lit(int(seed)), *cols))
-               .withColumn(KEY2_COL, F.hash(F.lit(int(seed)), *cols))
-               .withColumn("_bucket", F.pmod(F.col(KEY_COL), F.lit(BUCKETS))))
-    spark = df.sparkSession
+    keyed = with_row_keys(df, seed, content_cols)
     counts = keyed.groupBy(F.col(f"`{label}`").alias("_cls"), "_bucket").count().collect()
-    offsets, running = [], {}
-    for row in sorted(counts, key=lambda r: (r["_cls"], r["_bucket"])):
-        start = running.get(row["_cls"], 0)
-        offsets.append((row["_cls"], row["_bucket"], start))
-        running[row["_cls"]] = start + row["count"]
+    offsets, running = bucket_offsets([(r["_cls"], r["_bucket"], r["count"]) for r in counts])
     label_type = df.schema[label].dataType.simpleString()
-    off_df = spark.createDataFrame(offsets, f"_cls {label_type}, _obucket bigint, _offset bigint")
+    off_df = df.sparkSession.createDataFrame(offsets, f"_cls {label_type}, _obucket bigint, _offset bigint")
+    return with_folds(keyed, off_df, label, k), running
+
+
+def with_row_keys(df: DataFrame, seed: int, content_cols: list[str]) -> DataFrame:
+    """Adds the row keys (64- and 32-bit hashes of the content and the seed) and the row's bucket."""
+    cols = [F.col(f"`{c}`") for c in content_cols]
+    return (df.withColumn(KEY_COL, F.xxhash64(F.lit(int(seed)), *cols))
+              .withColumn(KEY2_COL, F.hash(F.lit(int(seed)), *cols))
+              .withColumn("_bucket", F.pmod(F.col(KEY_COL), F.lit(BUCKETS))))
+
+
+def bucket_offsets(counts: list[tuple]) -> tuple[list[tuple], dict]:
+    """From (class, bucket, rows): (class, bucket, rows of the class in earlier buckets), and rows per class."""
+    offsets, running = [], {}
+    for cls, bucket, n in sorted(counts, key=lambda c: (c[0], c[1])):
+        start = running.get(cls, 0)
+        offsets.append((cls, bucket, start))
+        running[cls] = start + n
+    return offsets, running
+
+
+def with_folds(keyed: DataFrame, offsets: DataFrame, label: str, k: int) -> DataFrame:
+    """Adds `_fold`: the row's running number within its class (bucket offset + rank in the
+    bucket by row key) mod k; drops the bucket columns."""
     w = Window.partitionBy(F.col(f"`{label}`"), "_bucket").orderBy(KEY_COL, KEY2_COL)
     numbered = keyed.withColumn("_rn", F.row_number().over(w))
-    joined = numbered.join(F.broadcast(off_df), (F.col(f"`{label}`") == F.col("_cls")) & (F.col("_bucket") == F.col("_obucket")))
-    folded = (joined.withColumn(FOLD_COL, ((F.col("_offset") + F.col("_rn") - 1) % F.lit(int(k))).cast("int"))
-                    .drop("_cls", "_bucket", "_obucket", "_offset", "_rn"))
-    return folded, running
+    joined = numbered.join(F.broadcast(offsets),
+                           (F.col(f"`{label}`") == F.col("_cls")) & (F.col("_bucket") == F.col("_obucket")))
+    return (joined.withColumn(FOLD_COL, ((F.col("_offset") + F.col("_rn") - 1) % F.lit(int(k))).cast("int"))
+                  .drop("_cls", "_bucket", "_obucket", "_offset", "_rn"))

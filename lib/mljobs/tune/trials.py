@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 
 from pyspark.sql import types as T
 
+from mljobs.config import validate_identifier
+from mljobs.tables import column_ddl, quoted, sql_literal
 from mljobs.tune.study import trial_state
 
 BASE_COLUMNS = [
@@ -69,31 +71,43 @@ def param_columns(space) -> list[tuple[str, str]]:
     return [(f"p_{p.name}", p.sql_type) for p in space.tuned]
 
 
+def trials_schema(columns: list[tuple[str, str]]) -> T.StructType:
+    """The Spark schema of (name, SQL type) columns, every one nullable."""
+    return T.StructType([T.StructField(n, _SQL_TO_SPARK[t], True) for n, t in columns])
+
+
+def ensure_trials_table(spark, db: str, columns: list[tuple[str, str]]) -> list[T.StructField]:
+    """Create <db>.tuning_trials (partitioned by study) or add the columns it lacks; its fields."""
+    table = quoted(db, "tuning_trials")
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{validate_identifier(db, 'database name')}`")
+    if not spark.catalog.tableExists(f"{db}.tuning_trials"):
+        ddl = column_ddl(spark.createDataFrame([], trials_schema(columns + [("study", "string")])))
+        spark.sql(f"CREATE TABLE {table} ({ddl}) USING parquet PARTITIONED BY (study)")
+    existing = {f.name for f in spark.table(f"{db}.tuning_trials").schema.fields}
+    new = [(n, t) for n, t in columns if n not in existing]
+    if new:
+        spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({column_ddl(spark.createDataFrame([], trials_schema(new)))})")
+    return list(spark.table(f"{db}.tuning_trials").schema.fields)
+
+
+def trial_records(rows: list[dict], fields: list[T.StructField], study: str) -> list[tuple]:
+    """The rows as tuples in the table's column order, each value of its column's type."""
+    return [tuple(_coerce({**r, "study": study}.get(f.name), f.dataType) for f in fields) for r in rows]
+
+
 def write_trials(spark, cfg, rows: list[dict]) -> str:
     """Replace the study's partition of <db>.tuning_trials with these rows."""
     db = cfg.db
     table = f"{db}.tuning_trials"
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")
-    wanted = BASE_COLUMNS + param_columns(cfg.space)
-    if not spark.catalog.tableExists(table):
-        cols = ", ".join(f"`{n}` {t}" for n, t in wanted)
-        spark.sql(f"CREATE TABLE {table} ({cols}, study string) USING parquet PARTITIONED BY (study)")
-    existing = {f.name: f.dataType.simpleString() for f in spark.table(table).schema.fields}
-    new = [(n, t) for n, t in wanted if n not in existing]
-    if new:
-        spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({', '.join(f'`{n}` {t}' for n, t in new)})")
-        existing.update(dict(new))
-    fields = spark.table(table).schema.fields
-    schema = T.StructType([T.StructField(f.name, f.dataType, True) for f in fields])
-    records = []
-    for r in rows:
-        rec = {**r, "study": cfg.study}
-        records.append(tuple(_coerce(rec.get(f.name), f.dataType) for f in fields))
-    df = spark.createDataFrame(records, schema)
+    fields = ensure_trials_table(spark, db, BASE_COLUMNS + param_columns(cfg.space))
+    records = trial_records(rows, fields, cfg.study)
     if not records:  # an empty study still replaces its (old) partition: nothing left of it
-        spark.sql(f"ALTER TABLE {table} DROP IF EXISTS PARTITION (study = '{cfg.study}')")
+        spark.sql(f"ALTER TABLE {quoted(db, 'tuning_trials')} DROP IF EXISTS PARTITION (study = {sql_literal(cfg.study)})")
         return table
-    df.write.insertInto(table, overwrite=True)
+    schema = T.StructType([T.StructField(f.name, f.dataType, True) for f in fields])
+    # Dynamic partition overwrite (the session's default): only this study's partition is
+    # replaced, by Spark's stage-then-rename commit protocol.
+    spark.createDataFrame(records, schema).write.insertInto(table, overwrite=True)
     return table
 
 

@@ -67,7 +67,7 @@ def tune_cfg(table: str, study: str, storage: str, workdir: Path, **kw):
                 storage=storage, model_dir=str(workdir / "models" / study), plots_dir=str(workdir / "plots" / study),
                 max_runtime_per_trial=None)
     base.update(kw)
-    return TuneConfig(**base).validate()
+    return TuneConfig(**base)
 
 
 def run_ours(spark, cfg) -> dict:

@@ -155,24 +155,3 @@ def _typed(cls, key: str, value: Any, job: str) -> Any:
         return value
     raise MljobsError(f"{job} config: {key} must be {names[0]}, got {value!r}")
 
-
-# ---- transitional (removed when every job builds its config with load_config)
-def load_job_yaml(path, default_name: str) -> dict[str, Any]:
-    p = Path(path) if path else conf_dir() / default_name
-    if not p.exists():
-        if path:
-            raise MljobsError(f"config file not found: {p}")
-        return {}
-    return load_yaml(p)
-
-
-def merge_yaml_and_flags(defaults: dict[str, Any], args, keys, job: str) -> dict[str, Any]:
-    unknown = sorted(set(defaults) - set(keys))
-    if unknown:
-        raise MljobsError(f"{job} config: unknown keys {unknown}")
-    merged = dict(defaults)
-    for key in keys:
-        value = getattr(args, key, None)
-        if value is not None:
-            merged[key] = value
-    return merged

@@ -52,8 +52,7 @@ class JobArgumentParser(argparse.ArgumentParser):
 def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="metastore, warehouse, models and plots (default ./.mljobs or $MLJOBS_DATA_DIR)")
     p.add_argument("--summary", metavar="FILE", help="also write the JSON summary line to FILE")
-    if "--config" not in p._option_string_actions:  # transitional: old entry points define their own
-        p.add_argument("--config", metavar="FILE", help="job options as YAML, over conf/<job>.yaml (flags win)")
+    p.add_argument("--config", metavar="FILE", help="job options as YAML, over conf/<job>.yaml (flags win)")
 
 
 def job_config(name: str, args: argparse.Namespace):
@@ -65,7 +64,7 @@ def job_config(name: str, args: argparse.Namespace):
     return load_config(job_module(name).CONFIG, flags, name, getattr(args, "config", None))
 
 
-def run_job(name: str, args: argparse.Namespace, prepare=None, work=None) -> int:
+def run_job(name: str, args: argparse.Namespace) -> int:
     """Build the config (validated before Spark starts), run the job, print the summary.
 
     Errors the user can fix print one line, a failed summary, and exit non-zero
@@ -75,7 +74,7 @@ def run_job(name: str, args: argparse.Namespace, prepare=None, work=None) -> int
 
     progress = Progress(name)
     try:
-        cfg = prepare(args) if prepare else job_config(name, args)  # prepare/work: until every job is converted
+        cfg = job_config(name, args)
     except MljobsError as exc:
         return _fail(name, args, exc, exc.exit_code)
     from mljobs.session import build_session
@@ -85,7 +84,7 @@ def run_job(name: str, args: argparse.Namespace, prepare=None, work=None) -> int
     client_mode = spark.sparkContext.getConf().get("spark.submit.deployMode", "client") == "client"
     summary = None
     try:
-        summary = (work or job_module(name).run)(spark, cfg, progress)
+        summary = job_module(name).run(spark, cfg, progress)
     except MljobsError as exc:
         code = _fail(name, args, exc, exc.exit_code)
     except Exception as exc:  # unexpected: keep the traceback for the log

@@ -82,8 +82,8 @@ class TuneConfig(JobConfig):
                 values[key] = float(values[key])
         return values
 
-    def validate(self) -> "TuneConfig":
-        """Check every option and parse the search space (returns self: the notebook chains it)."""
+    def validate(self) -> None:
+        """Check every option and parse the search space."""
         output_location(self.model_dir, "--model-dir")
         output_location(self.plots_dir, "--plots")
         parse_table_name(self.table)
@@ -93,7 +93,6 @@ class TuneConfig(JobConfig):
         self._check_numbers()
         self._check_columns()
         self._parse_space()
-        return self
 
     def _check_choices(self) -> None:
         for name, valid in (("family", FAMILIES), ("metric", METRICS), ("strategy", STRATEGIES),

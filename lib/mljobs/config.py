@@ -8,7 +8,7 @@ from pathlib import Path
 from dataclasses import dataclass, fields
 from typing import Any
 
-from mljobs.errors import MljobsError
+from mljobs.errors import MljobsError, error_text
 
 ENVS = ("local", "emr", "emr-gpu")
 _PROP_LINE = re.compile(r"^([^\s=]+)\s*(?:=|\s)\s*(.*)$")
@@ -82,7 +82,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except yaml.YAMLError as exc:
-        raise MljobsError(f"config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise MljobsError(f"config {path}: not valid YAML ({error_text(exc)})") from None
     if not isinstance(data, dict):
         raise MljobsError(f"config {path} must be a mapping, got {type(data).__name__}")
     return data
@@ -143,7 +143,7 @@ _SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
 def _typed(cls, key: str, value: Any, job: str) -> Any:
     """A YAML/flag value checked against a scalar field's annotation (``int``, ``float``,
     ``bool``, ``str``, optionally ``| None``), so a quoted number in YAML is a clear error,
-    not a TypeError deep in validate(); an int is accepted for a float."""
+    not a TypeError deep in validate(); an int is accepted for a float, a number for a string."""
     hint = str(next(f.type for f in fields(cls) if f.name == key)).replace(" ", "")
     names = [t for t in hint.split("|") if t != "None"]
     if value is None or len(names) != 1 or names[0] not in _SCALARS:
@@ -151,6 +151,8 @@ def _typed(cls, key: str, value: Any, job: str) -> Any:
     want = _SCALARS[names[0]]
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if want is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # YAML reads `snap: 40` as a number
     if isinstance(value, want) and not (want is int and isinstance(value, bool)):
         return value
     raise MljobsError(f"{job} config: {key} must be {names[0]}, got {value!r}")

@@ -5,8 +5,9 @@ the extension is a static setting, and Derby allows one JVM per metastore at a t
 the jobs run one after the other on one data directory: ingest -> tune -> explain, then
 detection-metrics and sql). Every operator or expression the plugin would leave on the
 CPU must be listed, with the reason, in ``mljobs.gpu.KNOWN_FALLBACKS`` (or
-``EVERY_JOB``), and every listed one must still be reported, so the README table
-(written from this run to build/gpu-fallbacks.md and .json) stays true.
+``EVERY_JOB``), and every listed one must still be reported, so the table of docs/gpu.md
+(rendered from those lists; this run's report goes to build/gpu-fallbacks.md and .json)
+stays true.
 """
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def check(job: str) -> None:
     assert res["unexpected"] == [], f"{job}: fallbacks not in mljobs.gpu.KNOWN_FALLBACKS:\n" + json.dumps(
         res["unexpected"], indent=1)
     assert res["missing"] == [], f"{job}: listed in KNOWN_FALLBACKS but no longer reported (update it and " \
-        "the README):\n" + json.dumps(res["missing"], indent=1)
+        "docs/gpu.md: python -m mljobs.gpu table):\n" + json.dumps(res["missing"], indent=1)
 
 
 @pytest.fixture(scope="module")

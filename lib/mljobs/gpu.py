@@ -13,6 +13,7 @@ every job with the real jar and fails on an unexpected one, and writes the repor
 README table comes from (``render_markdown``).
 
     python -m mljobs.gpu check JOB LOGFILE   # classify the fallbacks in a job's driver log
+    python -m mljobs.gpu table               # the table of known fallbacks (docs/gpu.md)
 """
 from __future__ import annotations
 
@@ -197,6 +198,20 @@ def _is_shared(entry: dict) -> bool:
     return any(entry["operator"] == k.operator and entry["reason"] == k.reason for k in EVERY_JOB)
 
 
+def fallback_table() -> str:
+    """The markdown table of every listed fallback, from ``KNOWN_FALLBACKS`` and ``EVERY_JOB``
+    alone (no Spark run): each job's own entries ("none of its own" where it has none), then
+    the ones any job may report. docs/gpu.md holds its output."""
+    lines = ["| job | operator (columns) | where | why it stays on the CPU / why it is harmless |",
+             "|---|---|---|---|"]
+    for job, entries in KNOWN_FALLBACKS.items():
+        if not entries:
+            lines.append(f"| {job} | none of its own | | |")
+        lines += [f"| {job} | `{k.label}` | {k.where} | {k.why} |" for k in entries]
+    lines += [f"| any job | `{k.label}` | {k.where} | {k.why} |" for k in EVERY_JOB]
+    return "\n".join(lines) + "\n"
+
+
 def potential_gpu_plan(df, explain: str = "NOT_ON_GPU") -> str:
     """The RAPIDS explain text of one DataFrame (needs the rapids-4-spark jar on the classpath)."""
     jvm = df.sparkSession.sparkContext._jvm
@@ -211,7 +226,11 @@ def main(argv=None) -> int:
     c.add_argument("job", choices=JOBS)
     c.add_argument("log", nargs="+", help="driver log file(s) (stderr of spark-submit)")
     c.add_argument("--json", action="store_true", help="print the classification as JSON instead of a table")
+    sub.add_parser("table", help="print the table of known fallbacks (docs/gpu.md, between its fallbacks markers)")
     args = p.parse_args(argv)
+    if args.cmd == "table":
+        print(fallback_table(), end="")
+        return 0
     text = "\n".join(open(f, encoding="utf-8", errors="replace").read() for f in args.log)
     res = classify(args.job, parse_fallbacks(text))
     print(json.dumps(res, indent=1) if args.json else render_markdown({args.job: res}), end="" if not args.json else "\n")

@@ -364,3 +364,15 @@ def test_byod_string_partitions_keep_their_type(spark, tmp_path):
     assert {r.region: r["count"] for r in t.groupBy("region").count().collect()} == {"01": 10, "02": 5, "a/b": 5}
     again = ingest(spark, [d], "t_byod4.s", mode="byod", label="y", partition_by=["region"])
     assert again["rows_accepted"] == 20 and spark.table("t_byod4.s").count() == 20
+
+
+def test_a_glob_names_files_as_spark_does(spark, tmp_path):
+    """A glob's matches carry the URI Spark reports for their rows (file:///x, not globStatus's
+    file:/x), so the per-file counts of a globbed ingest find their rows."""
+    from mljobs.io import list_input_files
+
+    for name in ("a.csv", "b.csv"):
+        (tmp_path / name).write_text("x,y\n1,2\n")
+    files = list_input_files(spark, [str(tmp_path / "*.csv")])
+    seen = {r[0] for r in spark.read.csv(str(tmp_path / "*.csv")).selectExpr("input_file_name()").collect()}
+    assert [f.uri for f in files] == sorted(seen) and len(seen) == 2

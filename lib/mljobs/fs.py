@@ -80,7 +80,8 @@ def list_files(spark: SparkSession, path: str, glob: bool = False):
     is there."""
     _, fs, hpath = hadoop_path(spark, path)
     if glob:
-        tops = list(fs.globStatus(hpath) or [])
+        # globStatus names local files file:/x, the rest of Hadoop (and input_file_name) file:///x
+        tops = [fs.getFileStatus(st.getPath()) for st in fs.globStatus(hpath) or []]
         if not tops:
             raise InputError(f"input glob matches no files: {path}")
     elif not fs.exists(hpath):

@@ -10,7 +10,7 @@ to report and why each stays on the CPU (or why it is harmless); ``known_fallbac
 job may report (explainOnly artefacts, metastore commands). ``classify`` sorts a job's
 reported fallbacks into known and unexpected ones; ``tests/test_gpu_readiness.py`` runs
 every job with the real jar and fails on an unexpected one, and writes the report the
-README table comes from (``render_markdown``).
+docs/gpu.md table comes from (``render_markdown``).
 
     python -m mljobs.gpu check JOB LOGFILE   # classify the fallbacks in a job's driver log
     python -m mljobs.gpu table               # the table of known fallbacks (docs/gpu.md)
@@ -173,7 +173,7 @@ def classify(job: str, fallbacks: list[dict]) -> dict:
 
 
 def render_markdown(results: dict[str, dict]) -> str:
-    """The README table from {job: classify(...)}: each job's own fallbacks, then the
+    """The docs/gpu.md table from {job: classify(...)}: each job's own fallbacks, then the
     ones any job may report, with the jobs that reported them."""
     lines = ["| job | operator (columns) | where | why it stays on the CPU / why it is harmless |",
              "|---|---|---|---|"]
@@ -199,12 +199,12 @@ def _is_shared(entry: dict) -> bool:
 
 
 def fallback_table() -> str:
-    """The markdown table of every listed fallback, from ``KNOWN_FALLBACKS`` and ``EVERY_JOB``
+    """The markdown table of every listed fallback, from the jobs' ``GPU_FALLBACKS`` and ``EVERY_JOB``
     alone (no Spark run): each job's own entries ("none of its own" where it has none), then
     the ones any job may report. docs/gpu.md holds its output."""
     lines = ["| job | operator (columns) | where | why it stays on the CPU / why it is harmless |",
              "|---|---|---|---|"]
-    for job, entries in KNOWN_FALLBACKS.items():
+    for job, entries in known_fallbacks().items():
         if not entries:
             lines.append(f"| {job} | none of its own | | |")
         lines += [f"| {job} | `{k.label}` | {k.where} | {k.why} |" for k in entries]

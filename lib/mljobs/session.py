@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark import SparkConf
@@ -20,6 +21,7 @@ from mljobs.errors import MljobsError
 from mljobs.uris import is_uri, local_of
 
 DATA_DIR_ENV = "MLJOBS_DATA_DIR"
+ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
 DEFAULT_DATA_DIR = ".mljobs"
 
 
@@ -151,6 +153,21 @@ def results_root(spark: SparkSession) -> str | Path:
     if not root:
         return data_dir_of(spark)
     return root.rstrip("/") if is_uri(root) else local_of(root).expanduser().resolve()
+
+
+@contextmanager
+def arrow_batch(spark: SparkSession, rows: int):
+    """Arrow batches of ``rows`` rows for the Python tasks run inside; the session's setting
+    back afterwards."""
+    old = spark.conf.get(ARROW_BATCH, None)
+    spark.conf.set(ARROW_BATCH, str(rows))
+    try:
+        yield
+    finally:
+        if old is None:
+            spark.conf.unset(ARROW_BATCH)
+        else:
+            spark.conf.set(ARROW_BATCH, old)
 
 
 class StageProgress:

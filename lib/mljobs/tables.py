@@ -21,7 +21,8 @@ import datetime as dt
 from pyspark.sql import DataFrame, SparkSession
 
 from mljobs import fs
-from mljobs.config import validate_identifier
+from mljobs.config import parse_table_name, validate_identifier
+from mljobs.errors import InputError, error_text
 
 NEW, OLD = "__mljobs_new", "__mljobs_old"
 STAGING = "_mljobs_staging"
@@ -57,13 +58,18 @@ def staging_path(spark: SparkSession, db: str, run_id: str, name: str = "") -> s
 
 
 def stage(spark: SparkSession, db: str, name: str, df: DataFrame, props: dict[str, str] | None = None,
-          comment: str | None = None) -> str:
-    """Write ``df`` in full as ``db.<name>__mljobs_new`` (Parquet); returns that table's name."""
+          comment: str | None = None, partition_by: list[str] = ()) -> str:
+    """Write ``df`` in full as ``db.<name>__mljobs_new`` (Parquet, partitioned by the
+    ``partition_by`` columns, which move to the end); returns that table's name."""
     new = quoted(db, name + NEW)
+    if partition_by:
+        df = df.select(*[f"`{c}`" for c in df.columns if c not in partition_by], *[f"`{c}`" for c in partition_by])
     spark.sql(f"CREATE DATABASE IF NOT EXISTS `{db}`")
     spark.sql(f"DROP TABLE IF EXISTS {new}")
     spark.sql(f"DROP TABLE IF EXISTS {quoted(db, name + OLD)}")
     clauses = f" COMMENT '{_escaped(comment)}'" if comment else ""
+    if partition_by:
+        clauses += " PARTITIONED BY (" + ", ".join(f"`{c}`" for c in partition_by) + ")"
     spark.sql(f"CREATE TABLE {new} ({column_ddl(df)}) USING parquet{clauses}{tblproperties_clause(props)}")
     df.write.insertInto(f"{db}.{name}{NEW}", overwrite=True)
     return f"{db}.{name}{NEW}"
@@ -106,6 +112,28 @@ def replace_table(spark: SparkSession, db: str, name: str, df: DataFrame, props:
         discard(spark, db, [name])
         raise
     return swap_in(spark, db, name)
+
+
+def read_table(spark: SparkSession, table: str, where: str | None = None) -> DataFrame:
+    """The table DB.NAME, filtered by a --where clause analysed now: a missing table or a bad
+    clause is a clear error before any work."""
+    db, name = parse_table_name(table)
+    full = f"{db}.{name}"
+    if not spark.catalog.tableExists(full):
+        raise InputError(f"table {full} does not exist (ingest it first: ./spark-submit.sh ingest ...)")
+    df = spark.table(full)
+    if where:
+        try:
+            df = df.where(where)
+            df.schema
+        except Exception as exc:  # ParseException / AnalysisException: Spark's message is the useful part
+            raise InputError(f"--where {where!r} is not valid SQL for {full}: {error_text(exc)}") from None
+    return df
+
+
+def partition_columns(spark: SparkSession, full_name: str) -> list[str]:
+    """The table's partition columns, in order ([] when it has none)."""
+    return [c.name for c in spark.catalog.listColumns(full_name) if c.isPartition]
 
 
 def mljobs_properties(spark: SparkSession, full_name: str) -> dict[str, str]:

@@ -11,7 +11,8 @@ from typing import Any
 
 from mljobs.config import JobConfig, parse_table_name, validate_identifier
 from mljobs.errors import InputError, MljobsError
-from mljobs.uris import is_uri, output_location
+from mljobs.models.artifact import check_model_location
+from mljobs.uris import output_location
 
 METHODS = ("tree", "kernel")
 AGG_METHODS = ("mean_abs", "median", "mean_sq")
@@ -64,13 +65,9 @@ class ExplainConfig(JobConfig):
         return values
 
     def validate(self) -> None:
-        for flag, value in (("--model", self.model), ("--output", self.output), ("--plots", self.plots_dir)):
+        check_model_location(self.model)
+        for flag, value in (("--output", self.output), ("--plots", self.plots_dir)):
             output_location(value, flag)
-        if not self.model or not str(self.model).strip():
-            raise MljobsError("--model is empty: pass a model directory (metadata.json + model.json)")
-        # A remote model is checked when it is read (that needs the session).
-        if not is_uri(self.model) and not Path(str(self.model).removeprefix("file://")).is_dir():
-            raise InputError(f"--model {self.model}: no such directory")
         parse_table_name(self.table)
         validate_identifier(self.out_db, "database name (--out-db)")
         if self.where is not None and not str(self.where).strip():

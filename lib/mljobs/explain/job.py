@@ -22,59 +22,37 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, NumericType, StringType
+from pyspark.sql.types import StringType
 
 from mljobs import fs, tables, uris
-from mljobs.config import parse_table_name
 from mljobs.device import device_for
 from mljobs.emr import EmrStep
-from mljobs.errors import BadDataError, InputError, MljobsError, error_text
+from mljobs.errors import BadDataError, InputError, MljobsError
 from mljobs.explain import aggregate, clarify, kernel, tree_shap
 from mljobs.explain.config import ExplainConfig, baseline_rows
 from mljobs.explain.worker import input_columns
 from mljobs.models.artifact import ModelArtifact, feature_columns, load_artifact
-from mljobs.session import StageProgress, results_root
+from mljobs.models.scoring import check_feature_columns
+from mljobs.session import ARROW_BATCH, StageProgress, arrow_batch, results_root
 
 LOCAL, GLOBAL, INTERACTIONS = "shap_local", "shap_global", "shap_interactions"
 TABLES = (LOCAL, GLOBAL, INTERACTIONS)
 DEFAULT_ID = "row_id"
-ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
 # Rows per batch for interactions: each row yields features^2 output rows.
 INTERACTION_BATCH_VALUES = 100_000
 _FEATURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def read_table(spark: SparkSession, table: str) -> DataFrame:
-    db, name = parse_table_name(table)
-    if not spark.catalog.tableExists(f"{db}.{name}"):
-        raise InputError(f"table {db}.{name} does not exist")
-    return spark.table(f"{db}.{name}")
-
-
 def check_columns(df: DataFrame, art: ModelArtifact, cfg: ExplainConfig) -> None:
     """Every column the run needs exists, with a type the model can take; errors name them."""
+    check_feature_columns(df, art)
     by_lower = {c.lower(): c for c in df.columns}
-    missing = [f for f in art.features if f.lower() not in by_lower]
-    if missing:
-        raise InputError(f"the table lacks the model's feature columns {missing} "
-                         f"(the model was trained on {', '.join(art.features)})")
-    bad = []
-    for f in art.features:
-        dtype = df.schema[by_lower[f.lower()]].dataType
-        ok = isinstance(dtype, (NumericType, BooleanType)) or (
-            isinstance(dtype, StringType) and f in art.categorical_maps)
-        if not ok:
-            bad.append(f"{f} ({dtype.simpleString()})")
-    if bad:
-        raise InputError(f"feature columns of a type the model cannot take: {', '.join(bad)} "
-                         "(numeric expected; strings only for features with categorical_maps)")
     for what, cols in (("--id-col", [cfg.id_col] if cfg.id_col else []), ("--group-by", cfg.grouping_columns)):
         absent = [c for c in cols if c.lower() not in by_lower]
         if absent:
@@ -88,13 +66,8 @@ def check_columns(df: DataFrame, art: ModelArtifact, cfg: ExplainConfig) -> None
 
 def select_rows(spark: SparkSession, cfg: ExplainConfig, art: ModelArtifact) -> tuple[DataFrame, str, list[str]]:
     """The rows to explain: (frame of passthrough + value_<f> columns, id column, passthrough)."""
-    df = read_table(spark, cfg.table)
+    df = tables.read_table(spark, cfg.table, cfg.where)
     check_columns(df, art, cfg)
-    if cfg.where:
-        try:
-            df = df.where(cfg.where)
-        except Exception as exc:  # ParseException / AnalysisException: Spark's message is the useful part
-            raise InputError(f"--where {cfg.where!r} is not valid SQL for {cfg.table}: {error_text(exc)}") from None
     if cfg.sample is not None and cfg.sample < 1.0:
         df = df.sample(withReplacement=False, fraction=cfg.sample, seed=cfg.seed)
     sel, id_col, passthrough = model_inputs(df, art, cfg.id_col, cfg.grouping_columns)
@@ -215,20 +188,6 @@ class LocalStats(NamedTuple):
     base_value: float
     mean_prediction: float
     shap_s: float
-
-
-@contextmanager
-def arrow_batch(spark: SparkSession, rows: int):
-    """Arrow batches of ``rows`` rows for the SHAP tasks; the session's setting back afterwards."""
-    old = spark.conf.get(ARROW_BATCH, None)
-    spark.conf.set(ARROW_BATCH, str(rows))
-    try:
-        yield
-    finally:
-        if old is None:
-            spark.conf.unset(ARROW_BATCH)
-        else:
-            spark.conf.set(ARROW_BATCH, old)
 
 
 def output_dirs(spark: SparkSession, cfg: ExplainConfig, art: ModelArtifact):

@@ -53,6 +53,7 @@ class ModelArtifact:
     table: str | None = None
     rows: int | None = None
     mode: str | None = None
+    train_metrics: dict[str, Any] = field(default_factory=dict)  # the refit model on its own training rows
     model_format: str = "xgboost-json"
     model_file: str = MODEL_FILE
     format_version: int = FORMAT_VERSION
@@ -144,6 +145,19 @@ def _save_local(target: Path, booster, artifact: ModelArtifact) -> Path:
         _rmtree(old)
     artifact.path = str(target)
     return target
+
+
+def check_model_location(value, flag: str = "--model") -> None:
+    """A model argument that can be a model directory (checked without Spark: a local one must
+    exist; a remote one is checked when it is read)."""
+    from mljobs import uris
+
+    if not value or not str(value).strip():
+        raise InputError(f"{flag} is empty: pass a model directory (metadata.json + model.json)")
+    uris.output_location(value, flag)
+    if not uris.is_uri(value) and not Path(str(value).removeprefix("file://")).is_dir():
+        raise InputError(f"{flag} {value}: no such directory (the tune job writes models under "
+                         "<data-dir>/models/<study>)")
 
 
 def load_artifact(directory: str | os.PathLike) -> ModelArtifact:

@@ -7,10 +7,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from mljobs import tables
 from mljobs.errors import InputError, MljobsError
 from mljobs.models.artifact import feature_columns
 from mljobs.tune.folds import FOLD_COL, KEY2_COL, KEY_COL, assign_folds
-from mljobs.errors import error_text
 
 DEFAULT_LABEL = "ArrDel15"
 _NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType, T.BooleanType)
@@ -38,13 +38,13 @@ def table_properties(spark, table: str) -> dict[str, str]:
 def load_training_data(spark, table: str, label: str | None, features: list[str] | None, k: int, seed: int,
                        where: str | None = None, max_categories: int = 1000) -> TrainingData:
     """The table's rows as training data: checked label and features, encoded, in k stratified folds."""
-    df = read_table(spark, table, where)
+    df = tables.read_table(spark, table, where)
     props = table_properties(spark, table)
     label, features = resolve_columns(df, table, label, features, props)
     strings = check_types(df, label, features)
     stats = check_label(df, table, label, where)
     maps = category_maps(df, strings, max_categories)
-    extra = [p for p in _partition_columns(spark, table) if p not in features and p != label]
+    extra = [p for p in tables.partition_columns(spark, table) if p not in features and p != label]
     numeric = numeric_rows(df, label, features, maps, extra)
     folded, counts = assign_folds(numeric, label, k, seed, features + [label] + extra)
     smallest = min(counts.values())
@@ -54,20 +54,6 @@ def load_training_data(spark, table: str, label: str | None, features: list[str]
     return TrainingData(folded.select(*[F.col(f"`{c}`") for c in keep]), label, features, maps,
                         rows=int(sum(counts.values())), class_counts={int(c): int(n) for c, n in counts.items()},
                         rows_null_label=int(stats["null_label"] or 0), table_properties=props)
-
-
-def read_table(spark, table: str, where: str | None) -> DataFrame:
-    """The table (filtered by --where, analysed now: a bad filter is a clear error before any work)."""
-    if not spark.catalog.tableExists(table):
-        raise InputError(f"table {table} does not exist (ingest it first: ./spark-submit.sh ingest ...)")
-    df = spark.table(table)
-    if where:
-        try:
-            df = df.where(where)
-            df.schema
-        except Exception as exc:
-            raise MljobsError(f"--where {where!r}: {error_text(exc)}") from None
-    return df
 
 
 def resolve_columns(df: DataFrame, table: str, label: str | None, features: list[str] | None,
@@ -142,13 +128,6 @@ def numeric_rows(df: DataFrame, label: str, features: list[str], maps: dict[str,
     usable = df.where(F.col(f"`{label}`").isNotNull())
     cols = [F.coalesce(c, F.lit(float("nan"))).alias(f) for c, f in zip(feature_columns(usable, features, maps), features)]
     return usable.select(*cols, F.col(f"`{label}`").cast("int").alias(label), *[F.col(f"`{p}`") for p in extra])
-
-
-def _partition_columns(spark, table: str) -> list[str]:
-    try:
-        return [c.name for c in spark.catalog.listColumns(table) if c.isPartition]
-    except Exception:
-        return []
 
 
 def collect_arrays(data: TrainingData) -> dict:

@@ -157,6 +157,16 @@ def study_summary(study) -> dict:
     return out
 
 
+def refit_metrics(booster, data: TrainingData) -> dict:
+    """The refit model's metrics on the rows it was trained on, scored in Spark by the same code
+    as the predict job (mljobs.models.scoring), so a user can check one against the other."""
+    from mljobs.models import scoring
+
+    scored = scoring.score_inputs(data.df, data.features, data.features, [data.label], bytes(booster.save_raw("json")),
+                                  "binary:logistic")
+    return scoring.binary_metrics(scored, data.label)
+
+
 def save_best_model(spark, cfg: TuneConfig, study, ex, data: TrainingData, model_dir, mode: str, progress):
     """Refit the best trial on all rows and save it (kept when the same model is already there)."""
     from mljobs.models.artifact import ModelArtifact, load_artifact, save_artifact
@@ -172,11 +182,14 @@ def save_best_model(spark, cfg: TuneConfig, study, ex, data: TrainingData, model
         pass
     progress(f"refitting trial #{best.number} {fmt_params(best.params)} on all {data.rows:,} rows")
     booster = ex.fit_final(best.params)
+    train_metrics = refit_metrics(booster, data)
+    progress(f"refit on its training rows: accuracy {train_metrics['accuracy']:.4f}, AUC {train_metrics['auc']:.4f}")
     rec = recipe(cfg.family, best.params, cfg.seed)
     art = ModelArtifact(study=cfg.study, family=cfg.family, label=data.label, features=data.features,
                         params=best.params, booster_params={k: v for k, v in rec.params.items() if k != "nthread"},
                         categorical_maps=data.categorical_maps, metric=cfg.metric, cv_value=best.value,
-                        cv_folds=cfg.cv_folds, table=cfg.table, rows=data.rows, mode=mode)
+                        cv_folds=cfg.cv_folds, table=cfg.table, rows=data.rows, mode=mode,
+                        train_metrics=train_metrics)
     save_artifact(model_dir, booster, art)
     progress(f"model saved: {model_dir}")
     return model_dir

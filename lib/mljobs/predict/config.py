@@ -1,0 +1,69 @@
+"""Options of the predict job (one dataclass, each default on its field); validated once,
+when the config is built, before Spark starts."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from mljobs.config import JobConfig, parse_table_name, validate_identifier
+from mljobs.errors import MljobsError
+from mljobs.models.artifact import check_model_location
+
+DEFAULT_TABLE = "predictions"
+RESERVED = ("probability", "prediction", "margin", "model_study", "model_sha256", "scored_at", "run_id")
+
+
+@dataclass
+class PredictConfig(JobConfig):
+    """Options of one predict run (the flags of ``jobs/predict.py``; conf/predict.yaml may set any)."""
+
+    model: str
+    table: str
+    where: str | None = None
+    id_col: str | None = None
+    out_table: str | None = None  # default: <db of --table>.predictions
+    threshold: float = 0.5
+    keep: list[str] = field(default_factory=list)
+    metrics: bool = True  # the label's metrics when the table has the model's label column
+    batch_rows: int = 10000  # Arrow batch size of the scoring tasks
+
+    @classmethod
+    def coerce(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """--keep a,b (or a YAML string) as a list; --no-metrics."""
+        values = dict(values)
+        if values.pop("no_metrics", False):
+            values["metrics"] = False
+        keep = values.get("keep")
+        if isinstance(keep, str):
+            keep = [keep]
+        if isinstance(keep, list):
+            values["keep"] = [c.strip() for k in keep for c in str(k).split(",") if c.strip()]
+        return values
+
+    def validate(self) -> None:
+        check_model_location(self.model)
+        parse_table_name(self.table)
+        if self.out_table is not None:
+            parse_table_name(self.out_table)
+        if self.output_table == parse_table_name(self.table):
+            raise MljobsError(f"--out-table {'.'.join(self.output_table)} is the table being scored; name another")
+        if self.where is not None and not str(self.where).strip():
+            raise MljobsError("--where is empty")
+        if not isinstance(self.threshold, (int, float)) or isinstance(self.threshold, bool) \
+                or math.isnan(self.threshold) or not 0.0 <= self.threshold <= 1.0:
+            raise MljobsError(f"--threshold must be within [0, 1], got {self.threshold!r}")
+        if not isinstance(self.batch_rows, int) or isinstance(self.batch_rows, bool) or self.batch_rows < 1:
+            raise MljobsError(f"batch_rows must be an integer >= 1, got {self.batch_rows!r}")
+        for c in ([self.id_col] if self.id_col else []) + list(self.keep):
+            validate_identifier(c, "column name (--id-col / --keep)")
+        clash = [c for c in ([self.id_col] if self.id_col else []) + list(self.keep) if c.lower() in RESERVED]
+        if clash:
+            raise MljobsError(f"columns {clash} clash with the output columns ({', '.join(RESERVED)})")
+
+    @property
+    def output_table(self) -> tuple[str, str]:
+        """(database, name) of the predictions table."""
+        if self.out_table:
+            return parse_table_name(self.out_table)
+        return parse_table_name(self.table)[0], DEFAULT_TABLE

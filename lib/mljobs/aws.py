@@ -36,12 +36,13 @@ def client(service: str, region: str | None, extra: str = "emr"):
 def default_region(region: str | None) -> str | None:
     """The region a client would use (flag, AWS_REGION / AWS_DEFAULT_REGION, the profile's),
     found without any call to AWS."""
+    region = region or os.environ.get("AWS_REGION")  # not read by every botocore release
     if region:
         return region
     try:
         import boto3
     except ImportError:
-        return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        return os.environ.get("AWS_DEFAULT_REGION")
     return boto3.session.Session().region_name
 
 

@@ -32,7 +32,7 @@ BOOSTER_FILE = "xgboost-model"
 ARCHIVE_MEMBERS = ("metadata.json", BOOSTER_FILE)  # sorted, the order they are written in
 # SageMaker's rule for model, endpoint, endpoint config and transform job names.
 NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}$")
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
 XGBOOST_VERSIONS = ("1.5-1", "1.7-1", "2.1-0")
 DEFAULT_XGBOOST = "1.7-1"

@@ -44,6 +44,7 @@ setup(
                  # examples/sparkmagic.ipynb is validated against the nbformat v4 schema.
                  "nbformat==5.11.1"],
         "emr": ["boto3>=1.34"],  # python -m mljobs.emr (upload, steps, run)
+        "sagemaker": ["boto3>=1.34"],  # python -m mljobs.sagemaker (deploy, transform, delete; package needs none)
         "package": ["venv-pack==0.2.0"],  # scripts/package.sh: the dependency archive
         "bench": ["pycocotools>=2.0.7"],  # the other baselines (pandas, pyarrow, sklearn) are runtime deps
     },

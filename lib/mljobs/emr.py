@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from mljobs import __version__
+from mljobs.aws import client as _client
 from mljobs.config import ENVS, RESULTS_CONF, env_properties, parse_table_name, project_root
 from mljobs.errors import MljobsError
 from mljobs.submit import (CONF_ARCHIVE, ENV_ARCHIVE, PY_FILES_ZIP, PYTHON_KEYS, SHIPPED_PYTHON,  # noqa: F401
@@ -175,19 +176,6 @@ class Pipeline:
                 },
             })
         return out
-
-
-def _client(service: str, region: str | None):
-    try:
-        import boto3
-    except ImportError:
-        raise MljobsError("boto3 is missing: pip install 'mljobs[emr]' (or ./scripts/bootstrap.sh --test)") from None
-    from botocore.exceptions import NoRegionError
-
-    try:
-        return boto3.client(service, region_name=region)
-    except NoRegionError:
-        raise MljobsError("no AWS region: pass --region or set AWS_REGION") from None
 
 
 def artefact_files(build_dir: Path, with_env: bool = True) -> list[tuple[Path, str]]:

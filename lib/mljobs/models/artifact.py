@@ -85,7 +85,10 @@ class ModelArtifact:
             raise InputError(f"{self.where()}: a {self.model_format} model, not an xgboost one")
 
         booster = xgb.Booster()
-        booster.load_model(str(Path(self.path) / self.model_file))
+        model = Path(self.path) / self.model_file
+        # Without a .json/.ubj name (SageMaker's "xgboost-model") xgboost guesses the format
+        # from the name and warns; from bytes it reads the format from the content.
+        booster.load_model(str(model) if model.suffix in (".json", ".ubj") else bytearray(model.read_bytes()))
         if nthread is not None:
             booster.set_param({"nthread": nthread})
         booster.feature_names = list(self.features)

@@ -29,7 +29,7 @@ from conftest import ROOT
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Pages run in this order (each may use what the ones before it wrote), then any other page, README last.
-ORDER = ["datasets", "ingest", "tune", "explain", "detection-metrics", "sql", "emr", "gpu"]
+ORDER = ["datasets", "ingest", "tune", "predict", "explain", "detection-metrics", "sql", "emr", "gpu"]
 SHELL = {"bash", "sh", "shell"}
 MARKS = {"emr-only", "setup"}
 JOBS = {p.stem.replace("_", "-") for p in (ROOT / "jobs").glob("*.py") if not p.name.startswith("_")}

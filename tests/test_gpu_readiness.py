@@ -109,6 +109,14 @@ def test_tune_fallbacks_are_the_known_ones(tuned):
 
 
 @pytest.mark.slow
+def test_predict_fallbacks_are_the_known_ones(rapids_jar, work, tuned):
+    summary = run_job(rapids_jar, work, "predict", ["--model", tuned["model_dir"], "--table", "gpu.flights",
+                                                    "--keep", "Reporting_Airline"])
+    assert summary["rows_scored"] > 0 and summary["metrics"]["rows"] > 0
+    check("predict")
+
+
+@pytest.mark.slow
 def test_explain_fallbacks_are_the_known_ones(rapids_jar, work, tuned):
     summary = run_job(rapids_jar, work, "explain", [
         "--model", tuned["model_dir"], "--table", "gpu.flights", "--sample", "0.5", "--group-by", "Reporting_Airline",

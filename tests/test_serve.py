@@ -365,6 +365,7 @@ def test_model_swap_and_sighup_under_load_drop_nothing(tmp_path):
         pids = live(srv, "worker_pid")
         srv.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: not pids & live(srv, "worker_pid"))
+        wait_for(lambda: srv.log().count("]: loaded model") == 4)  # 2 workers at start, 2 after SIGHUP
         assert live_shas(srv) == {good.model_sha256}
         time.sleep(0.5)
     finally:
@@ -376,6 +377,6 @@ def test_model_swap_and_sighup_under_load_drop_nothing(tmp_path):
     results = [r for c in clients for r in c.results]
     assert len(results) > 20 and set(results) == {200}, [r for r in results if r != 200][:5]
     log = srv.log()
-    assert "SIGHUP" in log and log.count("reloaded model") >= 4 and "sha256 differs" in log
+    assert "SIGHUP" in log and log.count("reloaded model") >= 2 and "sha256 differs" in log
     for secret in ("AWS_SECRET", "password"):
         assert secret not in log

@@ -291,7 +291,8 @@ def test_bad_arguments_exit_2_with_one_line_before_starting(tmp_path, model):
     for args, message in [(["--port", "0"], "--port: must be between 1 and 65535"),
                           (["--workers", "many"], "--workers: not a whole number"),
                           (["--model", str(tmp_path)], "not a model directory"),
-                          (["--model", str(model[0]), "--bogus"], "unrecognized arguments: --bogus")]:
+                          (["--model", str(model[0]), "--bogus"], "unrecognized arguments: --bogus"),
+                          (["train", "--model", str(model[0])], "invalid choice: 'train' (choose from 'serve')")]:
         proc = subprocess.run([sys.executable, "-m", "mljobs.serve", *args], cwd=ROOT, capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT / "lib")}, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \

@@ -67,7 +67,7 @@ class ServeApp:
         if loaded is None:
             raise HttpError(503, f"the model is not loaded{': ' + self.model.error if self.model.error else ''}")
         art = loaded.artifact
-        columns = decode(ctype, body, art.features)
+        columns = decode(ctype, body, art.features, list(art.categorical_maps))
         try:
             x = encode_columns(columns, art.features, art.categorical_maps)
         except EncodingError as exc:

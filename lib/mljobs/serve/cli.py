@@ -50,6 +50,7 @@ def _port(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m mljobs.serve", description="HTTP server for a tune model (SageMaker's contract).")
+    p.add_argument("command", nargs="?", choices=["serve"], help="accepted and ignored (docker run IMAGE serve)")
     p.add_argument("--model", help=f"model directory or URI (default: $SM_MODEL_DIR, else {DEFAULT_MODEL_DIR})")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container; default %(default)s)")
     p.add_argument("--port", type=_port, default=8080, help="default %(default)s (SageMaker's)")
@@ -60,8 +61,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    if argv and argv[0] == "serve":
-        argv = argv[1:]
     args = parser().parse_args(argv)
     args.model = args.model or os.environ.get("SM_MODEL_DIR") or DEFAULT_MODEL_DIR
     return args

@@ -186,6 +186,15 @@ def test_every_content_type_gives_booster_predict(server, model, kind, accept):
     np.testing.assert_allclose(probabilities(resp), expected(model[1], raw), rtol=0, atol=1e-6)
 
 
+def test_a_large_csv_body_gives_the_same_and_names_a_bad_row(server, model):
+    raw = rows() * 25  # 1,000 rows: past the size where pyarrow's CSV reader takes over
+    np.testing.assert_allclose(probabilities(post(server, csv_body(raw), "text/csv")), expected(model[1], raw), atol=1e-6)
+    bad = csv_body(raw).splitlines()
+    bad[876] = bad[876].replace(",", ",late,", 1).rsplit(",", 1)[0]
+    resp = post(server, "\n".join(bad), "text/csv")
+    assert resp.status_code == 400 and resp.json()["error"].startswith("row 877: feature 'DepDelay' is not a number")
+
+
 def test_threshold_gives_labels_beside_probabilities(server, model):
     raw = rows()
     want = expected(model[1], raw)

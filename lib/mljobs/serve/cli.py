@@ -55,8 +55,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container; default %(default)s)")
     p.add_argument("--port", type=_port, default=8080, help="default %(default)s (SageMaker's)")
     p.add_argument("--workers", type=_count, default=cpus(), help="worker processes (default: the CPUs, %(default)s)")
-    p.add_argument("--threads", type=_count, default=1,
-                   help="request threads per worker (default %(default)s: sync workers; more: gthread)")
+    p.add_argument("--threads", type=_count, default=4,
+                   help="request threads per worker (default %(default)s: gthread workers; 1: sync workers)")
     return p
 
 

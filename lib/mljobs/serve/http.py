@@ -21,7 +21,7 @@ def status_line(code: int) -> str:
 
 
 def json_body(doc) -> tuple[str, bytes]:
-    return "application/json", json.dumps(doc).encode()
+    return "application/json", (json.dumps(doc) + "\n").encode()
 
 
 def media_type(header: str | None) -> str:

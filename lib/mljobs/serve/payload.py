@@ -172,7 +172,7 @@ def render(accept: str, probability, threshold: float | None) -> tuple[str, byte
         return CSV, ("\n".join(lines) + "\n").encode()
     preds = [{"probability": p} for p in probs] if labels is None else \
         [{"probability": p, "label": k} for p, k in zip(probs, labels)]
-    return JSON, json.dumps({"predictions": preds}).encode()
+    return JSON, (json.dumps({"predictions": preds}) + "\n").encode()
 
 
 def parse_threshold(text: str) -> float:

@@ -25,6 +25,7 @@ INSTALL_REQUIRES = [
     "optuna>=4",
     "sqlalchemy>=2",
     "shap>=0.46",
+    "gunicorn>=23,<28",  # python -m mljobs.serve (the HTTP server; docs/serve.md)
 ]
 
 setup(

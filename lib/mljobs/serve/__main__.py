@@ -1,0 +1,5 @@
+import sys
+
+from mljobs.serve.cli import main
+
+sys.exit(main())

@@ -269,12 +269,12 @@ def executed(spark, tmp_path_factory):
 def test_notebook_runs_and_its_sql_sees_every_table(executed):
     remote, local, results, figures = executed
     tables = set(results["sql-tables"]["tableName"])
-    assert {"flights", "flights_quarantine", "tuning_trials", "shap_local", "shap_global", "det_frames",
-            "det_videos", "det_errors"} <= tables
+    assert {"flights", "flights_quarantine", "tuning_trials", "shap_local", "shap_global", "predictions",
+            "det_frames", "det_videos", "det_errors"} <= tables
     # -o frames exist in %%local only; the cluster's variables stay there.
-    assert {"trials", "shap", "late", "frames", "videos"} <= set(local)
-    assert not {"trials", "shap", "late", "frames", "videos"} & set(remote)
-    assert not {"tune", "explain", "detection", "spark"} & set(local)
+    assert {"trials", "shap", "late", "scored", "frames", "videos"} <= set(local)
+    assert not {"trials", "shap", "late", "scored", "frames", "videos"} & set(remote)
+    assert not {"tune", "explain", "predict", "detection", "spark"} & set(local)
     assert figures and len(figures[0].axes) == 3
 
 
@@ -312,6 +312,17 @@ def test_notebook_explains_the_model(executed):
     assert len(late) == 20  # -n 20 of about 500 explained rows
     assert late["p_late"].is_monotonic_decreasing and late["p_late"].between(0, 1).all()
     assert list(late.columns[:3]) == ["row_id", "Reporting_Airline", "p_late"]
+
+
+@pytest.mark.slow
+def test_notebook_scores_the_flights_with_the_model(executed):
+    remote, local, _, _ = executed
+    predict, scored = remote["predict"], local["scored"]
+    assert predict["rows_scored"] == remote["ingest"]["rows_accepted"] == scored["flights"].sum()
+    assert scored["predicted_late"].sum() == predict["positives"]
+    assert predict["partitioned_by"] == ["Year", "Month"] and predict["out_table"] == f"{remote['DB']}.predictions"
+    # Scored on its own training rows: the refit's metrics that tune recorded.
+    assert predict["metrics"]["accuracy"] == pytest.approx(remote["model"].train_metrics["accuracy"], abs=1e-12)
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threshold", type=unit_interval, help="a probability above it predicts 1")
     p.add_argument("--keep", nargs="+", metavar="COLS", help="columns of the table copied to the predictions (A,B or A B)")
     p.add_argument("--no-metrics", action="store_true", help="no metrics even when the table has the model's label")
-    p.add_argument("--batch-rows", type=positive_int, help="rows per Arrow batch in the scoring tasks")
+    p.add_argument("--batch-rows", type=positive_int, help="rows per Arrow batch in the scoring tasks (default: 4M values / features, 10,000-100,000)")
     return p.parse_args(argv)
 
 

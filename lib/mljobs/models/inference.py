@@ -12,10 +12,9 @@ rule ``mljobs.models.artifact.feature_columns`` applies in SQL, written here for
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
 from mljobs import modelcache
 
@@ -90,21 +89,26 @@ def _numbers(values: Sequence, name: str) -> np.ndarray:
 
 def score_fn(sha256: str, model_bc, features: list[str], inputs: list[str], passthrough: list[str],
              objective: str, nthread: int = 1, device: str = "cpu"):
-    """mapInPandas function: ``passthrough`` columns + ``margin`` and ``probability`` per row.
+    """mapInArrow function: ``passthrough`` columns + ``margin`` and ``probability`` per row.
 
     In: ``passthrough`` + ``inputs`` (one double per feature, model order, NaN = missing).
-    The booster comes from the per-worker cache: ``model_bc.value`` is read once per process.
+    Arrow record batches in and out, no pandas: the passthrough columns are handed back as
+    the same Arrow arrays, the inputs become one float32 matrix. The booster comes from the
+    per-worker cache: ``model_bc.value`` is read once per process.
     """
     feats, cols, keep = list(features), list(inputs), list(passthrough)
+    names = keep + list(OUT_COLUMNS)
 
-    def fn(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def fn(batches):
+        import pyarrow as pa
+
         booster = modelcache.xgboost_booster(sha256, lambda: model_bc.value, feats, nthread, device)
-        for pdf in batches:
-            x = pdf[cols].to_numpy(dtype=np.float32, na_value=np.nan)
+        for batch in batches:
+            x = np.empty((batch.num_rows, len(cols)), dtype=np.float32)
+            for j, c in enumerate(cols):
+                x[:, j] = batch.column(c).to_numpy(zero_copy_only=False)
             margin, prob = score_matrix(booster, x, objective)
-            out = {c: pdf[c] for c in keep}
-            out["margin"] = margin
-            out["probability"] = prob
-            yield pd.DataFrame(out, index=pdf.index)
+            arrays = [batch.column(c) for c in keep] + [pa.array(margin), pa.array(prob)]
+            yield pa.RecordBatch.from_arrays(arrays, names=names)
 
     return fn

@@ -1,6 +1,6 @@
 """Scoring a table's rows with a tune model in Spark, and the binary-classification metrics of
 the scores — the plumbing the predict job, tune (its refit's training metrics) and the bias
-job share. The per-row work is ``mljobs.models.inference.score_fn`` in ``mapInPandas``: Arrow
+job share. The per-row work is ``mljobs.models.inference.score_fn`` in ``mapInArrow``: Arrow
 batches, the booster loaded once per Python worker through the model cache.
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ def score_inputs(df: DataFrame, inputs: list[str], features: list[str], passthro
     schema = StructType([df.schema[c] for c in passthrough]
                         + [StructField(c, DoubleType()) for c in inference.OUT_COLUMNS])
     fn = inference.score_fn(sha, bc, features, inputs, passthrough, objective, nthread, device)
-    return df.mapInPandas(fn, schema)
+    return df.mapInArrow(fn, schema)
 
 
 def score_table_rows(df: DataFrame, art: ModelArtifact, passthrough: list[str], device: str = "cpu",

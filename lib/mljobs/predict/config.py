@@ -26,7 +26,7 @@ class PredictConfig(JobConfig):
     threshold: float = 0.5
     keep: list[str] = field(default_factory=list)
     metrics: bool = True  # the label's metrics when the table has the model's label column
-    batch_rows: int = 10000  # Arrow batch size of the scoring tasks
+    batch_rows: int | None = None  # Arrow batch size of the scoring tasks; None: batch_size_for(features)
 
     @classmethod
     def coerce(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -53,13 +53,22 @@ class PredictConfig(JobConfig):
         if not isinstance(self.threshold, (int, float)) or isinstance(self.threshold, bool) \
                 or math.isnan(self.threshold) or not 0.0 <= self.threshold <= 1.0:
             raise MljobsError(f"--threshold must be within [0, 1], got {self.threshold!r}")
-        if not isinstance(self.batch_rows, int) or isinstance(self.batch_rows, bool) or self.batch_rows < 1:
+        if self.batch_rows is not None and (not isinstance(self.batch_rows, int) or isinstance(self.batch_rows, bool)
+                                            or self.batch_rows < 1):
             raise MljobsError(f"batch_rows must be an integer >= 1, got {self.batch_rows!r}")
         for c in ([self.id_col] if self.id_col else []) + list(self.keep):
             validate_identifier(c, "column name (--id-col / --keep)")
         clash = [c for c in ([self.id_col] if self.id_col else []) + list(self.keep) if c.lower() in RESERVED]
         if clash:
             raise MljobsError(f"columns {clash} clash with the output columns ({', '.join(RESERVED)})")
+
+    def batch_size_for(self, n_features: int) -> int:
+        """--batch-rows, else about 4M input values per Arrow batch (32 MiB of doubles), 10,000 to
+        100,000 rows: large batches halve the per-batch costs of Arrow and pandas (measured in
+        bench/predict.py); the bound keeps a wide model's batch small."""
+        if self.batch_rows:
+            return self.batch_rows
+        return max(10_000, min(100_000, 4_000_000 // max(1, n_features)))
 
     @property
     def output_table(self) -> tuple[str, str]:

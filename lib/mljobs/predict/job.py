@@ -108,18 +108,20 @@ def predictions(sel: Selection, art: ModelArtifact, cfg: PredictConfig, run_id: 
 
 
 def stage_predictions(spark: SparkSession, cfg: PredictConfig, out, sel: Selection, props: dict, progress) -> tuple:
-    """Score and stage; returns (staged table name, rows, seconds)."""
+    """Score and stage; returns (staged table name, {rows, positives, mean_probability}, seconds)."""
     db, name = cfg.output_table
     t = time.monotonic()
     with StageProgress(spark, progress):
         staged = tables.stage(spark, db, name, out, props, comment=f"predictions of {props['mljobs.study']}",
                               partition_by=sel.partition_by)
     seconds = time.monotonic() - t
-    rows = spark.table(staged).count()
+    totals = spark.table(staged).agg(F.count(F.lit(1)).alias("rows"), F.sum("prediction").alias("positives"),
+                                     F.avg("probability").alias("mean_probability")).first().asDict()
+    rows = totals["rows"]
     if rows == 0:
         raise InputError(f"the selection is empty: no rows to score in {cfg.table} (check --where)")
     progress(f"scored {rows:,} rows in {seconds:.1f}s ({rows / max(seconds, 1e-9):,.0f} rows/s)")
-    return staged, rows, seconds
+    return staged, totals, seconds
 
 
 def label_metrics(spark: SparkSession, staged: str, sel: Selection, cfg: PredictConfig, progress) -> dict | None:
@@ -146,20 +148,19 @@ def run_predict(spark: SparkSession, cfg: PredictConfig, progress=print) -> dict
     progress(f"scoring {cfg.table}{' where ' + cfg.where if cfg.where else ''} with {art.study} "
              f"({len(art.features)} features, {device}, {nthread} thread(s) per task) into {db}.{name}")
     try:
-        with arrow_batch(spark, cfg.batch_rows):
+        with arrow_batch(spark, cfg.batch_size_for(len(art.features))):
             out = predictions(sel, art, cfg, run_id, scored_at, device, nthread)
-            staged, rows, seconds = stage_predictions(spark, cfg, out, sel, props, progress)
+            staged, totals, seconds = stage_predictions(spark, cfg, out, sel, props, progress)
             metrics = label_metrics(spark, staged, sel, cfg, progress)
-            positives = spark.table(staged).agg(F.sum("prediction"), F.avg("probability")).first()
             done = tables.commit(spark, db, [name])
     except BaseException:
         tables.discard(spark, db, [name])  # the previous predictions stay in place
         raise
     return {"model": art.where(), "study": art.study, "model_sha256": art.model_sha256, "table": cfg.table,
             "where": cfg.where, "out_table": done[0], "partitioned_by": sel.partition_by, "id_col": sel.id_col,
-            "rows_scored": rows, "rows_per_s": round(rows / max(seconds, 1e-9), 1),
-            "score_seconds": round(seconds, 2), "threshold": cfg.threshold, "positives": int(positives[0] or 0),
-            "mean_probability": float(positives[1]), "label": sel.label,
+            "rows_scored": totals["rows"], "rows_per_s": round(totals["rows"] / max(seconds, 1e-9), 1),
+            "score_seconds": round(seconds, 2), "threshold": cfg.threshold, "positives": int(totals["positives"]),
+            "mean_probability": float(totals["mean_probability"]), "label": sel.label,
             "rows_null_label": label_stats.get("null_label"), "metrics": metrics, "device": device,
             "threads_per_task": nthread, "run_id": run_id, "seconds": round(time.monotonic() - t0, 2)}
 

@@ -34,6 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--output", metavar="DIR", help="where analysis.json goes, merged with one there "
                    "(default: <results>/bias/<model study, else table name>)")
     p.add_argument("--out-db", metavar="DB", help="database of the bias_metrics table (default: that of --table)")
+    p.add_argument("--no-plots", action="store_true", help="no report image (bias_<facet>.png next to analysis.json)")
     p.add_argument("--max-facet-values", type=positive_int, help="cap on a facet's values reported one by one")
     return p.parse_args(argv)
 

@@ -221,6 +221,7 @@ def test_analysis_json_merges_with_explain_and_reruns_give_the_same_table(spark,
     bias(tmp_path, facet="region", **common)
     s = bias(tmp_path, facet="gender", facet_values=["c"], **common)
     doc = json.loads(Path(s["analysis_json"]).read_text())
+    assert Path(s["report_image"]) == out / "bias_gender.png" and (out / "bias_region.png").read_bytes()[:4] == b"\x89PNG"
     assert doc["explanations"]["tree_shap"]["label0"]["global_shap_values"] == {"age": 0.5}
     for key in ("pre_training_bias_metrics", "post_training_bias_metrics"):
         sec = doc[key]

@@ -55,11 +55,14 @@ class BiasConfig(JobConfig):
     output: str | None = None  # where analysis.json goes; default <results>/bias/<model study or table>
     out_db: str | None = None  # the database of bias_metrics; default: the database of --table
     max_facet_values: int = 50  # cap on the facet's distinct values when each is reported against the rest
+    plots: bool = True  # the report image bias_<facet>.png next to analysis.json
 
     @classmethod
     def coerce(cls, values: dict[str, Any]) -> dict[str, Any]:
-        """Lists from 'a,b' (flags and YAML); metric names upper-cased."""
+        """Lists from 'a,b' (flags and YAML); metric names upper-cased; --no-plots."""
         values = dict(values)
+        if values.pop("no_plots", False):
+            values["plots"] = False
         for k in ("label_values", "facet_values", "predicted_label_values"):
             if k in values:
                 values[k] = _list(values[k])

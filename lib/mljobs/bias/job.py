@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from mljobs import clarify, fs, tables, uris
 from mljobs.bias import counts as bc
-from mljobs.bias import report
+from mljobs.bias import plots, report
 from mljobs.bias.config import BiasConfig
 from mljobs.device import device_for
 from mljobs.errors import InputError
@@ -91,8 +91,9 @@ def output_dir(spark: SparkSession, cfg: BiasConfig, sel: Selection) -> str:
     return cfg.output or str(uris.join(results_root(spark), "bias", sel.study or cfg.table.split(".")[-1]))
 
 
-def write_analysis(spark: SparkSession, out_dir: str, doc: dict) -> str:
-    """analysis.json in out_dir, merged with the one there (explain's, other facets)."""
+def write_outputs(spark: SparkSession, cfg: BiasConfig, out_dir: str, doc: dict, results, facet: str):
+    """analysis.json in out_dir, merged with the one there (explain's, other facets), and the
+    report image; returns (analysis.json, image or None) as published."""
     where = str(uris.join(out_dir, "analysis.json"))
     try:
         old = clarify.parse_analysis(fs.read_text(spark, where), where)
@@ -100,7 +101,8 @@ def write_analysis(spark: SparkSession, out_dir: str, doc: dict) -> str:
         raise InputError(str(exc)) from None
     with fs.output_dir(spark, out_dir) as out:
         written = clarify.write_analysis(out.local / "analysis.json", clarify.merge_bias(old, doc))
-        return out.final(written)
+        image = plots.report_image(results, facet, out.local / f"bias_{facet}.png") if cfg.plots else None
+        return out.final(written), (out.final(image) if image else None)
 
 
 def stage_table(spark: SparkSession, cfg: BiasConfig, rows: list[tuple], run_id: str) -> None:
@@ -128,7 +130,8 @@ def run_bias(spark: SparkSession, cfg: BiasConfig, progress=print) -> dict:
     run_id = uuid.uuid4().hex[:12]
     try:
         stage_table(spark, cfg, report.table_rows(run_id, sel.facet, results), run_id)
-        analysis = write_analysis(spark, out_dir, report.sections(cfg, sel.label, lv, sel.facet, results))
+        analysis, image = write_outputs(spark, cfg, out_dir, report.sections(cfg, sel.label, lv, sel.facet, results),
+                                        results, sel.facet)
         done = tables.commit(spark, cfg.output_db, [TABLE])
     except BaseException:
         tables.discard(spark, cfg.output_db, [TABLE])  # the previous bias_metrics stay in place
@@ -138,7 +141,7 @@ def run_bias(spark: SparkSession, cfg: BiasConfig, progress=print) -> dict:
     return {"table": cfg.table, "where": cfg.where, "label": sel.label, "label_value_or_threshold": lv,
             "facet": sel.facet, "group_by": sel.group, "stages": list(cfg.stages), "predicted_by": sel.predicted_by,
             "rows": sum(c[4] for c in agg.cells), "rows_left_out_null_label": agg.dropped,
-            "metrics_table": done[0], "analysis_json": analysis,
+            "metrics_table": done[0], "analysis_json": analysis, "report_image": image,
             "metrics": [{"stage": report.STAGE_NAMES[m.stage], "value_or_threshold": m.value_or_threshold,
                          "metric": m.name, "value": clarify.json_value(m.value), "error": m.error} for m in results],
             "counts": report.group_counts(entries, sel.yhat is not None), "run_id": run_id,

@@ -29,11 +29,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--predicted-label-values", nargs="+", metavar="V", help="positive predictions (default: the label's)")
     p.add_argument("--predicted-label-threshold", type=float, metavar="X", help="positive prediction: > X (default: the label's)")
     p.add_argument("--where", metavar="SQL", help="SQL condition selecting the rows")
-    p.add_argument("--methods", nargs="+", metavar="M", help="all, or metrics such as CI,DPL,DI (FT: not implemented yet)")
+    p.add_argument("--methods", nargs="+", metavar="M", help="all (every metric but FT), or metrics such as CI,DPL,DI,FT")
     p.add_argument("--stage", choices=STAGES, help="pre, post or both (default: both with a predicted label, else pre)")
     p.add_argument("--output", metavar="DIR", help="where analysis.json goes, merged with one there "
                    "(default: <results>/bias/<model study, else table name>)")
     p.add_argument("--out-db", metavar="DB", help="database of the bias_metrics table (default: that of --table)")
+    p.add_argument("--flip-test-sample", type=positive_int, help="FT: rows of the sensitive group voted on")
+    p.add_argument("--flip-test-features", nargs="+", metavar="COLS", help="FT's numeric columns (default: the model's "
+                   "features, else every numeric column but the facet and labels)")
     p.add_argument("--no-plots", action="store_true", help="no report image (bias_<facet>.png next to analysis.json)")
     p.add_argument("--max-facet-values", type=positive_int, help="cap on a facet's values reported one by one")
     return p.parse_args(argv)

@@ -169,6 +169,22 @@ def test_model_predictions_through_the_scoring_plumbing_match_smclarify(spark, d
         assert_same(ours(s, stage), oracle(ref, "Origin", ["JFK", "LGA"], "ArrDel15", [1], "yhat", None, stage))
 
 
+@pytest.mark.slow
+def test_flip_test_matches_smclarify(spark, data, tmp_path):
+    """FT (kNN over the feature columns), each gender against the rest, and a sampled group."""
+    s = bias(tmp_path, spark=spark, table=f"{DB}.applicants", label="outcome", label_values=["approved"],
+             facet="gender", predicted_label_col="pred", methods=["FT", "DI"], flip_test_features=["age", "score"])
+    df = data["applicants"][["gender", "outcome", "pred", "age", "score"]]
+    want = sm.bias_report(df.copy(), sm.FacetColumn("gender"), sm.LabelColumn("outcome", df.outcome, ["approved"]),
+                          sm.StageType.POST_TRAINING, sm.LabelColumn("pred", df.pred, ["approved"]), metrics=["FT", "DI"])
+    assert_same(ours(s, "post"), {(f["value_or_threshold"], m["name"]): m["value"] for f in want for m in f["metrics"]})
+    assert all(m["value"] != 0 for m in s["metrics"] if m["metric"] == "FT")
+    few = bias(tmp_path, spark=spark, table=f"{DB}.applicants", label="outcome", label_values=["approved"],
+               facet="gender", facet_values=["c"], predicted_label_col="pred", methods=["FT"], flip_test_sample=50,
+               flip_test_features=["age", "score"])
+    assert -1 <= few["metrics"][0]["value"] <= 1 and few["metrics"][0]["error"] is None
+
+
 def test_undefined_metrics_are_null_with_a_reason(spark, data, tmp_path):
     s = bias(tmp_path, spark=spark, table=f"{DB}.applicants", where="gender = 'c'", label="outcome",
              label_values=["approved"], facet="gender", facet_values=["c"], predicted_label_col="pred")
@@ -184,7 +200,7 @@ def test_undefined_metrics_are_null_with_a_reason(spark, data, tmp_path):
 @pytest.mark.parametrize("kw, msg", [
     ({"label_values": ["1"], "label_threshold": 0.5}, "not both"),
     ({"stage": "post"}, "needs a predicted label"),
-    ({"methods": "CI,FT", "predicted_label_col": "p"}, "not implemented yet"),
+    ({"methods": "CI,FT"}, "not metrics of the stage"),
     ({"methods": "CDDL"}, "need --group-by"),
     ({"methods": "CI,XX"}, "unknown metrics"),
     ({"methods": "DI"}, "not metrics of the stage"),

@@ -13,7 +13,7 @@ from mljobs.uris import output_location
 
 PRE = ("CI", "DPL", "KL", "JS", "LP", "TVD", "KS", "CDDL")
 POST = ("DPPL", "DI", "DCA", "DCR", "RD", "SD", "DAR", "DRR", "AD", "CDDPL", "TE", "FT", "GE")
-NOT_IMPLEMENTED = ("FT",)  # the flip test (kNN over the feature columns): not implemented yet
+NOT_IN_ALL = ("FT",)  # the flip test (a kNN pass per facet value): computed only when named in --methods
 NEEDS_GROUP = ("CDDL", "CDDPL")
 STAGES = ("pre", "post", "both")
 
@@ -56,6 +56,9 @@ class BiasConfig(JobConfig):
     out_db: str | None = None  # the database of bias_metrics; default: the database of --table
     max_facet_values: int = 50  # cap on the facet's distinct values when each is reported against the rest
     plots: bool = True  # the report image bias_<facet>.png next to analysis.json
+    flip_test_sample: int = 10_000  # FT: rows of the sensitive group voted on (a seeded sample beyond)
+    flip_test_features: list[str] = field(default_factory=list)  # FT's columns; default: the model's
+    # features, else every numeric column but the facet, label and predicted label
 
     @classmethod
     def coerce(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +66,7 @@ class BiasConfig(JobConfig):
         values = dict(values)
         if values.pop("no_plots", False):
             values["plots"] = False
-        for k in ("label_values", "facet_values", "predicted_label_values"):
+        for k in ("label_values", "facet_values", "predicted_label_values", "flip_test_features"):
             if k in values:
                 values[k] = _list(values[k])
         if "methods" in values:
@@ -95,8 +98,12 @@ class BiasConfig(JobConfig):
             raise MljobsError("--predicted-label-values/--predicted-label-threshold need --predicted-label-col")
         if self.where is not None and not str(self.where).strip():
             raise MljobsError("--where is empty")
-        if not isinstance(self.max_facet_values, int) or self.max_facet_values < 1:
-            raise MljobsError(f"max_facet_values must be an integer >= 1, got {self.max_facet_values!r}")
+        for key in ("max_facet_values", "flip_test_sample"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise MljobsError(f"{key} must be an integer >= 1, got {v!r}")
+        for c in self.flip_test_features:
+            validate_identifier(c, "column name (--flip-test-features)")
         output_location(self.output, "--output")
         self._validate_stage_and_methods()
 
@@ -112,9 +119,6 @@ class BiasConfig(JobConfig):
             unknown = [m for m in methods if m not in PRE + POST]
             if unknown:
                 raise MljobsError(f"--methods: unknown metrics {unknown}; valid: all, {', '.join(PRE + POST)}")
-            todo = [m for m in methods if m in NOT_IMPLEMENTED]
-            if todo:
-                raise MljobsError(f"--methods: {', '.join(todo)} (flip test) is not implemented yet")
             off = [m for m in methods if not ((m in PRE and "pre" in self.stages) or (m in POST and "post" in self.stages))]
             if off:
                 raise MljobsError(f"--methods {off} are not metrics of the stage(s) computed ({', '.join(self.stages)}; "
@@ -134,10 +138,11 @@ class BiasConfig(JobConfig):
         return ("pre", "post") if stage == "both" else (stage,)
 
     def metrics_of(self, stage: str) -> list[str]:
-        """The metrics computed in a stage, in Clarify's order (sorted by name); FT left out."""
+        """The metrics computed in a stage, in Clarify's order (sorted by name); FT only when named."""
         names = PRE if stage == "pre" else POST
-        chosen = names if self.methods in ([], ["all"]) else [m for m in names if m in self.methods]
-        return sorted(m for m in chosen if m not in NOT_IMPLEMENTED)
+        if self.methods in ([], ["all"]):
+            return sorted(m for m in names if m not in NOT_IN_ALL)
+        return sorted(m for m in names if m in self.methods)
 
     @property
     def output_db(self) -> str:

@@ -140,6 +140,16 @@ def facet_entries(agg: Aggregated, cfg: BiasConfig) -> list[tuple[str, Counts]]:
     return [(str(v), counts(lambda k, v=v: k == v)) for v in values]
 
 
+def sensitive_predicates(agg: Aggregated, cfg: BiasConfig) -> list:
+    """Per entry of ``facet_entries`` (same order): key column -> is the row in the group."""
+    if cfg.facet_values:
+        return [lambda key: key >= 0]
+    if cfg.facet_threshold is not None:
+        return [lambda key: key]
+    values = sorted({k for k, *_ in agg.cells if k is not None})
+    return [lambda key, v=v: key == F.lit(v) for v in values]
+
+
 def interval(threshold: float, top: float | None) -> str:
     """Clarify's name of a threshold: the interval '(threshold, max]' of the positive side."""
     return f"({float(threshold)}, {float(top) if top is not None else float(threshold)}]"

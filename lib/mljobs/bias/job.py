@@ -17,11 +17,13 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType
 
 from mljobs import clarify, fs, tables, uris
 from mljobs.bias import counts as bc
-from mljobs.bias import plots, report
+from mljobs.bias import fliptest, plots, report
 from mljobs.bias.config import BiasConfig
+from mljobs.bias.metrics import Undefined
 from mljobs.device import device_for
 from mljobs.errors import InputError
 from mljobs.models import scoring
@@ -42,10 +44,30 @@ class Selection:
     yhat: Column | None
     predicted_by: str | None
     study: str | None
+    ft_features: list[str]  # FT's columns ([] unless FT is asked for)
+
+
+def _ft_features(cfg: BiasConfig, df: DataFrame, used: list[str], model_features: list[str] | None) -> list[str]:
+    """FT's columns: --flip-test-features, else the model's features, else the numeric columns,
+    never the facet, label or predicted label (smclarify drops those from its frame)."""
+    if "FT" not in cfg.metrics_of("post"):
+        return []
+    if cfg.flip_test_features:
+        cols = [bc.column_of(df, c, "--flip-test-features", cfg.table) for c in cfg.flip_test_features]
+        bad = [c for c in cols if not isinstance(df.schema[c].dataType, NumericType)]
+        if bad:
+            raise InputError(f"--flip-test-features {bad}: the flip test needs numeric columns")
+    elif model_features is not None:
+        cols = [bc.column_of(df, c, "--model feature", cfg.table) for c in model_features]
+    else:
+        cols = [f.name for f in df.schema if isinstance(f.dataType, NumericType)]
+    skip = {c.lower() for c in used}
+    return [c for c in cols if c.lower() not in skip and isinstance(df.schema[c].dataType, NumericType)]
 
 
 def _predicted(spark: SparkSession, cfg: BiasConfig, df: DataFrame, keep: list[str]):
-    """(rows, predicted-label column, what predicted it, model study)."""
+    """(rows, predicted-label column, what predicted it, model study, FT's columns)."""
+    used = list(keep[:2]) + ([cfg.predicted_label_col] if cfg.predicted_label_col else [])
     if cfg.model:
         art = load_artifact(cfg.model)
         if art.model_format != "xgboost-json":
@@ -53,15 +75,18 @@ def _predicted(spark: SparkSession, cfg: BiasConfig, df: DataFrame, keep: list[s
         clash = [c for c in keep if c.lower() in ("probability", "margin")]
         if clash:
             raise InputError(f"columns {clash} clash with the scores (probability, margin); rename them")
+        ft = _ft_features(cfg, df, used, art.features)
+        keep = list(dict.fromkeys(keep + ft))
         scored = scoring.score_table_rows(df, art, keep, device_for(spark), int(spark.conf.get("spark.task.cpus", "1")))
-        return scored, F.col("probability") > F.lit(PREDICTED_THRESHOLD), f"{art.where()} (probability > 0.5)", art.study
+        return (scored, F.col("probability") > F.lit(PREDICTED_THRESHOLD), f"{art.where()} (probability > 0.5)",
+                art.study, ft)
     if cfg.predicted_label_col:
         col = bc.column_of(df, cfg.predicted_label_col, "--predicted-label-col", cfg.table)
         values = cfg.predicted_label_values or ([] if cfg.predicted_label_threshold is not None else cfg.label_values)
         threshold = cfg.predicted_label_threshold if cfg.predicted_label_threshold is not None else (
             None if cfg.predicted_label_values else cfg.label_threshold)
-        return df, bc.outcome(df, col, values, threshold, "--predicted-label"), col, None
-    return df, None, None, None
+        return df, bc.outcome(df, col, values, threshold, "--predicted-label"), col, None, _ft_features(cfg, df, used, None)
+    return df, None, None, None, []
 
 
 def select(spark: SparkSession, cfg: BiasConfig) -> Selection:
@@ -73,8 +98,29 @@ def select(spark: SparkSession, cfg: BiasConfig) -> Selection:
     y = bc.outcome(df, label, cfg.label_values, cfg.label_threshold, "--label")
     bc.facet_key(df, facet, cfg)  # type checks of --facet-values/--facet-threshold
     keep = list(dict.fromkeys([facet, label] + ([group] if group else [])))
-    scored, yhat, predicted_by, study = _predicted(spark, cfg, df, keep)
-    return Selection(scored, facet, label, group, y, yhat, predicted_by, study)
+    scored, yhat, predicted_by, study, ft = _predicted(spark, cfg, df, keep)
+    return Selection(scored, facet, label, group, y, yhat, predicted_by, study, ft)
+
+
+def flip_tests(cfg: BiasConfig, sel: Selection, agg: bc.Aggregated, entries: list) -> dict:
+    """FT per facet value ({value_or_threshold: (value, error)}), when asked for; the rows it
+    reads (scored once with --model) are cached for the kNN passes."""
+    if "FT" not in cfg.metrics_of("post"):
+        return {}
+    base = sel.df.where(sel.y.isNotNull()).select(bc.facet_key(sel.df, sel.facet, cfg).alias(bc.KEY),
+                                                  sel.yhat.alias("_ft_yhat"), *[F.col(f"`{c}`") for c in sel.ft_features])
+    base = base.persist()
+    try:
+        out = {}
+        for (value, _), sensitive in zip(entries, bc.sensitive_predicates(agg, cfg)):
+            try:
+                out[value] = (float(fliptest.flip_test(base, sensitive(F.col(bc.KEY)), F.col("_ft_yhat"),
+                                                       sel.ft_features, cfg.flip_test_sample)), None)
+            except Undefined as exc:
+                out[value] = (None, f"FT: {exc}")
+        return out
+    finally:
+        base.unpersist()
 
 
 def label_value(cfg: BiasConfig, agg: bc.Aggregated) -> str:
@@ -125,7 +171,7 @@ def run_bias(spark: SparkSession, cfg: BiasConfig, progress=print) -> dict:
     if not agg.cells:
         raise InputError(f"the selection is empty: no rows with a label in {cfg.table} (check --where)")
     entries = bc.facet_entries(agg, cfg)
-    results = report.compute_all(cfg, entries)
+    results = report.compute_all(cfg, entries, flip_tests(cfg, sel, agg, entries))
     lv = label_value(cfg, agg)
     run_id = uuid.uuid4().hex[:12]
     try:

@@ -20,13 +20,13 @@ class Metric:
     error: str | None
 
 
-def compute_all(cfg: BiasConfig, entries: list[tuple[str, Counts]]) -> list[Metric]:
-    """Every metric of every stage for every reported facet value."""
+def compute_all(cfg: BiasConfig, entries: list[tuple[str, Counts]], ft: dict | None = None) -> list[Metric]:
+    """Every metric of every stage for every reported facet value (FT's values: ``ft``, by value)."""
     out = []
     for stage in cfg.stages:
         for value, counts in entries:
             for name in cfg.metrics_of(stage):
-                v, err = compute(name, counts, grouped=bool(cfg.group_by))
+                v, err = (ft or {})[value] if name == "FT" else compute(name, counts, grouped=bool(cfg.group_by))
                 out.append(Metric(stage, value, name, v, err))
     return out
 

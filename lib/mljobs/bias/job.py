@@ -26,6 +26,7 @@ from mljobs.bias.config import BiasConfig
 from mljobs.bias.metrics import Undefined
 from mljobs.device import device_for
 from mljobs.errors import InputError
+from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
 from mljobs.models import scoring
 from mljobs.models.artifact import load_artifact
 from mljobs.session import results_root
@@ -201,4 +202,12 @@ run = run_bias
 # The EMR pipeline (mljobs.emr.Pipeline) names no facet or positive outcome, so bias is not
 # one of its steps; run it as a step of its own with ./spark-submit.sh --env emr bias ...
 EMR_STEP = None
-GPU_FALLBACKS: list = []  # the aggregation is plain Spark SQL; scoring has none of its own
+# Not yet checked by tests/test_gpu_readiness.py; what the plans hold beside plain SQL:
+GPU_FALLBACKS = [
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "bias/job.py stage_table: the bias_metrics rows",
+          "one row per metric and facet value, computed on the driver from the counts; " + DRIVER_ROWS,
+          columns=("metric", "value_or_threshold")),
+    Known("InMemoryTableScanExec", "has been disabled", "bias/job.py flip_tests: FT's rows, cached for the kNN "
+          "pass of each facet value", "rapids 25.04 leaves Spark's in-memory cache on the CPU under Spark 3.5 "
+          "(NVIDIA/spark-rapids#10603); the scan feeds the kNN's Python tasks", required=False),
+]

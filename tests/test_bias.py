@@ -255,3 +255,28 @@ def test_command_line_rejects_a_post_stage_without_predictions(tmp_path):
                    "--summary", str(tmp_path / "s.json")])
     assert res.returncode == 2 and "needs a predicted label" in last_json(res.stdout)["error"]
     assert json.loads((tmp_path / "s.json").read_text())["status"] == "failed"
+
+
+def test_analysis_json_on_s3_is_merged_too(spark, data, tmp_path, moto_env):
+    """--output s3a://...: the explain analysis.json already there is read through Hadoop and kept."""
+    import boto3
+
+    bucket = "mljobs-bias"
+    s3 = boto3.client("s3", endpoint_url=moto_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=bucket)
+    hconf = spark.sparkContext._jsc.hadoopConfiguration()
+    for key, value in {"endpoint": moto_env["AWS_ENDPOINT_URL"], "path.style.access": "true",
+                       "connection.ssl.enabled": "false", "endpoint.region": "us-east-1",
+                       "aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+                       "access.key": "testing", "secret.key": "testing"}.items():
+        hconf.set(f"fs.s3a.bucket.{bucket}.{key}", value)
+    s3.put_object(Bucket=bucket, Key="out/analysis.json", Body=json.dumps(
+        explain_clarify.analysis_json("kernel_shap", {"age": 0.25}, 0.0)).encode())
+    s = bias(tmp_path, spark=spark, table=f"{DB}.applicants", label="outcome", label_values=["approved"],
+             facet="gender", facet_values=["c"], output=f"s3a://{bucket}/out", methods=["CI", "DPL"])
+    assert s["analysis_json"] == f"s3a://{bucket}/out/analysis.json"
+    doc = json.loads(s3.get_object(Bucket=bucket, Key="out/analysis.json")["Body"].read())
+    assert set(doc) == {"version", "explanations", "pre_training_bias_metrics"}
+    assert [m["name"] for m in doc["pre_training_bias_metrics"]["facets"]["gender"][0]["metrics"]] == ["CI", "DPL"]
+    assert s3.head_object(Bucket=bucket, Key="out/bias_gender.png")["ContentLength"] > 0

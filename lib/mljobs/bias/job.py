@@ -5,8 +5,9 @@
 2. ``aggregate`` (``mljobs.bias.counts``): ONE grouped aggregation in Spark, rows counted by
    facet key x label x predicted label x subgroup (rows scored with --model in the same pass,
    through ``mljobs.models.scoring``); the counts come to the driver, the rows never do.
-3. ``report``: every metric from the counts (``mljobs.bias.metrics``, smclarify's
-   definitions), staged as <db>.bias_metrics, analysis.json merged into --output (explain's
+3. every metric but FT from the counts (``mljobs.bias.metrics``, smclarify's definitions);
+   FT, when named, by a distributed kNN per facet value (``mljobs.bias.fliptest``); staged
+   as <db>.bias_metrics, analysis.json (+ the report image) merged into --output (explain's
    SHAP values and other facets kept), then the table is swapped in.
 """
 from __future__ import annotations

@@ -43,7 +43,12 @@ setup(
                  # EMR steps against a local AWS emulator, and the packaging test.
                  "boto3>=1.34", "moto[server]>=5", "venv-pack==0.2.0",
                  # examples/sparkmagic.ipynb is validated against the nbformat v4 schema.
-                 "nbformat==5.11.1"],
+                 "nbformat==5.11.1",
+                 # tests/test_bias.py's oracle: smclarify 0.5 (SageMaker Clarify's bias library). Its
+                 # s3fs requirement cannot be met beside boto3 1.44 (pip backtracks for ever), and its
+                 # bias metrics never use s3fs: scripts/bootstrap.sh installs it with --no-deps,
+                 # these are the dependencies it does use.
+                 "pyfunctional>=1.5", "scikit-learn>=1.3"],
         "emr": ["boto3>=1.34"],  # python -m mljobs.emr (upload, steps, run)
         "sagemaker": ["boto3>=1.34"],  # python -m mljobs.sagemaker (deploy, transform, delete; package needs none)
         "package": ["venv-pack==0.2.0"],  # scripts/package.sh: the dependency archive

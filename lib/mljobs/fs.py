@@ -122,6 +122,23 @@ def read_first_line(spark: SparkSession, path: str) -> str | None:
     return line.lstrip("\ufeff").rstrip("\r")
 
 
+def read_text(spark: SparkSession | None, path: str | os.PathLike) -> str | None:
+    """A small UTF-8 text file's content (local or a URI), None when it does not exist."""
+    if not is_uri(path):
+        local = local_of(path)
+        return local.read_text() if local.is_file() else None
+    jvm, fs, hpath = hadoop_path(_session(spark), str(path))
+    if not fs.exists(hpath):
+        return None
+    stream = fs.open(hpath)
+    try:
+        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    except Exception as exc:
+        raise InputError(f"cannot read {path}: {error_text(exc)}") from None
+    finally:
+        stream.close()
+
+
 def check_location(spark: SparkSession | None, dest: str | os.PathLike | None, what: str) -> None:
     """Before any work: a remote destination's file system opens and answers (bucket exists,
     credentials work), so a long job does not fail at its last step."""

@@ -12,13 +12,11 @@ layout ignore unknown keys), with the method, agg_method, rows and the groups.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
-VERSION = "1.0"
+from mljobs.clarify import VERSION, write_analysis  # noqa: F401 - write_analysis: explain's writer
+
 LABEL = "label0"  # Clarify's name for the (first) model output
 
 
@@ -42,13 +40,3 @@ def analysis_json(method_key: str, global_values: dict[str, float], expected_val
     if extra:
         doc["mljobs"] = extra
     return doc
-
-
-def write_analysis(path: str | os.PathLike, doc: dict[str, Any]) -> Path:
-    """Write atomically (temp file, then rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
-    tmp.replace(p)
-    return p

@@ -166,10 +166,16 @@ def test_median_and_mean_sq_agg_methods_rank_and_report(spark, flights, model, t
     assert list(summary["global_shap"]) == sorted(medians, key=lambda f: (-abs(medians[f]), f))
     doc = json.loads((tmp_path / "analysis.json").read_text())
     assert doc["explanations"]["tree_shap"]["label0"]["global_shap_values"] == pytest.approx(medians, abs=1e-12)
+    # A second run into the same directory replaces the explanations and keeps what the bias
+    # job wrote there (Clarify's merged analysis.json).
+    bias = {"label": "ArrDel15", "label_value_or_threshold": "1", "facets": {"Origin": [{"value_or_threshold": "JFK"}]}}
+    (tmp_path / "analysis.json").write_text(json.dumps({**doc, "pre_training_bias_metrics": bias}))
     # the approximate median is within the data's rank error
     cfg2 = ExplainConfig(model=str(model[0]), table=f"{DB}.flights", where="Month IN (3, 4)", agg_method="mean_sq",
                          median="approx", out_db="explt_med", output=str(tmp_path), plots=False)
     s2 = run_explain(spark, cfg2, quiet)
+    doc2 = json.loads((tmp_path / "analysis.json").read_text())
+    assert doc2["pre_training_bias_metrics"] == bias and doc2["mljobs"]["agg_method"] == "mean_sq"
     assert s2["global_shap"] == pytest.approx({f: float(np.mean(local[f"shap_{f}"] ** 2)) for f in FEATS}, rel=1e-9)
     glob = spark.table("explt_med.shap_global").toPandas().set_index("feature")
     for f in FEATS:

@@ -46,6 +46,29 @@ def parse_analysis(text: str | None, where: str) -> dict[str, Any]:
     return doc
 
 
+def existing_analysis(spark, out_dir: str) -> dict[str, Any]:
+    """The analysis.json already in ``out_dir`` (local or a URI; {} when there is none): a
+    broken one is an InputError before anything is replaced."""
+    from mljobs import fs, uris
+    from mljobs.errors import InputError
+
+    where = str(uris.join(out_dir, "analysis.json"))
+    try:
+        return parse_analysis(fs.read_text(spark, where), where)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def merge_explanations(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``old`` with explain's new ``explanations`` and ``mljobs`` keys in place of its own: the
+    bias sections stay; an earlier run's explanations (perhaps of another method) go."""
+    out = {**old, "version": old.get("version", VERSION)}
+    out["explanations"] = new.get("explanations", {})
+    if "mljobs" in new:
+        out["mljobs"] = new["mljobs"]
+    return out
+
+
 def merge_bias(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """``old`` with the bias sections of ``new``: a section for the same label and positive
     outcome gains (or replaces) the new facets and keeps the others; any other key of ``old``

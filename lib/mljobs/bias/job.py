@@ -142,11 +142,7 @@ def output_dir(spark: SparkSession, cfg: BiasConfig, sel: Selection) -> str:
 def write_outputs(spark: SparkSession, cfg: BiasConfig, out_dir: str, doc: dict, results, facet: str):
     """analysis.json in out_dir, merged with the one there (explain's, other facets), and the
     report image; returns (analysis.json, image or None) as published."""
-    where = str(uris.join(out_dir, "analysis.json"))
-    try:
-        old = clarify.parse_analysis(fs.read_text(spark, where), where)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    old = clarify.existing_analysis(spark, out_dir)
     with fs.output_dir(spark, out_dir) as out:
         written = clarify.write_analysis(out.local / "analysis.json", clarify.merge_bias(old, doc))
         image = plots.report_image(results, facet, out.local / f"bias_{facet}.png") if cfg.plots else None

@@ -34,6 +34,7 @@ from mljobs import fs, tables, uris
 from mljobs.device import device_for
 from mljobs.emr import EmrStep
 from mljobs.errors import BadDataError, InputError, MljobsError
+from mljobs.clarify import existing_analysis, merge_explanations
 from mljobs.explain import aggregate, clarify, kernel, tree_shap
 from mljobs.explain.config import ExplainConfig, baseline_rows
 from mljobs.explain.worker import input_columns
@@ -308,9 +309,11 @@ def analysis_extra(ex: Explanation, global_pd, rows: int, bg_source: str | None)
 
 
 def write_analysis(ex: Explanation, out_dir, global_pd, stats: LocalStats, bg_source: str | None) -> str:
-    """analysis.json (Clarify's layout) under out_dir; returns its final location."""
+    """analysis.json (Clarify's layout) under out_dir, merged with the one there (the bias job's
+    sections stay); returns its final location."""
     doc = clarify.analysis_json(ex.cfg.method_key, global_values_of(global_pd, ex.cfg.agg_method),
                                 stats.base_value, analysis_extra(ex, global_pd, stats.rows, bg_source))
+    doc = merge_explanations(existing_analysis(ex.spark, out_dir), doc)  # keeps the bias job's sections
     with fs.output_dir(ex.spark, out_dir) as out:
         written = clarify.write_analysis(out.local / "analysis.json", doc)
     return out.final(written)

@@ -117,6 +117,15 @@ def test_predict_fallbacks_are_the_known_ones(rapids_jar, work, tuned):
 
 
 @pytest.mark.slow
+def test_bias_fallbacks_are_the_known_ones(rapids_jar, work, tuned):
+    summary = run_job(rapids_jar, work, "bias", ["--model", tuned["model_dir"], "--table", "gpu.flights",
+                                                 "--label", "ArrDel15", "--facet", "Reporting_Airline",
+                                                 "--group-by", "Origin", "--no-plots"])
+    assert summary["status"] == "ok"
+    check("bias")
+
+
+@pytest.mark.slow
 def test_explain_fallbacks_are_the_known_ones(rapids_jar, work, tuned):
     summary = run_job(rapids_jar, work, "explain", [
         "--model", tuned["model_dir"], "--table", "gpu.flights", "--sample", "0.5", "--group-by", "Reporting_Airline",

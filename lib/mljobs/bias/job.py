@@ -201,6 +201,10 @@ run = run_bias
 EMR_STEP = None
 # Not yet checked by tests/test_gpu_readiness.py; what the plans hold beside plain SQL:
 GPU_FALLBACKS = [
+    Known("CollectLimitExec", "disabled by default", "bias/counts.py: the counts, collected with a cap",
+          "the plugin leaves a collect with a limit on the CPU by default (its own note: on the GPU it can be "
+          "slower); it hands the driver at most MAX_CELLS + 1 aggregated count rows (facet x label x predicted "
+          "label x group) of the GPU aggregation, never table rows"),
     Known("RDDScanExec", UNSUPPORTED_CLASS, "bias/job.py stage_table: the bias_metrics rows",
           "one row per metric and facet value, computed on the driver from the counts; " + DRIVER_ROWS,
           columns=("metric", "value_or_threshold")),

@@ -269,12 +269,12 @@ def executed(spark, tmp_path_factory):
 def test_notebook_runs_and_its_sql_sees_every_table(executed):
     remote, local, results, figures = executed
     tables = set(results["sql-tables"]["tableName"])
-    assert {"flights", "flights_quarantine", "tuning_trials", "shap_local", "shap_global", "predictions",
+    assert {"flights", "flights_quarantine", "tuning_trials", "shap_local", "shap_global", "predictions", "bias_metrics",
             "det_frames", "det_videos", "det_errors"} <= tables
     # -o frames exist in %%local only; the cluster's variables stay there.
-    assert {"trials", "shap", "late", "scored", "frames", "videos"} <= set(local)
-    assert not {"trials", "shap", "late", "scored", "frames", "videos"} & set(remote)
-    assert not {"tune", "explain", "predict", "detection", "spark"} & set(local)
+    assert {"trials", "shap", "late", "scored", "bias_by_origin", "frames", "videos"} <= set(local)
+    assert not {"trials", "shap", "late", "scored", "bias_by_origin", "frames", "videos"} & set(remote)
+    assert not {"tune", "explain", "predict", "bias", "detection", "spark"} & set(local)
     assert figures and len(figures[0].axes) == 3
 
 
@@ -323,6 +323,23 @@ def test_notebook_scores_the_flights_with_the_model(executed):
     assert predict["partitioned_by"] == ["Year", "Month"] and predict["out_table"] == f"{remote['DB']}.predictions"
     # Scored on its own training rows: the refit's metrics that tune recorded.
     assert predict["metrics"]["accuracy"] == pytest.approx(remote["model"].train_metrics["accuracy"], abs=1e-12)
+
+
+@pytest.mark.slow
+def test_notebook_checks_the_predictions_for_bias_by_origin(executed):
+    remote, local, _, _ = executed
+    bias, rows = remote["bias"], local["bias_by_origin"]
+    assert bias["stages"] == ["pre", "post"] and bias["rows"] == remote["predict"]["rows_scored"]
+    assert set(rows["origin"]) == {"EWR", "JFK", "LGA"}  # each New York airport against the other two
+    assert set(rows["metric"]) == {"CI", "DPL", "DPPL", "DI", "RD"}
+    # CI from the counts the job reports: (n_rest - n_facet) / n, per origin
+    counts = {c["value_or_threshold"]: c for c in bias["counts"] if "group" not in c}
+    ci = rows[rows.metric == "CI"].set_index("origin")["value"]
+    for origin, c in counts.items():
+        n_d, n_a = c["facet_rows"], c["rest_rows"]
+        assert ci[origin] == pytest.approx(round((n_a - n_d) / (n_a + n_d), 4), abs=1e-4)
+    doc = json.loads(Path(bias["analysis_json"]).read_text())
+    assert {"pre_training_bias_metrics", "post_training_bias_metrics"} <= set(doc)
 
 
 @pytest.mark.slow

@@ -185,22 +185,24 @@ def test_steps_json_for_the_pipeline():
     assert proc.returncode == 0, proc.stderr
     steps = json.loads(proc.stdout)
     assert [s["Name"] for s in steps] == ["mljobs ingest airline.flights", "mljobs tune airline.flights",
-                                          "mljobs predict airline.flights", "mljobs explain airline.flights",
-                                          "mljobs detection-metrics detection"]
+                                          "mljobs predict airline.flights", "mljobs bias airline.predictions",
+                                          "mljobs explain airline.flights", "mljobs detection-metrics detection"]
     assert {s["ActionOnFailure"] for s in steps} == {"CONTINUE"}
     assert {s["HadoopJarStep"]["Jar"] for s in steps} == {"command-runner.jar"}
     args = [s["HadoopJarStep"]["Args"] for s in steps]
     assert all(a[0] == "spark-submit" and "spark.plugins=com.nvidia.spark.SQLPlugin" in a for a in args)
     # Models, plots and reports of every step go under the results prefix, not a container's disk.
     assert all(f"spark.mljobs.resultsDir={ART}/results" in a for a in args)
-    tails = [a[a.index(f"{ART}/jobs/{job}.py"):] for a, job in zip(args, ("ingest", "tune", "predict", "explain",
-                                                                                 "detection_metrics"))]
+    tails = [a[a.index(f"{ART}/jobs/{job}.py"):] for a, job in zip(args, ("ingest", "tune", "predict", "bias",
+                                                                                 "explain", "detection_metrics"))]
     model = f"{ART}/results/models/emr-xgb"
     assert tails == [
         [f"{ART}/jobs/ingest.py", "--input", "s3://mljobs-data/bts/2013/", "--table", "airline.flights"],
         [f"{ART}/jobs/tune.py", "--table", "airline.flights", "--study", "emr-xgb", "--model-dir", model,
          "--where", "Month <= 3", "--max-trials", "20", "--max-parallel", "2"],
-        [f"{ART}/jobs/predict.py", "--model", model, "--table", "airline.flights"],
+        [f"{ART}/jobs/predict.py", "--model", model, "--table", "airline.flights", "--keep", "Reporting_Airline"],
+        [f"{ART}/jobs/bias.py", "--table", "airline.predictions", "--label", "ArrDel15", "--facet", "Reporting_Airline",
+         "--predicted-label-col", "prediction", "--output", f"{ART}/results/explain/emr-xgb", "--no-plots"],
         [f"{ART}/jobs/explain.py", "--model", model, "--table", "airline.flights", "--where", "Month <= 3"],
         [f"{ART}/jobs/detection_metrics.py", "--gt", "s3://mljobs-data/helmets/train_labels.csv",
          "--pred", "s3://mljobs-data/helmets/detections.csv"],
@@ -265,7 +267,7 @@ def test_upload_then_run_steps_and_report_states(packaged, moto, aws, tmp_path):
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="mljobs-art", Prefix="releases/")["Contents"]}
     want = {f"releases/0.1.0/{n}" for n in (f"mljobs-{VERSION}.zip", f"mljobs-conf-{VERSION}.tar.gz",
                                             f"mljobs-{VERSION}-py3-none-any.whl", "mljobs-env-py311-linux-x86_64.tar.gz",
-                                            "jobs/ingest.py", "jobs/tune.py", "jobs/predict.py", "jobs/explain.py",
+                                            "jobs/ingest.py", "jobs/tune.py", "jobs/predict.py", "jobs/bias.py", "jobs/explain.py",
                                             "jobs/detection_metrics.py", "jobs/sql.py", "conf/emr-gpu.properties",
                                             "conf/emr-cluster-gpu.json", "conf/tune.yaml")}
     assert want <= keys
@@ -290,7 +292,7 @@ def test_upload_then_run_steps_and_report_states(packaged, moto, aws, tmp_path):
     for line in proc.stdout:
         seen.append(line)
         if re.search(r"mljobs ingest airline.flights: RUNNING", line):
-            for step, state in zip(_moto_steps(cid), ("COMPLETED", "COMPLETED", "COMPLETED", "FAILED", "CANCELLED")):
+            for step, state in zip(_moto_steps(cid), ("COMPLETED",) * 4 + ("FAILED", "CANCELLED")):
                 step.state = state
             break
     rest, err = proc.communicate(timeout=120)
@@ -299,8 +301,8 @@ def test_upload_then_run_steps_and_report_states(packaged, moto, aws, tmp_path):
     report = json.loads(run.stdout.splitlines()[-1])
     assert report["status"] == "failed" and report["cluster_id"] == cid
     assert [(s["name"].split()[1], s["state"]) for s in report["steps"]] == [
-        ("ingest", "COMPLETED"), ("tune", "COMPLETED"), ("predict", "COMPLETED"), ("explain", "FAILED"),
-        ("detection-metrics", "CANCELLED")]
+        ("ingest", "COMPLETED"), ("tune", "COMPLETED"), ("predict", "COMPLETED"), ("bias", "COMPLETED"),
+        ("explain", "FAILED"), ("detection-metrics", "CANCELLED")]
     assert re.search(r"\[emr\] s-\w+ mljobs ingest airline.flights: RUNNING", run.stdout)
     assert re.search(r"\[emr\] s-\w+ mljobs explain airline.flights: FAILED", run.stdout)
 
@@ -366,6 +368,7 @@ def test_no_credentials_committed():
     ("tune", ["--study", "s", "--table"]),
     ("explain", ["--model", "{tmp}", "--table"]),
     ("predict", ["--model", "{tmp}", "--table"]),
+    ("bias", ["--label", "y", "--facet", "f", "--table"]),
     ("detection_metrics", ["--pred", "p.csv", "--gt"]),
 ])
 def test_sql_in_a_table_name_is_rejected_before_spark_starts(job, args, tmp_path):

@@ -107,7 +107,7 @@ def _step(job: str) -> EmrStep:
 
 @dataclass
 class Pipeline:
-    """What the four steps need; each job's own flags can be added with ``<job>_args``."""
+    """What the steps need; each job's own flags can be added with ``<job>_args``."""
 
     artifacts: str
     env: str = "emr"
@@ -118,6 +118,8 @@ class Pipeline:
     where: str | None = None
     gt: str | None = None
     pred: str | None = None
+    facet: str = "Reporting_Airline"  # bias: the sensitive attribute (kept in the predictions by predict)
+    label: str = "ArrDel15"  # bias: the label column of the table (predict copies it to the predictions)
     results: str | None = None
     action_on_failure: str = "CANCEL_AND_WAIT"
     conf: list[str] = field(default_factory=list)
@@ -152,6 +154,15 @@ class Pipeline:
 
     def model_dir(self) -> str:
         return s3_join(self.results_dir(), "models", self.study)
+
+    def predictions_table(self) -> str:
+        """The predict step's output, which the bias step reads: <db of --table>.predictions."""
+        return f"{parse_table_name(self.table)[0]}.predictions"
+
+    def explain_dir(self) -> str:
+        """Where explain writes analysis.json (its default under the results root); the bias step
+        writes its sections into the same file, as Clarify merges both analyses."""
+        return s3_join(self.results_dir(), "explain", self.study)
 
     def where_args(self) -> list[str]:
         return ["--where", self.where] if self.where else []
@@ -276,6 +287,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--table", help="the flights table DB.NAME (ingest writes it, tune/explain read it)")
         sp.add_argument("--study", help="tuning study; its model goes to RESULTS/models/<study>")
         sp.add_argument("--where", help="SQL filter for tune and explain")
+        sp.add_argument("--facet", default="Reporting_Airline",
+                        help="bias: the sensitive column (predict keeps it in the predictions)")
+        sp.add_argument("--label", default="ArrDel15", help="bias: the table's label column")
         sp.add_argument("--gt", help="detection ground truth (table or s3:// path)")
         sp.add_argument("--pred", help="detections (table or s3:// path)")
         sp.add_argument("--results", metavar="s3://...", help="models and outputs (default ARTIFACTS/results)")
@@ -299,6 +313,7 @@ def main(argv=None) -> int:
         pipeline = Pipeline(
             artifacts=args.artifacts, env=args.env, jobs=[j.strip() for j in args.jobs.split(",") if j.strip()],
             input=args.input, table=args.table, study=args.study, where=args.where, gt=args.gt, pred=args.pred,
+            facet=args.facet, label=args.label,
             results=args.results, action_on_failure=args.action_on_failure, conf=args.conf,
             extra_args={j: shlex.split(getattr(args, f"{j.replace('-', '_')}_args")) for j in pipeline_jobs()},
         ).validate()

@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
 from mljobs import clarify, fs, tables, uris
+from mljobs.emr import EmrStep
 from mljobs.bias import counts as bc
 from mljobs.bias import fliptest, plots, report
 from mljobs.bias.config import BiasConfig
@@ -196,9 +197,11 @@ def run_bias(spark: SparkSession, cfg: BiasConfig, progress=print) -> dict:
 NAME = "bias"
 CONFIG = BiasConfig
 run = run_bias
-# The EMR pipeline (mljobs.emr.Pipeline) names no facet or positive outcome, so bias is not
-# one of its steps; run it as a step of its own with ./spark-submit.sh --env emr bias ...
-EMR_STEP = None
+# After predict: the predictions (label and facet kept by the predict step) by the pipeline's
+# facet, into explain's analysis.json (explain, the next step, keeps these sections).
+EMR_STEP = EmrStep(needs=("table", "study"), label=lambda p: p.predictions_table(),
+                   args=lambda p: ["--table", p.predictions_table(), "--label", p.label, "--facet", p.facet,
+                                   "--predicted-label-col", "prediction", "--output", p.explain_dir(), "--no-plots"])
 # Not yet checked by tests/test_gpu_readiness.py; what the plans hold beside plain SQL:
 GPU_FALLBACKS = [
     Known("CollectLimitExec", "disabled by default", "bias/counts.py: the counts, collected with a cap",

@@ -170,7 +170,8 @@ NAME = "predict"
 CONFIG = PredictConfig
 run = run_predict
 # Scores the whole table with the model the tune step wrote (--where selects the training
-# rows of tune and explain only); a selection of its own goes in the pipeline's predict args.
+# rows of tune and explain only; a selection of its own goes in the pipeline's predict args),
+# keeping the bias step's facet column.
 EMR_STEP = EmrStep(needs=("table", "study"), label=lambda p: p.table,
-                   args=lambda p: ["--model", p.model_dir(), "--table", p.table])
+                   args=lambda p: ["--model", p.model_dir(), "--table", p.table, "--keep", p.facet])
 GPU_FALLBACKS: list = []  # none of its own (tests/test_gpu_readiness.py)

@@ -89,3 +89,34 @@ def emit(result: dict, json_out: str | None = None) -> None:
     if json_out:
         Path(json_out).write_text(line + "\n")
     print(line, flush=True)
+
+
+def write_parquet(df, directory, files: int) -> None:
+    """df as `files` Parquet files (pyarrow, row ranges in order) in directory."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, part in enumerate(np.array_split(np.arange(len(df)), files)):
+        pq.write_table(pa.Table.from_pandas(df.iloc[part], preserve_index=False), directory / f"part-{i:05d}.parquet")
+
+
+def local_spark(app: str, work):
+    """A local[2] session (no UI, 4 shuffle partitions, 4 GB driver) with its data under work/data
+    and the database `bench`."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from mljobs.session import build_session
+
+    spark = build_session(app, data_dir=work / "data",
+                          conf={"spark.master": "local[2]", "spark.ui.enabled": "false",
+                                "spark.sql.shuffle.partitions": "4", "spark.driver.memory": "4g"})
+    spark.sql("CREATE DATABASE IF NOT EXISTS bench")
+    return spark
+
+
+def parquet_table(spark, table: str, directory) -> None:
+    """(Re)create the Hive table `table` over the Parquet files in directory."""
+    spark.sql(f"DROP TABLE IF EXISTS {table}")
+    spark.sql(f"CREATE TABLE {table} USING parquet LOCATION '{directory}'")

@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 sys.path.insert(0, str(ROOT / "bench"))
-from benchlib import RssPoller, emit, machine_info  # noqa: E402
+from benchlib import RssPoller, emit, local_spark, machine_info, parquet_table, write_parquet  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -60,15 +60,6 @@ def flights(rows: int, seed: int = 7) -> pd.DataFrame:
     out = base.iloc[idx].reset_index(drop=True)
     out.insert(0, "flight_id", np.arange(rows, dtype=np.int64))
     return out
-
-
-def write_parquet(df: pd.DataFrame, directory: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    directory.mkdir(parents=True, exist_ok=True)
-    for i, part in enumerate(np.array_split(np.arange(len(df)), FILES)):
-        pq.write_table(pa.Table.from_pandas(df.iloc[part], preserve_index=False), directory / f"part-{i:05d}.parquet")
 
 
 def train_model(df: pd.DataFrame, work: Path):
@@ -125,14 +116,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows = args.rows or (200_000 if args.quick else 2_000_000)
     repeats = args.repeats or (1 if args.quick else 3)
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    from mljobs.session import build_session
-
     t_all = time.monotonic()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-predict-"))
     df = flights(rows)
-    write_parquet(df, work / "flights")
+    write_parquet(df, work / "flights", FILES)
     model_dir = train_model(df, work)
     log(f"{rows:,} rows in {FILES} Parquet files; model d8x200 trained")
     del df
@@ -141,12 +128,8 @@ def main(argv=None) -> int:
     native_s = statistics.median(t for t, _ in native)
     log(f"xgboost inplace_predict (2 threads, with the Parquet read): {rows / native_s:,.0f} rows/s")
 
-    spark = build_session("bench-predict", data_dir=work / "data",
-                          conf={"spark.master": "local[2]", "spark.ui.enabled": "false",
-                                "spark.sql.shuffle.partitions": "4", "spark.driver.memory": "4g"})
-    spark.sql("CREATE DATABASE IF NOT EXISTS bench")
-    spark.sql("DROP TABLE IF EXISTS bench.flights")
-    spark.sql(f"CREATE TABLE bench.flights USING parquet LOCATION '{work / 'flights'}'")
+    spark = local_spark("bench-predict", work)
+    parquet_table(spark, "bench.flights", work / "flights")
     quarter = ours(spark, model_dir, f"flight_id < {rows // 4}")
     runs = [ours(spark, model_dir, None) for _ in range(repeats)]
     for r in runs:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from mljobs.errors import InputError, MljobsError
-from mljobs.uris import parse_s3_uri, s3_join
+from mljobs.uris import parse_s3_uri
 
 BOOSTER_FILE = "xgboost-model"
 ARCHIVE_MEMBERS = ("metadata.json", BOOSTER_FILE)  # sorted, the order they are written in

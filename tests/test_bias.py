@@ -205,10 +205,59 @@ def test_flip_test_matches_smclarify(spark, data, tmp_path):
                           sm.StageType.POST_TRAINING, sm.LabelColumn("pred", df.pred, ["approved"]), metrics=["FT", "DI"])
     assert_same(ours(s, "post"), {(f["value_or_threshold"], m["name"]): m["value"] for f in want for m in f["metrics"]})
     assert all(m["value"] != 0 for m in s["metrics"] if m["metric"] == "FT")
+    assert {v: t["tied_votes"] for v, t in s["flip_test"].items()} == {"a": 0, "b": 0, "c": 0}  # continuous: no ties
     few = bias(tmp_path, spark=spark, table=f"{DB}.applicants", label="outcome", label_values=["approved"],
                facet="gender", facet_values=["c"], predicted_label_col="pred", methods=["FT"], flip_test_sample=50,
                flip_test_features=["age", "score"])
     assert -1 <= few["metrics"][0]["value"] <= 1 and few["metrics"][0]["error"] is None
+
+
+def test_flip_test_vote_rule_at_tied_distances():
+    """No Spark: the vote from a row's state (its K nearest, and the rows more at the K-th
+    distance), by hand: tied neighbours vote in proportion; a row is tied only when the choice
+    of them could change the vote."""
+    from mljobs.bias.fliptest import _vote
+
+    def vote(dist, lab, extra=(0, 0), k=5):
+        v, tied = _vote(np.array([dist], float).T, np.array([lab], np.int8).T, np.array([max(dist)], float),
+                        np.array([extra[0]]), np.array([extra[1]]), k)
+        return bool(v[0]), bool(tied[0])
+
+    assert vote([1, 2, 3, 4, 5], [1, 1, 1, 0, 0]) == (True, False)  # no tie
+    # 2 nearer (both positive), 4 at distance 3 (1 positive), a 5-vote takes 3: 2 + 3/4 > 2.5; tied
+    assert vote([1, 2, 3, 3, 3], [1, 1, 0, 0, 1], extra=(1, 0)) == (True, True)
+    # 4 nearer (all negative), 100 at the 5th distance (99 positive): any choice votes negative
+    assert vote([1, 1, 1, 1, 2], [0, 0, 0, 0, 1], extra=(99, 98)) == (False, False)
+    # 5 equal rows, 3 positive, 3 more at that distance, 0 positive: 3 * 5/8 < 2.5 -> negative; tied
+    assert vote([2, 2, 2, 2, 2], [1, 1, 1, 0, 0], extra=(3, 0)) == (False, True)
+    assert vote([0.5, 1, 2, 2, 2], [0, 1, 1, 1, 1], k=1) == (False, False)  # k = 1: the nearest
+
+
+@pytest.mark.slow
+def test_flip_test_on_tied_features_is_within_the_counted_ties_of_smclarify(spark, tmp_path):
+    """Small integer features: many rows of the rest at exactly the k-th distance, where
+    scikit-learn's choice is its tree's accident. Every FT is within tied / voted of
+    smclarify's, some ties are counted, and where none is, FT equals smclarify's."""
+    rng = np.random.default_rng(11)
+    n = 900
+    df = pd.DataFrame({"grp": rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2]), "x1": rng.integers(0, 5, n),
+                       "x2": rng.integers(0, 4, n), "y": (rng.random(n) < 0.5).astype(int)})
+    df["pred"] = ((df.x1 + df.x2 + rng.integers(0, 3, n)) > 4).astype(int)
+    spark.createDataFrame(df).write.mode("overwrite").saveAsTable(f"{DB}.tied")
+    s = bias(tmp_path, spark=spark, table=f"{DB}.tied", label="y", label_values=["1"], facet="grp",
+             predicted_label_col="pred", methods=["FT"], flip_test_features=["x1", "x2"])
+    want = sm.bias_report(df.copy(), sm.FacetColumn("grp"), sm.LabelColumn("y", df.y, [1]), sm.StageType.POST_TRAINING,
+                          sm.LabelColumn("pred", df.pred, [1]), metrics=["FT"])
+    want = {f["value_or_threshold"]: f["metrics"][0]["value"] for f in want}
+    got = {m["value_or_threshold"]: m["value"] for m in s["metrics"]}
+    ties = s["flip_test"]
+    assert set(got) == set(want) == set(ties)
+    assert sum(t["tied_votes"] for t in ties.values()) > 0
+    for v, w in want.items():
+        assert ties[v]["rows_voted"] == int((df.grp == v).sum())
+        assert abs(got[v] - w) <= ties[v]["tied_votes"] / ties[v]["rows_voted"] + 1e-12, (v, got[v], w, ties[v])
+        if ties[v]["tied_votes"] == 0:
+            assert abs(got[v] - w) <= TOL
 
 
 def test_undefined_metrics_are_null_with_a_reason(spark, data, tmp_path):

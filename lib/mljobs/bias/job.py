@@ -25,7 +25,6 @@ from mljobs.emr import EmrStep
 from mljobs.bias import counts as bc
 from mljobs.bias import fliptest, plots, report
 from mljobs.bias.config import BiasConfig
-from mljobs.bias.metrics import Undefined
 from mljobs.device import device_for
 from mljobs.errors import InputError
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
@@ -106,22 +105,17 @@ def select(spark: SparkSession, cfg: BiasConfig) -> Selection:
 
 
 def flip_tests(cfg: BiasConfig, sel: Selection, agg: bc.Aggregated, entries: list) -> dict:
-    """FT per facet value ({value_or_threshold: (value, error)}), when asked for; the rows it
-    reads (scored once with --model) are cached for the kNN passes."""
+    """FT per facet value ({value_or_threshold: Flip}), when asked for: one kNN pass for all
+    values; the rows it reads (scored once with --model) are cached for its three passes."""
     if "FT" not in cfg.metrics_of("post"):
         return {}
     base = sel.df.where(sel.y.isNotNull()).select(bc.facet_key(sel.df, sel.facet, cfg).alias(bc.KEY),
                                                   sel.yhat.alias("_ft_yhat"), *[F.col(f"`{c}`") for c in sel.ft_features])
-    base = base.persist()
+    base = base.where(F.col(bc.KEY).isNotNull()).persist()
     try:
-        out = {}
-        for (value, _), sensitive in zip(entries, bc.sensitive_predicates(agg, cfg)):
-            try:
-                out[value] = (float(fliptest.flip_test(base, sensitive(F.col(bc.KEY)), F.col("_ft_yhat"),
-                                                       sel.ft_features, cfg.flip_test_sample)), None)
-            except Undefined as exc:
-                out[value] = (None, f"FT: {exc}")
-        return out
+        groups = [sensitive(F.col(bc.KEY)) for sensitive in bc.sensitive_predicates(agg, cfg)]
+        flips = fliptest.flip_tests(base, groups, F.col("_ft_yhat"), sel.ft_features, cfg.flip_test_sample)
+        return {value: flip for (value, _), flip in zip(entries, flips)}
     finally:
         base.unpersist()
 
@@ -170,7 +164,10 @@ def run_bias(spark: SparkSession, cfg: BiasConfig, progress=print) -> dict:
     if not agg.cells:
         raise InputError(f"the selection is empty: no rows with a label in {cfg.table} (check --where)")
     entries = bc.facet_entries(agg, cfg)
-    results = report.compute_all(cfg, entries, flip_tests(cfg, sel, agg, entries))
+    t_ft = time.monotonic()
+    flips = flip_tests(cfg, sel, agg, entries)
+    t_ft = time.monotonic() - t_ft
+    results = report.compute_all(cfg, entries, flips)
     lv = label_value(cfg, agg)
     run_id = uuid.uuid4().hex[:12]
     try:
@@ -190,6 +187,8 @@ def run_bias(spark: SparkSession, cfg: BiasConfig, progress=print) -> dict:
             "metrics": [{"stage": report.STAGE_NAMES[m.stage], "value_or_threshold": m.value_or_threshold,
                          "metric": m.name, "value": clarify.json_value(m.value), "error": m.error} for m in results],
             "counts": report.group_counts(entries, sel.yhat is not None), "run_id": run_id,
+            "flip_test": {v: {"rows_voted": f.voted, "tied_votes": f.tied} for v, f in flips.items()},
+            "flip_test_seconds": round(t_ft, 2) if flips else None,
             "seconds": round(time.monotonic() - t0, 2)}
 
 
@@ -211,7 +210,8 @@ GPU_FALLBACKS = [
     Known("RDDScanExec", UNSUPPORTED_CLASS, "bias/job.py stage_table: the bias_metrics rows",
           "one row per metric and facet value, computed on the driver from the counts; " + DRIVER_ROWS,
           columns=("metric", "value_or_threshold")),
-    Known("InMemoryTableScanExec", "has been disabled", "bias/job.py flip_tests: FT's rows, cached for the kNN "
-          "pass of each facet value", "rapids 25.04 leaves Spark's in-memory cache on the CPU under Spark 3.5 "
-          "(NVIDIA/spark-rapids#10603); the scan feeds the kNN's Python tasks", required=False),
+    Known("InMemoryTableScanExec", "has been disabled",
+          "bias/job.py flip_tests: FT's rows, cached for its three passes (group sizes, the voted rows, the kNN)",
+          "rapids 25.04 leaves Spark's in-memory cache on the CPU under Spark 3.5 (NVIDIA/spark-rapids#10603); "
+          "the scan feeds the kNN's Python tasks", required=False),
 ]

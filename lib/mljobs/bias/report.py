@@ -26,7 +26,10 @@ def compute_all(cfg: BiasConfig, entries: list[tuple[str, Counts]], ft: dict | N
     for stage in cfg.stages:
         for value, counts in entries:
             for name in cfg.metrics_of(stage):
-                v, err = (ft or {})[value] if name == "FT" else compute(name, counts, grouped=bool(cfg.group_by))
+                if name == "FT":
+                    v, err = ft[value].value, ft[value].error and f"FT: {ft[value].error}"
+                else:
+                    v, err = compute(name, counts, grouped=bool(cfg.group_by))
                 out.append(Metric(stage, value, name, v, err))
     return out
 

@@ -39,7 +39,7 @@ setup(
     packages=find_packages("lib"),
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8", "chispa==0.12.0", "pytest-timeout>=2.3", "hypothesis>=6", "pycocotools>=2.0.7",
+        "test": ["pytest>=8", "chispa==0.12.0", "pytest-timeout>=2.3", "pytest-xdist>=3.6", "hypothesis>=6", "pycocotools>=2.0.7",
                  # EMR steps against a local AWS emulator, and the packaging test.
                  "boto3>=1.34", "moto[server]>=5", "venv-pack==0.2.0",
                  # examples/sparkmagic.ipynb is validated against the nbformat v4 schema.

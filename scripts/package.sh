@@ -37,8 +37,10 @@ say() { echo "[package] $*" >&2; }
 
 version="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$ROOT/lib/mljobs/__init__.py")"
 zip_path="$out/mljobs-$version.zip"
-# Sorted names and -X (no extra attributes) keep the listing stable between builds.
-(cd "$ROOT/lib" && rm -f "$zip_path" && find mljobs -name '*.py' | LC_ALL=C sort | zip -q -X "$zip_path" -@)
+# Sorted names and -X (no extra attributes) keep the listing stable between builds; written
+# aside and renamed, so a process reading the zip (a test worker, a job) never sees half of it.
+tmp_zip="$(mktemp "$out/.mljobs-zip.XXXXXX")" && rm -f "$tmp_zip" && tmp_zip="$tmp_zip.zip"
+(cd "$ROOT/lib" && find mljobs -name '*.py' | LC_ALL=C sort | zip -q -X "$tmp_zip" -@) && mv -f "$tmp_zip" "$zip_path"
 echo "$zip_path"
 [[ $zip_only -eq 1 ]] && exit 0
 

@@ -189,6 +189,42 @@ def _match_chunk(chunk, group_start, n_gt, n_det, box, crowd, ig_bits, res_tp, r
     res_ig[det_rows] = (ig.astype(np.int64) * weights).sum(axis=(0, 1))[c_idx_d, k_idx]
 
 
+ARROW_TYPES = {"c_rank": "int32", "c_tp": "int64", "c_ig": "int64"}
+
+
+def match_table(table):
+    """``match_arrays`` on a pyarrow Table of boxes (video, frame, cls, kind, left, top,
+    width, height, score, area, iscrowd, _rid; rows with a non-null ``_reason`` get null
+    results): the table with ``c_rank``, ``c_tp``, ``c_ig`` appended."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    if "_reason" in table.column_names:
+        valid = pc.is_null(table.column("_reason")).to_numpy(zero_copy_only=False)
+    else:
+        valid = np.ones(n, dtype=bool)
+    sub = table.filter(pa.array(valid)) if not valid.all() else table
+
+    def codes(name):
+        return sub.column(name).combine_chunks().dictionary_encode().indices.to_numpy(zero_copy_only=False)
+
+    def num(name, fill):
+        return pc.fill_null(sub.column(name), fill).to_numpy(zero_copy_only=False)
+
+    res = match_arrays(
+        codes("video"), num("frame", 0), codes("cls"), num("kind", 0),
+        np.column_stack([num(c, 0.0) for c in ("left", "top", "width", "height")]) if sub.num_rows
+        else np.zeros((0, 4)),
+        num("area", np.nan), num("iscrowd", 0), num("_rid", 0), num("score", 0.0),
+    )
+    for name, typ in ARROW_TYPES.items():
+        full = np.zeros(n, dtype=typ)
+        full[valid] = res[name]
+        table = table.append_column(name, pa.array(full, mask=~valid))
+    return table
+
+
 # ----------------------------------------------------------------------------- accumulate
 
 
@@ -299,5 +335,64 @@ def evaluate(boxes: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=by + list(STATS))
 
 
+
+
+# ----------------------------------------------------------------------------- Spark groups
+
+CURVES_SCHEMA = ("cls string, video string, npig array<bigint>, q array<double>, recall array<double>, "
+                 "pr array<double>")
+CURVE_INPUT = ["cls", "video", "frame", "kind", "score", "c_rank", "c_tp", "c_ig"]
+
+
+def class_group(pdf: pd.DataFrame) -> pd.DataFrame:
+    """``applyInPandas`` over the rows of one class (``CURVE_INPUT``: ground truth, and the
+    detections with ``c_rank`` >= 0): the class's curves over all images (video NULL, with
+    the precision curves ``pr`` at IoU .50, .75 and their mean over .50:.95) and per video."""
+    pdf = pdf.sort_values(["video", "frame"], kind="stable")
+    pdf = pdf.assign(_img=pdf.groupby(["video", "frame"], sort=True).ngroup().to_numpy())
+    cls = pdf["cls"].iloc[0]
+
+    def curves(part):
+        det = part["kind"].to_numpy() == 1
+        d = part[det]
+        return class_curves(d["score"].to_numpy(np.float64), d["_img"].to_numpy(), d["c_rank"].to_numpy(),
+                            d["c_tp"].to_numpy(np.int64), d["c_ig"].to_numpy(np.int64),
+                            part.loc[~det, "c_ig"].to_numpy(np.int64))
+
+    def row(video, c, pr):
+        return {"cls": cls, "video": video, "npig": c["npig"].astype(np.int64).tolist(), "q": c["q"].ravel().tolist(),
+                "recall": c["recall"].ravel().tolist(),
+                "pr": np.concatenate([c["pr"][0], c["pr"][5], c["pr"].mean(axis=0)]).tolist() if pr else None}
+
+    whole = curves(pdf)
+    out = [row(None, whole, True)]
+    videos = pdf["video"].unique()
+    if len(videos) == 1:
+        out.append(row(videos[0], whole, False))
+    else:
+        for video, part in pdf.groupby("video", sort=True):
+            out.append(row(video, curves(part), False))
+    return pd.DataFrame(out, columns=["cls", "video", "npig", "q", "recall", "pr"])
+
+
+def figures(curves: pd.DataFrame) -> pd.DataFrame:
+    """The twelve figures from ``class_group`` rows: scope overall (video and cls NULL),
+    video (per video, over its classes) and class (per class, over all images)."""
+    def stats(rows):
+        if not len(rows):
+            return dict.fromkeys(STATS, -1.0)
+        return summarize(np.stack([np.asarray(x, np.float64) for x in rows["q"]]),
+                         np.stack([np.asarray(x, np.float64) for x in rows["recall"]]))
+
+    whole = curves[curves["video"].isna()]
+    per_video = curves[curves["video"].notna()]
+    out = [{"scope": "overall", "video": None, "cls": None, **stats(whole)}]
+    for video, part in per_video.groupby("video", sort=True):
+        out.append({"scope": "video", "video": video, "cls": None, **stats(part)})
+    for row in whole.sort_values("cls").itertuples(index=False):
+        out.append({"scope": "class", "video": None, "cls": row.cls, **stats(pd.DataFrame([row._asdict()]))})
+    return pd.DataFrame(out, columns=["scope", "video", "cls", *STATS])
+
+
 __all__ = ["AREA_LABELS", "AREA_RNGS", "IOU_THRS", "MAX_DETS", "REC_THRS", "STATS", "class_curves", "evaluate",
-           "iou_crowd", "match_arrays", "summarize"]
+           "class_group", "figures", "iou_crowd", "match_arrays", "match_table", "summarize"]

@@ -77,7 +77,7 @@ def test_tables_equal_the_engine_and_ap_equals_pycocotools(spark, plays, first_r
     assert set(summary["videos"]) == set(snaps.index)
     assert summary["rows_quarantined"] == 0
     assert summary["tables"] == ["dett.det_frames", "dett.det_videos", "dett.det_errors", "dett.det_quarantine",
-                                 "dett.det_impact"]
+                                 "dett.det_coco", "dett.det_impact"]
 
 
 def test_error_boxes_and_miss_ranking(spark, plays, first_run):

@@ -496,11 +496,9 @@ run = run_detection_metrics
 EMR_STEP = EmrStep(needs=("gt", "pred"), args=lambda p: ["--gt", p.gt, "--pred", p.pred],
                    label=lambda p: "detection")
 GPU_FALLBACKS = [
-    Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py ap_tables: video codes",
-          "one row per video (its integer code in sorted order), broadcast into a join; " + DRIVER_ROWS,
-          columns=("video", "_v")),
-    Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py ap_tables: class codes",
-          "one row per class, broadcast into a join; " + DRIVER_ROWS, columns=("cls", "_c")),
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py coco_frame: det_coco rows",
+          "one row overall, per video and per class, the COCO figures summarised on the driver from the "
+          "per-class curves, written to Parquet; " + DRIVER_ROWS, columns=("scope", "video", "cls")),
     Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py videos_frame: det_videos rows",
           "one row per video plus the overall row, with AP computed on the driver, written to Parquet; "
           + DRIVER_ROWS, columns=("scope", "video", "ap")),

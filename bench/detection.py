@@ -36,16 +36,14 @@ frames (default 250, about 20 helmets each) are generated once with
 * ours: ``run_detection_metrics`` with ``--gt instances.json --pred results.json``, plots
   off, in the warmed SparkSession. Timed: the whole job (reading both JSON files in Spark,
   checks, the per-frame analysis, COCO's evaluation and accumulation, the five tables).
-  Peak memory: the process tree's RSS and the driver JVM's heap is not separated: we
-  report the tree's peak.
+  Peak memory: RSS of this process and all its children (JVM, Python workers).
 * faster-coco-eval 1.8 (the C++ re-implementation) in a fresh interpreter: ``COCO(path)``,
   ``loadRes(path)``, ``COCOeval_faster`` evaluate / accumulate / summarize. Timed: all of it
   (loading the JSON included, as ours).
 * pycocotools in a fresh interpreter, the same steps; on the first ``--pycoco-images``
   images (default 10,000) when the run is larger, its time extrapolated linearly to the full
-  size (said so in the output: ``pycocotools_extrapolated``); its figures are then checked
-  against ours on that subset (a second, untimed run of ours is not needed: the subset files
-  are evaluated by our numpy engine, ``coco.evaluate``).
+  size (said so in the output: ``pycocotools_extrapolated``); its figures on that subset are
+  checked against our numpy engine's (``coco.evaluate``, untimed) on the same subset.
 
 The script fails if ours and faster-coco-eval differ by more than 1e-6 on any figure.
 

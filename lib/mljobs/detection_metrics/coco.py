@@ -247,24 +247,23 @@ def class_curves(score, image_key, rank, tp_bits, ig_bits, gt_ig_bits) -> dict[s
     rank = np.asarray(rank)[order]
     tp_bits = np.asarray(tp_bits, np.int64)[order]
     ig_bits = np.asarray(ig_bits, np.int64)[order]
-    shifts = np.arange(N_A * N_T, dtype=np.int64)[:, None]
     for mi, max_det in enumerate(MAX_DETS):
         keep = rank < max_det
         tb, ib = tp_bits[keep], ig_bits[keep]
         nd = len(tb)
-        tp = ((tb[None] >> shifts) & 1).astype(bool)  # (A*T, nd)
-        ig = ((ib[None] >> shifts) & 1).astype(bool)
-        tps = np.cumsum(tp, axis=1).astype(float)
-        fps = np.cumsum(~tp & ~ig, axis=1).astype(float)
-        for a in range(N_A):
+        for a in range(N_A):  # one area range at a time: (T, nd) arrays
             if npig[a] == 0:
                 continue
+            shifts = np.arange(a * N_T, (a + 1) * N_T, dtype=np.int64)[:, None]
+            tp = ((tb[None] >> shifts) & 1).astype(bool)
+            ig = ((ib[None] >> shifts) & 1).astype(bool)
+            tps = np.cumsum(tp, axis=1).astype(float)
+            fps = np.cumsum(~tp & ~ig, axis=1).astype(float)
             for t in range(N_T):
-                row = a * N_T + t
                 q = np.zeros(N_R)
                 if nd:
-                    rc = tps[row] / npig[a]
-                    pr = tps[row] / (fps[row] + tps[row] + _EPS)
+                    rc = tps[t] / npig[a]
+                    pr = tps[t] / (fps[t] + tps[t] + _EPS)
                     pr = np.maximum.accumulate(pr[::-1])[::-1]
                     inds = np.searchsorted(rc, REC_THRS, side="left")
                     inside = inds < nd

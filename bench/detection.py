@@ -285,7 +285,8 @@ def coco_bench(spark, work: Path, images: int, pycoco_images: int) -> dict:
     cfg = DetectionConfig(gt=str(inst_path), pred=str(det_path), out_db="bench_coco", max_plots=0)
     with RssPoller() as mem:
         t0 = time.perf_counter()
-        summary = run_detection_metrics(spark, cfg, progress=lambda m: log(f"  ours: {m}"))
+        summary = run_detection_metrics(spark, cfg,
+                                        progress=lambda m: log(f"  ours [{time.perf_counter() - t0:6.1f} s]: {m}"))
         ours_s = time.perf_counter() - t0
     ours = [summary["coco"]["overall"][k] for k in coco.STATS]
     log(f"  ours: {ours_s:.1f} s, AP {ours[0]:.6f}, peak RSS {mem.peak_mb:.0f} MB")

@@ -30,6 +30,23 @@ frames (default 250, about 20 helmets each) are generated once with
   the engine's canonical order, so score ties are broken alike; the script fails if the
   two APs differ by more than 1e-9. Peak memory: each worker's VmHWM.
 
+``--coco`` (a second benchmark): COCO's twelve figures on generated COCO JSON files
+(``mljobs.datasets.cocoboxes``, seed 7; default 100,000 images, about 22 boxes each):
+
+* ours: ``run_detection_metrics`` with ``--gt instances.json --pred results.json``, plots
+  off, in the warmed SparkSession. Timed: the whole job (reading both JSON files in Spark,
+  checks, the per-frame analysis, COCO's evaluation and accumulation, the five tables).
+  Peak memory: RSS of this process and all its children (JVM, Python workers).
+* faster-coco-eval 1.8 (the C++ re-implementation) in a fresh interpreter: ``COCO(path)``,
+  ``loadRes(path)``, ``COCOeval_faster`` evaluate / accumulate / summarize. Timed: all of it
+  (loading the JSON included, as ours).
+* pycocotools in a fresh interpreter, the same steps; on the first ``--pycoco-images``
+  images (default 10,000) when the run is larger, its time extrapolated linearly to the full
+  size (said so in the output: ``pycocotools_extrapolated``); its figures on that subset are
+  checked against our numpy engine's (``coco.evaluate``, untimed) on the same subset.
+
+The script fails if ours and faster-coco-eval differ by more than 1e-6 on any figure.
+
 Human-readable lines go to stderr; the LAST line on stdout is one JSON object (the
 largest size at top level, every size under ``sizes``).
 """
@@ -181,7 +198,37 @@ def worker_ours_ap(gt_path: str, det_path: str) -> dict:
             "peak_rss_mb": _own_peak_rss_mb()}
 
 
-WORKERS = {"pandas-loop": worker_pandas_loop, "pycocotools": worker_pycocotools, "ours-ap": worker_ours_ap}
+def _coco_worker(module: str, gt_path: str, det_path: str) -> dict:
+    import contextlib
+    import io
+
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        if module == "faster":
+            from faster_coco_eval import COCO, COCOeval_faster as COCOeval
+        else:
+            from pycocotools.coco import COCO
+            from pycocotools.cocoeval import COCOeval
+        gt = COCO(gt_path)
+        dt = gt.loadRes(det_path)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "stats": [float(x) for x in ev.stats[:12]], "peak_rss_mb": _own_peak_rss_mb()}
+
+
+def worker_faster_coco(gt_path: str, det_path: str) -> dict:
+    return _coco_worker("faster", gt_path, det_path)
+
+
+def worker_pycocotools_files(gt_path: str, det_path: str) -> dict:
+    return _coco_worker("pycocotools", gt_path, det_path)
+
+
+WORKERS = {"pandas-loop": worker_pandas_loop, "pycocotools": worker_pycocotools, "ours-ap": worker_ours_ap,
+           "faster-coco-eval": worker_faster_coco, "pycocotools-files": worker_pycocotools_files}
 
 
 def run_worker(name: str, gt_path: Path, det_path: Path) -> dict:
@@ -210,6 +257,83 @@ def run_ours(spark, plays: Path, db: str) -> dict:
             "ap": o["ap"], "ap50": o["ap50"], "ap75": o["ap75"], "peak_rss_mb": mem.peak_mb}
 
 
+def subset_files(inst_path: Path, det_path: Path, images: int, out: Path) -> tuple[Path, Path]:
+    """The first ``images`` images of the files (and their boxes), for pycocotools."""
+    inst = json.loads(inst_path.read_text())
+    keep = {im["id"] for im in inst["images"][:images]}
+    sub = {**inst, "images": inst["images"][:images],
+           "annotations": [a for a in inst["annotations"] if a["image_id"] in keep]}
+    dets = [d for d in json.loads(det_path.read_text()) if d["image_id"] in keep]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "instances.json").write_text(json.dumps(sub))
+    (out / "results.json").write_text(json.dumps(dets))
+    return out / "instances.json", out / "results.json"
+
+
+def coco_bench(spark, work: Path, images: int, pycoco_images: int) -> dict:
+    from mljobs.datasets.cocoboxes import generate as generate_coco
+    from mljobs.detection_metrics import coco
+    from mljobs.detection_metrics.job import DetectionConfig, run_detection_metrics
+
+    data = work / f"coco_{images}"
+    t0 = time.perf_counter()
+    gen = generate_coco(data, images, seed=SEED)
+    inst_path, det_path = Path(gen["instances"]), Path(gen["results"])
+    boxes = gen["annotations"] + gen["detections"]
+    log(f"COCO: {images:,} images, {gen['annotations']:,} ground-truth boxes, {gen['detections']:,} detections "
+        f"({boxes:,} boxes; generated in {time.perf_counter() - t0:.1f} s)")
+    cfg = DetectionConfig(gt=str(inst_path), pred=str(det_path), out_db="bench_coco", max_plots=0)
+    with RssPoller() as mem:
+        t0 = time.perf_counter()
+        summary = run_detection_metrics(spark, cfg,
+                                        progress=lambda m: log(f"  ours [{time.perf_counter() - t0:6.1f} s]: {m}"))
+        ours_s = time.perf_counter() - t0
+    ours = [summary["coco"]["overall"][k] for k in coco.STATS]
+    log(f"  ours: {ours_s:.1f} s, AP {ours[0]:.6f}, peak RSS {mem.peak_mb:.0f} MB")
+    fast = run_worker("faster-coco-eval", inst_path, det_path)
+    log(f"  faster-coco-eval: {fast['seconds']:.1f} s, AP {fast['stats'][0]:.6f}")
+    diff_fast = max(abs(a - b) for a, b in zip(ours, fast["stats"]))
+    if diff_fast > 1e-6:
+        raise RuntimeError(f"figures differ from faster-coco-eval by {diff_fast:.3g}: {ours} vs {fast['stats']}")
+    n_sub = min(images, pycoco_images)
+    if n_sub < images:
+        sub_inst, sub_det = subset_files(inst_path, det_path, n_sub, work / f"coco_{images}_sub{n_sub}")
+    else:
+        sub_inst, sub_det = inst_path, det_path
+    py = run_worker("pycocotools-files", sub_inst, sub_det)
+    py_full_s = py["seconds"] * images / n_sub
+    if n_sub < images:  # check pycocotools' figures on the subset against our engine
+        import pandas as pd
+
+        inst = json.loads(sub_inst.read_text())
+        names = {c["id"]: c["name"] for c in inst["categories"]}
+        rows = [("coco", a["image_id"], names[a["category_id"]], 0, *a["bbox"], float("nan"), a["area"],
+                 a["iscrowd"]) for a in inst["annotations"]]
+        rows += [("coco", d["image_id"], names[d["category_id"]], 1, *d["bbox"], d["score"], float("nan"), 0)
+                 for d in json.loads(sub_det.read_text())]
+        frame = pd.DataFrame(rows, columns=["video", "frame", "cls", "kind", "left", "top", "width", "height",
+                                            "score", "area", "iscrowd"])
+        mine = coco.evaluate(frame).iloc[0][list(coco.STATS)].tolist()
+    else:
+        mine = ours
+    diff_py = max(abs(a - b) for a, b in zip(mine, py["stats"]))
+    if diff_py > 1e-6:
+        raise RuntimeError(f"figures differ from pycocotools by {diff_py:.3g}")
+    log(f"  pycocotools: {py['seconds']:.1f} s on {n_sub:,} images"
+        + (f" -> {py_full_s:.1f} s extrapolated linearly to {images:,}" if n_sub < images else ""))
+    return {
+        "images": images, "gt_boxes": gen["annotations"], "detections": gen["detections"], "boxes": boxes,
+        "ours_s": round(ours_s, 3), "ours_peak_rss_mb": round(mem.peak_mb, 1),
+        "faster_coco_eval_s": round(fast["seconds"], 3), "faster_coco_eval_peak_rss_mb": round(fast["peak_rss_mb"], 1),
+        "pycocotools_s": round(py_full_s, 3), "pycocotools_images_run": n_sub,
+        "pycocotools_extrapolated": n_sub < images, "pycocotools_peak_rss_mb_on_run": round(py["peak_rss_mb"], 1),
+        "speedup_vs_faster_coco_eval": round(fast["seconds"] / ours_s, 3),
+        "speedup_vs_pycocotools": round(py_full_s / ours_s, 3),
+        "stats": dict(zip(coco.STATS, ours)), "max_abs_diff_faster_coco_eval": diff_fast,
+        "max_abs_diff_pycocotools": diff_py,
+    }
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -222,6 +346,10 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the workdir")
     p.add_argument("--json-out", help="also write the JSON line here")
     p.add_argument("--skip-ap", action="store_true", help="skip the AP comparison (pycocotools is slow at 100k frames)")
+    p.add_argument("--coco", type=int, nargs="*", metavar="IMAGES",
+                   help="the COCO benchmark instead, at these sizes in images (default 100000)")
+    p.add_argument("--pycoco-images", type=int, default=10_000,
+                   help="with --coco: run pycocotools on at most this many images, extrapolate linearly")
     p.add_argument("--worker", nargs=3, metavar=("NAME", "GT", "PRED"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -249,6 +377,14 @@ def main(argv=None) -> int:
         warm = work / "warm"
         generate(warm, plays=1, frames=30, seed=1, force=True)
         run_ours(spark, warm, "bench_det_warm")
+        if args.coco is not None:
+            coco_sizes = args.coco or [100_000]
+            coco_results = {str(n): coco_bench(spark, work, n, args.pycoco_images) for n in coco_sizes}
+            spark.stop()
+            largest = coco_results[str(coco_sizes[-1])]
+            emit({**largest, "benchmark": "coco", "cores": cores, "machine": machine, "spark_master": "local[*]",
+                  "load_avg_1m": os.getloadavg()[0], "sizes": coco_results}, args.json_out)
+            return 0
         for frames in sizes:
             plays = max(1, round(frames / args.frames_per_play))
             per_play = max(10, frames // plays)

@@ -77,7 +77,7 @@ def test_tables_equal_the_engine_and_ap_equals_pycocotools(spark, plays, first_r
     assert set(summary["videos"]) == set(snaps.index)
     assert summary["rows_quarantined"] == 0
     assert summary["tables"] == ["dett.det_frames", "dett.det_videos", "dett.det_errors", "dett.det_quarantine",
-                                 "dett.det_impact"]
+                                 "dett.det_coco", "dett.det_impact"]
 
 
 def test_error_boxes_and_miss_ranking(spark, plays, first_run):
@@ -100,7 +100,9 @@ def test_error_boxes_and_miss_ranking(spark, plays, first_run):
 def test_plots_are_written_per_video(first_run):
     cfg, summary = first_run
     names = sorted(p.split("/")[-1] for p in summary["plots"])
-    assert len(names) == 4 and all(n.endswith(("_stacked.png", "_pr.png")) for n in names)
+    per_video = [n for n in names if not n.startswith("class_")]
+    assert len(per_video) == 4 and all(n.endswith(("_stacked.png", "_pr.png")) for n in per_video)
+    assert [n for n in names if n.startswith("class_")] == ["class_helmet_coco_pr.png"]  # COCO's PR curves
     for p in summary["plots"]:
         with open(p, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -247,7 +249,7 @@ def test_cli_end_to_end_on_generated_plays(tmp_path):
         assert key in summary["overall"] and all(key in v for v in summary["videos"].values())
     assert summary["overall"]["tp"] + summary["overall"]["fn"] == summary["overall"]["num_gt"]
     stacked = sorted((data / "plots" / "detection").glob("*_stacked.png"))
-    assert len(stacked) == 2 and len(summary["plots"]) == 4
+    assert len(stacked) == 2 and len(summary["plots"]) == 5  # and COCO's PR curves of the one class
     assert "[detection-metrics" in proc.stdout  # progress lines
 
     bad = run_cli(["./spark-submit.sh", "detection-metrics", "--gt", "a.csv", "--pred", "b.csv", "--iou-thr", "1.5"])

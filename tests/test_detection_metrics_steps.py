@@ -106,7 +106,8 @@ def test_mark_duplicates_keeps_the_first_row_in_input_order(spark):
 
 NORMALIZED_SCHEMA = (
     "video string, frame int, cls string, kind tinyint, label string, left double, top double, width double, "
-    "height double, score double, impact double, confidence double, visibility double, _reason string, _raw string"
+    "height double, score double, impact double, confidence double, visibility double, area double, iscrowd tinyint, "
+    "_reason string, _raw string"
 )
 
 
@@ -125,13 +126,13 @@ def test_normalize_detections_xyxy_boxes_and_reasons(spark):
     assert (layout.kind, layout.box_style) == ("detections", "xyxy")
     n = (None, None, None)
     expected = spark.createDataFrame([
-        ("a.mp4", 3, "helmet", 1, None, 10.0, 20.0, 20.0, 40.0, 0.5, *n, None, None),
-        ("a.mp4", 3, "helmet", 1, None, 10.0, 20.0, 20.0, 40.0, 0.5, *n, "non-integer frame", "a.mp4,3.5"),
-        ("a.mp4", 4, "helmet", 1, None, 10.0, 20.0, 20.0, 40.0, 1.5, *n, "score outside [0, 1]", "a.mp4,4,1.5"),
-        ("a.mp4", 4, "helmet", 1, None, 10.0, 20.0, -5.0, 40.0, 0.7, *n, "width or height <= 0", "a.mp4,4,0.7"),
-        ("", 4, "helmet", 1, None, 10.0, 20.0, 20.0, 40.0, 0.7, *n, "missing video", " ,4"),
-        ("a.mp4", 5, "helmet", 1, None, None, 20.0, None, 40.0, 0.7, *n, "missing or non-numeric x1", "a.mp4,5,0.7,x"),
-        (None, None, "helmet", 1, None, None, None, None, None, None, *n, "wrong token count: 3 (expected 7)", "x,y,z"),
+        ("a.mp4", 3, "helmet", 1, None, 10.0, 20.0, 20.0, 40.0, 0.5, *n, None, 0, None, None),
+        ("a.mp4", 3, "helmet", 1, None, 10.0, 20.0, 20.0, 40.0, 0.5, *n, None, 0, "non-integer frame", "a.mp4,3.5"),
+        ("a.mp4", 4, "helmet", 1, None, 10.0, 20.0, 20.0, 40.0, 1.5, *n, None, 0, "score outside [0, 1]", "a.mp4,4,1.5"),
+        ("a.mp4", 4, "helmet", 1, None, 10.0, 20.0, -5.0, 40.0, 0.7, *n, None, 0, "width or height <= 0", "a.mp4,4,0.7"),
+        ("", 4, "helmet", 1, None, 10.0, 20.0, 20.0, 40.0, 0.7, *n, None, 0, "missing video", " ,4"),
+        ("a.mp4", 5, "helmet", 1, None, None, 20.0, None, 40.0, 0.7, *n, None, 0, "missing or non-numeric x1", "a.mp4,5,0.7,x"),
+        (None, None, "helmet", 1, None, None, None, None, None, None, *n, None, 0, "wrong token count: 3 (expected 7)", "x,y,z"),
     ], NORMALIZED_SCHEMA)
     out = normalize(spark, raw, layout)
     assert_df_equality(out, expected, ignore_nullable=True, ignore_row_order=True, ignore_columns=["_rid"])
@@ -149,9 +150,9 @@ def test_normalize_image_labels_per_class_video_and_frame_from_the_image_name(sp
     n = (None, None, None, None)
     missing_label_json = '{"image":"clip_frame7.png","label":"","left":"1","width":"2","top":"3","height":"4"}'
     expected = spark.createDataFrame([
-        ("57502_000480_Endzone", 443, "Helmet", 0, "Helmet", 0.0, 5.0, 10.0, 12.0, *n, None, None),
-        ("plain.jpg", 0, "Helmet-Blurred", 0, " Helmet-Blurred ", 1.0, 3.0, 2.0, 4.0, *n, None, None),
-        ("clip", 7, "", 0, "", 1.0, 3.0, 2.0, 4.0, *n, "missing label", missing_label_json),
+        ("57502_000480_Endzone", 443, "Helmet", 0, "Helmet", 0.0, 5.0, 10.0, 12.0, *n, None, 0, None, None),
+        ("plain.jpg", 0, "Helmet-Blurred", 0, " Helmet-Blurred ", 1.0, 3.0, 2.0, 4.0, *n, None, 0, None, None),
+        ("clip", 7, "", 0, "", 1.0, 3.0, 2.0, 4.0, *n, None, 0, "missing label", missing_label_json),
     ], NORMALIZED_SCHEMA)
     assert_df_equality(normalize(spark, raw, layout), expected, ignore_nullable=True, ignore_row_order=True,
                        ignore_columns=["_rid"])

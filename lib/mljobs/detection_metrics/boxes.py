@@ -44,7 +44,8 @@ _CLASS_NAMES = ("label", "class", "category")
 
 # The normalised columns every later step uses (ground truth and detections alike).
 NORMALIZED = ["video", "frame", "cls", "kind", "label", "left", "top", "width", "height", "score",
-              "impact", "confidence", "visibility", "_rid", "_reason", "_raw"]
+              "impact", "confidence", "visibility", "area", "iscrowd", "_rid", "_reason", "_raw"]
+POSITION = "_pos"  # a reader's explicit input position (COCO JSON); else the scan order
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,13 @@ def normalize(spark: SparkSession, raw: DataFrame, layout: Layout, merge_labels:
     label_name = next((n for n in _CLASS_NAMES if cols.find(n)), None)
     one_class = merge_labels or single_class or layout.single_class
     df = _typed_fields(spark, raw, layout, cols, label_name, one_class)
-    reason = _reason(layout, check_label=not one_class and label_name is not None)
+    reason = _reason(layout, check_label=not one_class and label_name is not None,
+                     coco_fields=layout.role == "gt" and (cols.find("area") or cols.find("iscrowd")) is not None)
     return df.select(
         "video", F.col("_frame_d").cast("int").alias("frame"), "cls",
         F.lit(0 if layout.role == "gt" else 1).cast("tinyint").alias("kind"), "label",
-        "left", "top", "width", "height", "score", "impact", "confidence", "visibility", "_rid",
+        "left", "top", "width", "height", "score", "impact", "confidence", "visibility",
+        "area", F.coalesce(F.col("_crowd_d"), F.lit(0.0)).cast("tinyint").alias("iscrowd"), "_rid",
         reason.alias("_reason"), _raw_text(raw, reason).alias("_raw"),
     )
 
@@ -150,7 +153,8 @@ def _typed_fields(spark: SparkSession, raw: DataFrame, layout: Layout, cols: "_C
         *[x.alias(f"_b{i}") for i, x in enumerate(b)],
         score.alias("score"),
         *[_impact_field(spark, cols, layout, name).alias(name) for name in ("impact", "confidence", "visibility")],
-        F.monotonically_increasing_id().alias("_rid"),
+        *_coco_fields(spark, cols, layout),
+        (F.col(POSITION).cast("long") if POSITION in raw.columns else F.monotonically_increasing_id()).alias("_rid"),
         F.col(REASON).alias("_malformed"),
         F.col(RAW).alias("_line"),
         F.struct(*[F.col(f"`{c}`") for c in raw_cols]).alias("_fields"),
@@ -166,6 +170,25 @@ def _impact_field(spark: SparkSession, cols: "_Columns", layout: Layout, name: s
     if layout.role == "gt" and cols.find(name):
         return _num(spark, cols, name)
     return F.lit(None).cast("double")
+
+
+def _coco_fields(spark: SparkSession, cols: "_Columns", layout: Layout) -> list[Column]:
+    """Ground truth's optional COCO ``area`` (NULL = width x height) and ``iscrowd`` (NULL =
+    0; true/false accepted), with their raw text for the checks. Detections: none (COCO
+    gives a detection the area width x height and never a crowd flag)."""
+    out = []
+    for name, alias in (("area", "area"), ("iscrowd", "_crowd_d")):
+        found = cols.find(name) if layout.role == "gt" else None
+        if found is None:
+            out += [F.lit(None).cast("double").alias(alias), F.lit(None).cast("string").alias(f"_{name}_raw")]
+            continue
+        text = F.trim(F.col(f"`{found}`").cast("string"))
+        value = _num(spark, cols, name)
+        if name == "iscrowd":
+            low = F.lower(text)
+            value = F.when(low == "true", 1.0).when(low == "false", 0.0).otherwise(value)
+        out += [value.alias(alias), F.when(text != "", text).alias(f"_{name}_raw")]
+    return out
 
 
 def _video_and_frame(spark: SparkSession, cols: "_Columns") -> tuple[Column, Column]:
@@ -187,7 +210,7 @@ def _xywh(b: list[Column], box_style: str) -> tuple[Column, Column, Column, Colu
     return b[0], b[1], b[2] - b[0], b[3] - b[1]
 
 
-def _reason(layout: Layout, check_label: bool) -> Column:
+def _reason(layout: Layout, check_label: bool, coco_fields: bool = False) -> Column:
     """Why a row of ``_typed_fields`` is rejected (the first failed check), NULL when valid."""
     fd = F.col("_frame_d")
     checks = [
@@ -207,6 +230,13 @@ def _reason(layout: Layout, check_label: bool) -> Column:
         checks.append(F.when((s < 0) | (s > 1), F.lit("score outside [0, 1]")))
     if check_label:
         checks.append(F.when(F.col("cls").isNull() | (F.col("cls") == ""), F.lit("missing label")))
+    if coco_fields:
+        area, crowd = F.col("area"), F.col("_crowd_d")
+        checks.append(F.when(F.col("_area_raw").isNotNull() & area.isNull(), F.lit("non-numeric area")))
+        checks.append(F.when(F.isnan(area) | (area < 0) | (F.abs(area) == float("inf")),
+                             F.lit("NaN, infinite or negative area")))
+        checks.append(F.when((F.col("_iscrowd_raw").isNotNull() & crowd.isNull()) | ~crowd.isin(0.0, 1.0),
+                             F.lit("iscrowd is not 0 or 1")))
     return F.coalesce(*checks)
 
 

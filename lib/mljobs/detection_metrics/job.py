@@ -29,9 +29,9 @@ from pyspark.sql import functions as F
 
 from mljobs.emr import EmrStep
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
-from mljobs.detection_metrics import matching, nfl
-from mljobs.detection_metrics.ap import coco_ap
+from mljobs.detection_metrics import coco, matching, nfl
 from mljobs.detection_metrics.boxes import Layout, detect_layout, mark_duplicates, normalize, read_source
+from mljobs.detection_metrics.cocojson import GT_LAYOUT, PRED_LAYOUT, Instances, is_coco_json
 from mljobs.detection_metrics.config import DetectionConfig
 from mljobs.detection_metrics.matching import MatchParams
 from mljobs.tables import replace_table, staging_path
@@ -44,10 +44,12 @@ STAGED_SCHEMA = (
     "video string, frame int, cls string, kind tinyint, label string, left double, top double, "
     "width double, height double, score double, impact double, confidence double, visibility double, "
     "_reason string, _raw string, rank int, above_conf boolean, matched boolean, "
-    "match_iou double, best_iou double, coco_tp int, coco_kept boolean"
+    "match_iou double, best_iou double, c_rank int, c_tp bigint, c_ig bigint"
 )
 STAGED_COLUMNS = [f.strip().split(" ")[0] for f in STAGED_SCHEMA.split(",")]
-TABLES = ("det_frames", "det_videos", "det_errors", "det_quarantine")
+# what the matcher reads: the staged input columns plus COCO's area, crowd flag and input position
+MATCH_INPUT = STAGED_COLUMNS[:STAGED_COLUMNS.index("rank")] + ["area", "iscrowd", "_rid"]
+TABLES = ("det_frames", "det_videos", "det_errors", "det_quarantine", "det_coco")
 METRIC_KEYS = ("tp", "fp", "fn", "precision", "recall", "f1", "ap", "ap50", "ap75")
 
 
@@ -57,10 +59,21 @@ METRIC_KEYS = ("tp", "fp", "fn", "precision", "recall", "f1", "ap", "ap50", "ap7
 def load_inputs(spark: SparkSession, cfg: DetectionConfig) -> tuple[DataFrame, Layout, Layout]:
     """Normalised ground truth and detections in one frame (``kind`` 0 / 1), every row,
     rejected ones with a ``_reason`` (duplicates are marked later, per frame)."""
-    gt_raw = read_source(spark, cfg.gt, "ground truth (--gt)")
-    pred_raw = read_source(spark, cfg.pred, "detections (--pred)")
-    gt_layout = detect_layout(gt_raw.columns, "gt", f"ground truth {cfg.gt}")
-    pred_layout = detect_layout(pred_raw.columns, "pred", f"detections {cfg.pred}")
+    instances = None
+    if is_coco_json(cfg.gt):
+        instances = Instances(spark, cfg.gt)
+        gt_raw, gt_layout = instances.ground_truth(), GT_LAYOUT
+    else:
+        gt_raw = read_source(spark, cfg.gt, "ground truth (--gt)")
+        gt_layout = detect_layout(gt_raw.columns, "gt", f"ground truth {cfg.gt}")
+    if is_coco_json(cfg.pred):
+        if instances is None:
+            raise InputError(f"detections {cfg.pred} are a COCO results file: --gt must be the COCO instances "
+                             "file they refer to (its images and categories)")
+        pred_raw, pred_layout = instances.results(cfg.pred), PRED_LAYOUT
+    else:
+        pred_raw = read_source(spark, cfg.pred, "detections (--pred)")
+        pred_layout = detect_layout(pred_raw.columns, "pred", f"detections {cfg.pred}")
     if cfg.nfl_impact:
         have = {c.lower() for c in gt_raw.columns}
         missing = [c for c in ("impact", "confidence", "visibility") if c not in have]
@@ -81,24 +94,28 @@ def match_frames(spark: SparkSession, rows: DataFrame, params: MatchParams, part
     leaves each frame's rows together for ``mapInPandas``.
     """
     ship_by_value()
-    for c in ("impact", "confidence", "visibility"):
+    for c in ("impact", "confidence", "visibility", "area"):
         if c not in rows.columns:
             rows = rows.withColumn(c, F.lit(None).cast("double"))
+    if "iscrowd" not in rows.columns:
+        rows = rows.withColumn("iscrowd", F.lit(0).cast("tinyint"))
     if "_rid" not in rows.columns:
         rows = rows.withColumn("_rid", F.monotonically_increasing_id())
     if "_reason" not in rows.columns:
         rows = rows.withColumn("_reason", F.lit(None).cast("string")).withColumn("_raw", F.lit(None).cast("string"))
     n = partitions or int(spark.conf.get("spark.sql.shuffle.partitions", "8"))
     checked = mark_duplicates(rows.repartition(n, "video", "frame"))
-    cols = [c for c in STAGED_COLUMNS if c in checked.columns]
+    cols = [c for c in MATCH_INPUT if c in checked.columns]
+    # the per-frame analysis at the user's threshold; COCO's evaluation (coco.match_table)
+    # in the same pass, with its own rules
     return checked.select(*cols).mapInArrow(matching.batch_matcher(matching.MatchParams(
-        params.conf_thr, params.iou_thr, params.method, params.pixel_plus_one, params.coco), STAGED_COLUMNS),
-        STAGED_SCHEMA)
+        params.conf_thr, params.iou_thr, params.method, params.pixel_plus_one, coco=False), STAGED_COLUMNS,
+        extra=coco.match_table), STAGED_SCHEMA)
 
 
 def ship_by_value() -> None:
     """The numpy engine goes to the workers by value (they need not import mljobs)."""
-    modelcache.ship_by_value(matching, nfl)
+    modelcache.ship_by_value(matching, nfl, coco)
 
 
 def _ratio(num: F.Column, den: F.Column) -> F.Column:
@@ -175,37 +192,21 @@ def rates(tp: int, fp: int, fn: int) -> dict:
     }
 
 
-def ap_tables(spark: SparkSession, matched: DataFrame, videos: list[str]) -> pd.DataFrame:
-    """COCO AP, AP50, AP75 per video and overall (video None), on the driver.
+def coco_tables(spark: SparkSession, matched: DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """COCO's twelve figures overall, per video and per class (``coco.figures``) and the
+    per-class curves (``coco.class_group``, video NULL rows: the precision curves).
 
-    Only numbers travel: videos and classes become integer codes in sorted order (so the
-    codes order images as COCO's sorted image ids do) through a broadcast join; detections
-    of classes without any ground truth are left out, as COCO leaves those classes out.
-    """
-    gts_pd = matched.where(F.col("kind") == 0).groupBy("video", "cls").agg(F.count("*").alias("n_gt")).toPandas()
-    classes = sorted(gts_pd["cls"].unique())
-    vidx = {v: i for i, v in enumerate(sorted(videos))}
-    cidx = {c: i for i, c in enumerate(classes)}
-    vmap = spark.createDataFrame(list(vidx.items()) or [("", -1)], "video string, _v int")
-    cmap = spark.createDataFrame(list(cidx.items()) or [("", -1)], "cls string, _c int")
-    dets = (
-        matched.where((F.col("kind") == 1) & F.col("coco_kept"))
-        .join(F.broadcast(vmap), "video").join(F.broadcast(cmap), "cls")
-        .select(F.col("_v").alias("video"), "frame", F.col("_c").alias("cls"), "rank", "score", "coco_tp")
-    )
+    Accumulated in Spark, one group per class: only one row per (class) and per (video,
+    class) comes to the driver. A class's detections and ground-truth flags are held by
+    one task (about 40 bytes a box)."""
+    rows = matched.where((F.col("kind") == 0) | (F.col("c_rank") >= 0)).select(*coco.CURVE_INPUT)
     prev = spark.conf.get("spark.sql.execution.arrow.pyspark.enabled", "false")
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     try:
-        dets_pd = dets.toPandas()
+        curves = rows.groupBy("cls").applyInPandas(coco.class_group, coco.CURVES_SCHEMA).toPandas()
     finally:
         spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", prev)
-    gts_codes = pd.DataFrame({"video": gts_pd["video"].map(vidx), "cls": gts_pd["cls"].map(cidx), "n_gt": gts_pd["n_gt"]})
-    overall = coco_ap(dets_pd, gts_codes)
-    overall.insert(0, "video", None)
-    per_video = coco_ap(dets_pd, gts_codes, by=["video"])
-    names = sorted(videos)
-    per_video["video"] = [names[int(i)] for i in per_video["video"]]
-    return pd.concat([overall, per_video], ignore_index=True)
+    return coco.figures(curves), curves[curves["video"].isna()].reset_index(drop=True)
 
 
 def resolve_snaps(spark: SparkSession, cfg: DetectionConfig, videos: list[str]) -> dict[str, int]:
@@ -258,12 +259,12 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
         staged, counts = stage_matches(spark, cfg, rows, run_id, progress)
         matched = staged.where(F.col("_reason").isNull())
         frames = stage_frames(spark, cfg, matched, run_id)
-        videos_pd = video_metrics(spark, cfg, frames, matched, progress)
-        tables, impact = write_tables(spark, cfg, run_id, staged, matched, frames, videos_pd, progress)
-        plots = write_plots(spark, cfg, plots_dir, frames, matched, videos_pd, progress)
+        videos_pd, coco_pd, curves_pd = video_metrics(spark, cfg, frames, matched, progress)
+        tables, impact = write_tables(spark, cfg, run_id, staged, matched, frames, videos_pd, coco_pd, progress)
+        plots = write_plots(spark, cfg, plots_dir, frames, matched, videos_pd, curves_pd, coco_pd, progress)
     finally:
         fs.remove(spark, staging_path(spark, cfg.out_db, run_id))
-    summary = job_summary(cfg, gt_layout, videos_pd, counts, tables, plots, run_id)
+    summary = job_summary(cfg, gt_layout, videos_pd, counts, tables, plots, run_id, coco_pd)
     summary["seconds"] = round(time.monotonic() - t0, 3)
     if impact is not None:
         summary["nfl_impact"] = impact
@@ -303,17 +304,20 @@ def stage_frames(spark: SparkSession, cfg: DetectionConfig, matched: DataFrame, 
 
 
 def video_metrics(spark: SparkSession, cfg: DetectionConfig, frames: DataFrame, matched: DataFrame,
-                  progress) -> pd.DataFrame:
-    """The det_videos rows as pandas (the overall row first): counts, AP, snap frame, rates."""
+                  progress) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The det_videos rows as pandas (the overall row first): counts, AP, snap frame, rates;
+    the det_coco rows (``coco.figures``) and the per-class curves."""
     counts_pd = video_counts(frames)
     progress(f"{int(counts_pd['frames'].iloc[0]):,} frames in {len(counts_pd) - 1:,} videos; computing AP")
-    ap_pd = ap_tables(spark, matched, [v for v in counts_pd["video"] if v is not None])
+    figures_pd, curves_pd = coco_tables(spark, matched)
+    ap_pd = figures_pd[figures_pd["scope"] != "class"][["video", "ap", "ap50", "ap75"]]
+    ap_pd = ap_pd.assign(**{k: ap_pd[k].where(ap_pd[k] > -1) for k in ("ap", "ap50", "ap75")})
     videos_pd = counts_pd.merge(ap_pd, on="video", how="left")
     snaps = resolve_snaps(spark, cfg, [v for v in videos_pd["video"] if v is not None])
     videos_pd["snap_frame"] = [snaps.get(v) if v is not None else None for v in videos_pd["video"]]
     for k in ("precision", "recall", "f1"):
         videos_pd[k] = [rates(r.tp, r.fp, r.fn)[k] for r in videos_pd.itertuples()]
-    return videos_pd
+    return videos_pd, figures_pd, curves_pd
 
 
 def table_properties(cfg: DetectionConfig, run_id: str) -> dict[str, str]:
@@ -327,7 +331,8 @@ def table_properties(cfg: DetectionConfig, run_id: str) -> dict[str, str]:
 
 
 def write_tables(spark: SparkSession, cfg: DetectionConfig, run_id: str, staged: DataFrame, matched: DataFrame,
-                 frames: DataFrame, videos_pd: pd.DataFrame, progress) -> tuple[list, dict | None]:
+                 frames: DataFrame, videos_pd: pd.DataFrame, coco_pd: pd.DataFrame,
+                 progress) -> tuple[list, dict | None]:
     """Swap in det_frames, det_videos, det_errors, det_quarantine (and det_impact with
     --nfl-impact); returns what replace_table reports and the NFL metric (or None)."""
     db, props = cfg.out_db, table_properties(cfg, run_id)
@@ -337,6 +342,7 @@ def write_tables(spark: SparkSession, cfg: DetectionConfig, run_id: str, staged:
         replace_table(spark, db, "det_videos", videos_frame(spark, videos_pd), props),
         replace_table(spark, db, "det_errors", error_boxes(matched, frames), props),
         replace_table(spark, db, "det_quarantine", quarantine_rows(staged), props),
+        replace_table(spark, db, "det_coco", coco_frame(spark, coco_pd), props),
     ]
     impact = None
     if cfg.nfl_impact:
@@ -348,7 +354,7 @@ def write_tables(spark: SparkSession, cfg: DetectionConfig, run_id: str, staged:
 
 
 def write_plots(spark: SparkSession, cfg: DetectionConfig, plots_dir: str, frames: DataFrame, matched: DataFrame,
-                videos_pd: pd.DataFrame, progress) -> list[str]:
+                videos_pd: pd.DataFrame, curves_pd: pd.DataFrame, coco_pd: pd.DataFrame, progress) -> list[str]:
     """The plots of up to --max-plots videos under plots_dir; their final locations."""
     if cfg.max_plots <= 0:
         return []
@@ -357,11 +363,12 @@ def write_plots(spark: SparkSession, cfg: DetectionConfig, plots_dir: str, frame
     progress(f"plots under {plots_dir}")
     with fs.output_dir(spark, plots_dir) as out:
         made = plotting.plot_videos(spark, frames, matched, videos_pd, out.local, cfg, progress)
+        made += plotting.class_pr_plots(curves_pd, coco_pd, out.local, cfg.max_plots)
     return [out.final(x) for x in made]
 
 
 def job_summary(cfg: DetectionConfig, gt_layout: Layout, videos_pd: pd.DataFrame, counts: dict, tables: list,
-                plots: list, run_id: str) -> dict:
+                plots: list, run_id: str, coco_pd: pd.DataFrame | None = None) -> dict:
     """The summary's metrics, counts and parameters (run_detection_metrics adds the timing)."""
     return {
         "overall": _metrics(videos_pd.iloc[0]),
@@ -377,7 +384,31 @@ def job_summary(cfg: DetectionConfig, gt_layout: Layout, videos_pd: pd.DataFrame
                    "merge_labels": cfg.merge_labels or gt_layout.single_class, "pixel_plus_one": cfg.pixel_plus_one,
                    "gt_layout": gt_layout.kind},
         "run_id": run_id,
+        "coco": coco_summary(coco_pd) if coco_pd is not None else None,
     }
+
+
+def coco_summary(coco_pd: pd.DataFrame) -> dict:
+    """The twelve COCO figures: overall, per video, per class (-1 where COCO prints -1)."""
+    def figs(r):
+        return {k: round(float(getattr(r, k)), 9) for k in coco.STATS}
+
+    rows = list(coco_pd.itertuples(index=False))
+    return {
+        "overall": figs(rows[0]),
+        "videos": {r.video: figs(r) for r in rows if r.scope == "video"},
+        "classes": {r.cls: figs(r) for r in rows if r.scope == "class"},
+    }
+
+
+COCO_SCHEMA = "scope string, video string, cls string, " + ", ".join(f"{k} double" for k in coco.STATS)
+
+
+def coco_frame(spark: SparkSession, coco_pd: pd.DataFrame) -> DataFrame:
+    """det_coco: one row overall, per video and per class; the twelve figures."""
+    records = [(r.scope, r.video, r.cls, *[float(getattr(r, k)) for k in coco.STATS])
+               for r in coco_pd.itertuples(index=False)]
+    return spark.createDataFrame(records, COCO_SCHEMA)
 
 
 def _metrics(row) -> dict:
@@ -465,11 +496,9 @@ run = run_detection_metrics
 EMR_STEP = EmrStep(needs=("gt", "pred"), args=lambda p: ["--gt", p.gt, "--pred", p.pred],
                    label=lambda p: "detection")
 GPU_FALLBACKS = [
-    Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py ap_tables: video codes",
-          "one row per video (its integer code in sorted order), broadcast into a join; " + DRIVER_ROWS,
-          columns=("video", "_v")),
-    Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py ap_tables: class codes",
-          "one row per class, broadcast into a join; " + DRIVER_ROWS, columns=("cls", "_c")),
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py coco_frame: det_coco rows",
+          "one row overall, per video and per class, the COCO figures summarised on the driver from the "
+          "per-class curves, written to Parquet; " + DRIVER_ROWS, columns=("scope", "video", "cls")),
     Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py videos_frame: det_videos rows",
           "one row per video plus the overall row, with AP computed on the driver, written to Parquet; "
           + DRIVER_ROWS, columns=("scope", "video", "ap")),

@@ -363,12 +363,18 @@ def match_table(table, params: MatchParams):
     return table
 
 
-def batch_matcher(params: MatchParams, columns: list[str], min_rows: int = 200_000):
+def batch_matcher(params: MatchParams, columns: list[str], min_rows: int = 200_000, extra=None):
     """A ``mapInArrow`` function over rows partitioned by (video, frame) and grouped by
     (video, frame) within each partition: record batches are gathered to at least
     ``min_rows`` rows (many frames per numpy pass) and cut at a frame boundary; the last,
     possibly incomplete, frame waits for the next batch. Yields record batches with
-    ``columns`` (the input's and the ``RESULT_COLUMNS``)."""
+    ``columns`` (the input's and the ``RESULT_COLUMNS``). ``extra``: a function applied to
+    each matched pyarrow Table (e.g. ``coco.match_table``), whose columns ``columns`` may
+    name too."""
+
+    def both(table):
+        out = match_table(table, params)
+        return (extra(out) if extra is not None else out).select(columns).to_batches()
 
     def run(batches):
         import pyarrow as pa
@@ -393,9 +399,9 @@ def batch_matcher(params: MatchParams, columns: list[str], min_rows: int = 200_0
             head = table.slice(0, table.num_rows - n_tail)
             pending, rows = table.slice(table.num_rows - n_tail).to_batches(), n_tail
             if head.num_rows:
-                yield from match_table(head, params).select(columns).to_batches()
+                yield from both(head)
         if rows:
             table = pa.Table.from_batches(pending)
-            yield from match_table(table, params).select(columns).to_batches()
+            yield from both(table)
 
     return run

@@ -204,3 +204,40 @@ def plot_videos(spark, frames_df, matched_df, videos_pd: pd.DataFrame, out_dir: 
                 if img is not None:
                     written.append(str(img))
     return written
+
+
+def class_pr_plots(curves: pd.DataFrame, figures: pd.DataFrame, out_dir: Path, max_plots: int) -> list[str]:
+    """``class_<class>_coco_pr.png`` per class with ground truth (at most ``max_plots``, by
+    name): COCO's interpolated precision at the 101 recall points, at IoU .50, .75 and the
+    mean over .50:.95 (area all, 100 detections an image); the title has the class's AP."""
+    from mljobs.detection_metrics.coco import REC_THRS
+
+    plt = _pyplot()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ap = {r.cls: r for r in figures[figures["scope"] == "class"].itertuples(index=False)}
+    written: list[str] = []
+    for row in curves.sort_values("cls").itertuples(index=False):
+        if len(written) >= max_plots:
+            break
+        pr = np.asarray(row.pr, dtype=np.float64).reshape(3, len(REC_THRS)) if row.pr is not None else None
+        if pr is None or (pr < 0).all():
+            continue  # no ground truth: COCO's -1
+        fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
+        for curve, label, style in zip(pr, ("IoU .50", "IoU .75", "mean over IoU .50:.95"), ("-", "--", ":")):
+            ax.plot(REC_THRS, curve, style, linewidth=1.6, label=label)
+        f = ap.get(row.cls)
+        title = f"{row.cls}: AP {f.ap:.3f}, AP50 {f.ap50:.3f}, AP75 {f.ap75:.3f}" if f is not None else str(row.cls)
+        ax.set_title(title + "\n(COCO: 101-point interpolated precision, area all, 100 detections an image)",
+                     fontsize=9)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.25)
+        ax.legend(loc="lower left", fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"class_{file_stem(str(row.cls))}_coco_pr.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(str(path))
+    return written

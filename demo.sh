@@ -65,15 +65,15 @@ echo "== 8/10 detection error analysis on 5 generated plays (ground truth + dete
 echo "== 9/10 per-play precision/recall/F1/AP"
 ./spark-submit.sh sql "SELECT scope, video, tp, fp, fn, ROUND(precision, 3) AS p, ROUND(recall, 3) AS r, ROUND(f1, 3) AS f1, ROUND(ap, 3) AS ap FROM detection.det_videos ORDER BY scope DESC, video"
 
-echo "== 10/10 text: real Amazon review snippets -> reviews.amazon, train-text (4 trials, 3-fold CV, 20 % held out), predict-text"
+echo "== 10/10 text: real Amazon review snippets -> reviews.amazon, train-text (tfidf-lr, 3 trials, 3-fold CV, 20 % held out), predict-text"
 .venv/bin/python -m mljobs.datasets.reviews export "$DATA/raw/reviews" --force
 ./spark-submit.sh ingest --mode byod --input "$DATA/raw/reviews/amazon_reviews.csv" --table reviews.amazon --label label \
     --summary "$DATA/summaries/ingest-reviews.json"
-./spark-submit.sh train-text --table reviews.amazon --text-col text --label-col label --max-trials 4 \
+./spark-submit.sh train-text --table reviews.amazon --text-col text --label-col label --algorithm tfidf-lr --max-trials 3 \
     --summary "$DATA/summaries/train-text.json"
-./spark-submit.sh predict-text --model "$DATA/models/text-reviews-amazon-ngram-lr" --table reviews.amazon --id-col id \
+./spark-submit.sh predict-text --model "$DATA/models/text-reviews-amazon-tfidf-lr" --table reviews.amazon --id-col id \
     --keep label --summary "$DATA/summaries/predict-text.json"
-./spark-submit.sh sql "SELECT COALESCE(label, 'all') AS label, ROUND(precision, 3) AS p, ROUND(recall, 3) AS r, ROUND(f1, 3) AS f1, support, ROUND(accuracy, 3) AS accuracy FROM reviews.text_validation WHERE study = 'text-reviews-amazon-ngram-lr' ORDER BY label"
+./spark-submit.sh sql "SELECT COALESCE(label, 'all') AS label, ROUND(precision, 3) AS p, ROUND(recall, 3) AS r, ROUND(f1, 3) AS f1, support, ROUND(accuracy, 3) AS accuracy FROM reviews.text_validation WHERE study = 'text-reviews-amazon-tfidf-lr' ORDER BY label"
 
 echo
 echo "Plots: $DATA/plots/tune/demo-xgb/ (tuning), $DATA/explain/demo-xgb/ (SHAP: importance, beeswarm, dependence, interactions; analysis.json), $DATA/plots/detection/ (stacked TP/FN/FP per frame, precision/recall per frame), $DATA/plots/text/ (confusion matrix)"

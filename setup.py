@@ -52,7 +52,7 @@ setup(
         "emr": ["boto3>=1.34"],  # python -m mljobs.emr (upload, steps, run)
         "sagemaker": ["boto3>=1.34"],  # python -m mljobs.sagemaker (deploy, transform, delete; package needs none)
         "package": ["venv-pack==0.2.0"],  # scripts/package.sh: the dependency archive
-        "bench": ["pycocotools>=2.0.7", "faster-coco-eval>=1.8,<1.9"],  # the other baselines (pandas, pyarrow, sklearn) are runtime deps
+        "bench": ["pycocotools>=2.0.7", "faster-coco-eval>=1.8,<1.9", "fasttext-numpy2-wheel==0.9.2"],  # pandas, pyarrow, sklearn are runtime deps
     },
     entry_points={"console_scripts": ["mljobs-airline=mljobs.datasets.airline:main"]},
 )

@@ -58,6 +58,9 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   echo "$want" > "$stamp"
 fi
 
+# The review snippets of the text jobs: the vaderSentiment sdist from PyPI, sha256-checked, cached.
+PYTHONPATH="$ROOT/lib${PYTHONPATH:+:$PYTHONPATH}" .venv/bin/python -m mljobs.datasets.reviews fetch >/dev/null
+
 if [[ $jars -eq 1 ]]; then
   .venv/bin/python -m mljobs.jars fetch rapids >/dev/null
   .venv/bin/python -m mljobs.jars fetch s3a >/dev/null

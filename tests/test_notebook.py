@@ -44,6 +44,8 @@ SMALL = {
     "EXPLAIN_SAMPLE": 0.02,
     "PLAYS": 2,
     "FRAMES_PER_PLAY": 20,
+    "REVIEWS_EVERY": 6,
+    "TEXT_TRIALS": 2,
 }
 
 
@@ -357,3 +359,23 @@ def test_notebook_scores_the_detector_frame_by_frame(executed):
     overall = remote["detection"]["overall"]
     assert (overall["tp"], overall["fp"], overall["fn"]) == (frames["tp"].sum(), frames["fp"].sum(), frames["fn"].sum())
     assert videos["snap_frame"].iloc[1:].notna().all()
+
+
+@pytest.mark.slow
+def test_notebook_trains_validates_and_labels_the_reviews(executed):
+    remote, local, results, figures = executed
+    counts = local["review_counts"].set_index("label")["snippets"]
+    assert counts.sum() == len(remote["rows"]) == -(-3708 // SMALL["REVIEWS_EVERY"])
+    text, labelled = remote["text"], remote["labelled"]
+    assert text["labels"] == ["negative", "positive"] and text["trials_complete"] == SMALL["TEXT_TRIALS"]
+    assert text["rows"] == counts.get("negative") + counts.get("positive")
+    validation = local["text_validation"].set_index("label")
+    assert validation.loc["all", "support"] == text["rows_validation"]
+    assert validation.loc["all", "accuracy"] == pytest.approx(round(text["validation"]["accuracy"], 3))
+    assert labelled["rows_scored"] == counts.sum() and sum(labelled["predicted_counts"].values()) == counts.sum()
+    errors = local["text_errors"]
+    assert len(errors) >= 1 and (errors["label"] != errors["predicted"]).all()
+    by_rating = local["text_by_rating"]
+    # the model agrees with the raters: P(positive) is higher for the best-rated snippets than the worst
+    assert by_rating["p_positive"].iloc[-1] > by_rating["p_positive"].iloc[0]
+    assert len(figures) == 2 and len(figures[1].axes) == 2

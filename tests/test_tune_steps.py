@@ -13,9 +13,9 @@ from mljobs.config import load_config
 from mljobs.errors import MljobsError
 from mljobs.tune.config import TuneConfig
 from mljobs.tune.data import numeric_rows
-from mljobs.tune.folds import FOLD_COL, KEY2_COL, KEY_COL, assign_folds, bucket_offsets, with_folds, with_row_keys
+from mljobs.studies.folds import FOLD_COL, KEY2_COL, KEY_COL, assign_folds, bucket_offsets, with_folds, with_row_keys
 from mljobs.tune.space import parse_space
-from mljobs.tune.trials import BASE_COLUMNS, write_trials
+from mljobs.studies.trials import BASE_COLUMNS, write_trials
 
 NAN = float("nan")
 

@@ -90,6 +90,12 @@ class EmrStep:
     needs: tuple[str, ...]
     args: Callable[["Pipeline"], list[str]]
     label: Callable[["Pipeline"], str]
+    default: bool = True  # one of the steps run when --jobs is not given
+
+
+def default_jobs() -> tuple[str, ...]:
+    """The steps run when --jobs is not given (the flights pipeline)."""
+    return tuple(j for j in pipeline_jobs() if _step(j).default)
 
 
 def pipeline_jobs() -> tuple[str, ...]:
@@ -111,7 +117,7 @@ class Pipeline:
 
     artifacts: str
     env: str = "emr"
-    jobs: list[str] = field(default_factory=lambda: list(pipeline_jobs()))
+    jobs: list[str] = field(default_factory=lambda: list(default_jobs()))
     input: list[str] = field(default_factory=list)
     table: str | None = None
     study: str | None = None
@@ -120,6 +126,9 @@ class Pipeline:
     pred: str | None = None
     facet: str = "Reporting_Airline"  # bias: the sensitive attribute (kept in the predictions by predict)
     label: str = "ArrDel15"  # bias: the label column of the table (predict copies it to the predictions)
+    text_table: str | None = None  # train-text / predict-text: the reviews table DB.NAME
+    text_col: str = "text"
+    text_label_col: str = "label"
     results: str | None = None
     action_on_failure: str = "CANCEL_AND_WAIT"
     conf: list[str] = field(default_factory=list)
@@ -142,8 +151,9 @@ class Pipeline:
             missing = [f"--{n}" for n in _step(job).needs if not getattr(self, n)]
             if missing:
                 raise MljobsError(f"the {job} step needs {' and '.join(missing)}")
-        if self.table:
-            parse_table_name(self.table)
+        for t in (self.table, self.text_table):
+            if t:
+                parse_table_name(t)
         for kv in self.conf:
             if "=" not in kv:
                 raise MljobsError(f"--conf expects KEY=VALUE, got {kv!r}")
@@ -154,6 +164,10 @@ class Pipeline:
 
     def model_dir(self) -> str:
         return s3_join(self.results_dir(), "models", self.study)
+
+    def text_model_dir(self) -> str:
+        """Where the train-text step writes its model and predict-text reads it."""
+        return s3_join(self.results_dir(), "models", "text-" + "-".join(parse_table_name(self.text_table)))
 
     def predictions_table(self) -> str:
         """The predict step's output, which the bias step reads: <db of --table>.predictions."""
@@ -281,7 +295,7 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--no-wait", action="store_true", help="add the steps and return")
         sp.add_argument("--dry-run", action="store_true", help="print the step JSON; contact no AWS service")
         sp.add_argument("--env", choices=["emr", "emr-gpu"], default="emr")
-        sp.add_argument("--jobs", default=",".join(pipeline_jobs()), help=f"comma-separated subset of {','.join(pipeline_jobs())}")
+        sp.add_argument("--jobs", default=",".join(default_jobs()), help=f"comma-separated subset of {','.join(pipeline_jobs())}")
         sp.add_argument("--action-on-failure", choices=ACTIONS_ON_FAILURE, default="CANCEL_AND_WAIT")
         sp.add_argument("--input", nargs="+", default=[], metavar="PATH", help="ingest input (s3://...)")
         sp.add_argument("--table", help="the flights table DB.NAME (ingest writes it, tune/explain read it)")
@@ -292,6 +306,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--label", default="ArrDel15", help="bias: the table's label column")
         sp.add_argument("--gt", help="detection ground truth (table or s3:// path)")
         sp.add_argument("--pred", help="detections (table or s3:// path)")
+        sp.add_argument("--text-table", help="train-text / predict-text: the text table DB.NAME")
+        sp.add_argument("--text-col", default="text", help="train-text / predict-text: its text column")
+        sp.add_argument("--text-label-col", default="label", help="train-text: its label column")
         sp.add_argument("--results", metavar="s3://...", help="models and outputs (default ARTIFACTS/results)")
         sp.add_argument("--conf", action="append", default=[], metavar="K=V", help="extra Spark property, every step")
         for job in pipeline_jobs():
@@ -314,6 +331,7 @@ def main(argv=None) -> int:
             artifacts=args.artifacts, env=args.env, jobs=[j.strip() for j in args.jobs.split(",") if j.strip()],
             input=args.input, table=args.table, study=args.study, where=args.where, gt=args.gt, pred=args.pred,
             facet=args.facet, label=args.label,
+            text_table=args.text_table, text_col=args.text_col, text_label_col=args.text_label_col,
             results=args.results, action_on_failure=args.action_on_failure, conf=args.conf,
             extra_args={j: shlex.split(getattr(args, f"{j.replace('-', '_')}_args")) for j in pipeline_jobs()},
         ).validate()

@@ -93,14 +93,28 @@ def malformed_reason(header: list[str], types: dict[str, DataType], delimiter: s
     )
 
 
+def csv_options(multiline: bool = False) -> dict[str, str]:
+    """Spark CSV options for RFC 4180 files (Spark's default escape is a backslash, which splits
+    a field such as "a \\"b" wrongly; the quote itself is the escape in RFC 4180)."""
+    opts = {"escape": '"'}
+    if multiline:
+        opts["multiLine"] = "true"
+    return opts
+
+
 def read_csv(
     spark: SparkSession,
     groups: dict[tuple[str, ...], list[str]],
     types: dict[str, DataType],
     delimiter: str = ",",
     rename: dict[str, str] | None = None,
+    multiline: bool = False,
 ) -> DataFrame:
     """Read CSV files (grouped by header, see csv_headers) with explicit types.
+
+    Quoting is RFC 4180's (a quote inside a quoted field is doubled; a backslash is an ordinary
+    character). ``multiline``: a quoted field may hold line breaks (free text); each file is
+    then parsed by one task, since a record may start anywhere.
 
     The frame has every header column (renamed by ``rename``, typed when listed in
     ``types``, else string), ``_malformed`` (NULL for good rows) and ``_raw`` (the raw
@@ -122,6 +136,7 @@ def read_csv(
             .option("columnNameOfCorruptRecord", CORRUPT)
             .option("sep", delimiter)
             .option("enforceSchema", True)
+            .options(**csv_options(multiline))
             .csv(paths)
         )
         frames.append(

@@ -9,7 +9,7 @@ from mljobs.errors import InputError
 from mljobs.ingest import airline, schema
 from mljobs.ingest.config import IngestConfig
 from mljobs.io import InputFile, source_file
-from mljobs.readers import RAW, REASON, SOURCE, csv_headers, read_csv, read_parquet, sanitize_name
+from mljobs.readers import RAW, REASON, SOURCE, csv_headers, csv_options, read_csv, read_parquet, sanitize_name
 
 STATUS = "_status"
 
@@ -95,13 +95,14 @@ _NUMERIC_WIDEN: dict[type, DataType] = {
 }
 
 
-def infer_types(spark: SparkSession, paths: list[str], delimiter: str, rename: dict[str, str]) -> dict[str, DataType]:
+def infer_types(spark: SparkSession, paths: list[str], delimiter: str, rename: dict[str, str],
+                multiline: bool = False) -> dict[str, DataType]:
     """Types inferred once from a sample of the first files (integers widened to bigint,
     decimals to double); afterwards they are enforced and misfits quarantined."""
     sample = paths[:3]
     inferred = (
         spark.read.option("header", True).option("inferSchema", True).option("sep", delimiter)
-        .option("samplingRatio", 0.2).csv(sample).schema
+        .option("samplingRatio", 0.2).options(**csv_options(multiline)).csv(sample).schema
     )
     return {rename.get(f.name, f.name): _NUMERIC_WIDEN.get(type(f.dataType), f.dataType) for f in inferred}
 
@@ -127,8 +128,9 @@ def _byod_read(spark, cfg: IngestConfig, files: list[InputFile]) -> tuple[DataFr
     if files[0].format == "csv":
         groups = csv_headers(spark, files, cfg.delimiter)
         rename = {h: sanitize_name(h) for header in groups for h in header}
-        types = existing or infer_types(spark, next(iter(groups.values())), cfg.delimiter, rename)
-        df = read_csv(spark, groups, types, cfg.delimiter, rename)
+        # Free text (quoted line breaks) is allowed in byod files, whatever they hold.
+        types = existing or infer_types(spark, next(iter(groups.values())), cfg.delimiter, rename, multiline=True)
+        df = read_csv(spark, groups, types, cfg.delimiter, rename, multiline=True)
         return df, [c for c in df.columns if c not in (REASON, RAW)]
     df = read_parquet(spark, files, existing or {})
     columns_in = [c for c in df.columns if c not in (REASON, RAW)]

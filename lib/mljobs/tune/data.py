@@ -10,7 +10,7 @@ from pyspark.sql import types as T
 from mljobs import tables
 from mljobs.errors import InputError, MljobsError
 from mljobs.models.artifact import feature_columns
-from mljobs.tune.folds import FOLD_COL, KEY2_COL, KEY_COL, assign_folds
+from mljobs.studies.folds import FOLD_COL, KEY2_COL, KEY_COL, assign_folds
 
 DEFAULT_LABEL = "ArrDel15"
 _NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType, T.BooleanType)

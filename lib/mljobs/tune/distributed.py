@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 
 from mljobs.errors import MljobsError
 from mljobs.tune import trainer
-from mljobs.tune.folds import FOLD_COL
+from mljobs.studies.folds import FOLD_COL
 from mljobs.tune.metrics import metric_from_counts
 from mljobs.errors import error_text
 

@@ -1,5 +1,5 @@
 """The tuning job: read and check the table, pick the execution mode, run the Optuna study
-(mljobs.tune.loop: max_parallel trials at a time, per-trial and overall time limits), write the
+(mljobs.studies.loop: max_parallel trials at a time, per-trial and overall time limits), write the
 trials table, refit the best configuration on all rows, save the model and the plots."""
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from mljobs.emr import EmrStep
 from mljobs.errors import MljobsError
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
 from mljobs.session import data_dir_of, results_root
-from mljobs.tune import study as st
+from mljobs.studies import study as st
 from mljobs.tune.config import TuneConfig
 from mljobs.tune.data import TrainingData, collect_arrays, load_training_data
 from mljobs.tune.distributed import DistributedTrials, check_barrier, task_slots
-from mljobs.tune.loop import TrialLoop, fmt_params
+from mljobs.studies.loop import TrialLoop, fmt_params
 from mljobs.tune.parallel import ParallelTrials
-from mljobs.tune.trials import trial_rows
+from mljobs.studies.trials import trial_rows
 
 
 class Interrupted(MljobsError):
@@ -240,10 +240,10 @@ CONFIG = TuneConfig
 EMR_STEP = EmrStep(needs=("table", "study"), label=lambda p: p.table,
                    args=lambda p: ["--table", p.table, "--study", p.study, "--model-dir", p.model_dir(), *p.where_args()])
 GPU_FALLBACKS = [
-    Known("RDDScanExec", UNSUPPORTED_CLASS, "tune/folds.py assign_folds: the fold offsets per (class, hash bucket)",
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "studies/folds.py assign_folds: the fold offsets per (class, hash bucket)",
           "at most 2 × 1024 offsets computed on the driver from the bucket counts and broadcast into the "
           "fold-assignment join; " + DRIVER_ROWS, columns=("_cls", "_obucket", "_offset")),
-    Known("RDDScanExec", UNSUPPORTED_CLASS, "tune/trials.py write_trials: the tuning_trials rows",
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "studies/trials.py write_trials: the tuning_trials rows",
           "one row per trial, from Optuna's storage on the driver, written to Parquet; " + DRIVER_ROWS,
           columns=("trial_number", "params_json")),
     # Distributed mode only (xgboost.spark); the test runs parallel mode (see the README).

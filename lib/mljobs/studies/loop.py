@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mljobs.errors import error_text
-from mljobs.tune import study as st
-from mljobs.tune.trials import trial_rows, write_trials
+from mljobs.studies import study as st
+from mljobs.studies.trials import trial_rows, write_trials
 
 TABLE_WRITE_EVERY_S = 15.0
 
@@ -46,10 +46,10 @@ class TrialLoop:
     """One run's trials over one executor (ParallelTrials or DistributedTrials)."""
 
     def __init__(self, spark, cfg, study, ex, mode: str, rows: int, run_id: str, max_trials: int, progress,
-                 t0: float):
+                 t0: float, job: str = "tune"):
         self.spark, self.sc, self.cfg, self.study, self.ex = spark, spark.sparkContext, cfg, study, ex
         self.mode, self.rows, self.run_id, self.max_trials = mode, rows, run_id, max_trials
-        self.progress, self.t0 = progress, t0
+        self.progress, self.t0, self.job = progress, t0, job
         self.limit = cfg.max_runtime_per_trial or 0
         self.budget_end = t0 + cfg.time_budget if cfg.time_budget else None
         self.lock = threading.Lock()
@@ -112,7 +112,7 @@ class TrialLoop:
                 trial.set_user_attr("mode", self.mode)
                 trial.set_user_attr("rows", self.rows)
                 trial.set_user_attr("run_id", self.run_id)
-            r = Running(trial, params, None, time.time(), f"mljobs-tune-{self.run_id}-{trial.number}")
+            r = Running(trial, params, None, time.time(), f"mljobs-{self.job}-{self.run_id}-{trial.number}")
             r.future = pool.submit(self.evaluate, r)
             self.running[trial.number] = r
 
@@ -136,7 +136,7 @@ class TrialLoop:
     # ---- one trial (on a pool thread)
     def evaluate(self, r: Running) -> dict:
         """Run the trial's folds; its result state (and error), never an exception."""
-        self.sc.setJobGroup(r.group, f"mljobs tune {self.cfg.study} trial {r.trial.number}", interruptOnCancel=True)
+        self.sc.setJobGroup(r.group, f"mljobs {self.job} {self.cfg.study} trial {r.trial.number}", interruptOnCancel=True)
         try:
             return self._run_folds(r)
         except Exception as exc:  # a cancelled job (time limit, Ctrl-C) or an unexpected failure

@@ -107,7 +107,7 @@ def open_study(cfg, data_dir: Path, identity: dict[str, Any]):
         if diff:
             shown = "; ".join(f"{k}: was {a!r}, now {b!r}" for k, (a, b) in diff.items())
             raise MljobsError(f"study {cfg.study!r} exists with other settings ({shown}); "
-                              "use a new --study name to tune something else")
+                              "use a new --study name to search something else")
     return study, where, n_existing
 
 

@@ -15,7 +15,7 @@ from pyspark.sql import types as T
 
 from mljobs.config import validate_identifier
 from mljobs.tables import column_ddl, quoted, sql_literal
-from mljobs.tune.study import trial_state
+from mljobs.studies.study import trial_state
 
 BASE_COLUMNS = [
     ("trial_number", "bigint"), ("family", "string"), ("strategy", "string"), ("mode", "string"),

@@ -1,0 +1,218 @@
+"""Text classifiers as Spark ML pipelines, shared by train-text (which fits them) and
+predict-text (which applies them): the stages, the model directory (a ``PipelineModel`` +
+``metadata.json``) and the metrics of a set of predictions.
+
+A pipeline reads one string column, ``_text``, and adds ``prediction`` (the class index),
+``probability`` (a vector over the classes, in ``labels`` order) and ``predicted_label``:
+
+1. preprocessing (the same for every trial): NULL text as ''; lower-cased tokens (runs of
+   letters, digits and apostrophes; every other non-space character a token of its own, so
+   ``!`` and ``:(`` count); the word n-grams 2 .. ``word_ngrams`` appended to the tokens;
+2. features: ``ngram-lr`` hashes the terms into ``buckets`` counts (fastText's and
+   BlazingText's hashing trick), ``tfidf-lr`` counts the terms seen in at least ``min_count``
+   documents and weights them by IDF, ``word2vec-lr`` averages word2vec embeddings of the
+   tokens (``vector_dim`` wide, words seen fewer than ``min_count`` times dropped);
+3. a (multinomial) logistic regression over those features.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mljobs.errors import InputError, error_text
+
+ALGORITHMS = ("ngram-lr", "tfidf-lr", "word2vec-lr")
+TEXT = "_text"
+TOKENS, TERMS, TF, FEATURES, LABEL_IDX = "_tokens", "_terms", "_tf", "_features", "_label_idx"
+PREDICTED = "predicted_label"
+# Letters/digits/apostrophes as words, any other visible character as a token of its own.
+TOKEN_PATTERN = r"[\p{L}\p{N}']+|[^\p{L}\p{N}'\s]"
+METADATA_FILE, PIPELINE_DIR = "metadata.json", "pipeline"
+FORMAT = "spark-ml-text"
+EPS = 2.220446049250313e-16  # probabilities clipped here in the log loss, as scikit-learn's (float64 eps)
+
+
+def prep_stages(word_ngrams: int, algorithm: str) -> list:
+    """Tokens (and the word n-grams) of ``_text``: transformers only, nothing to fit."""
+    from pyspark.ml.feature import NGram, RegexTokenizer, SQLTransformer
+
+    stages = [SQLTransformer(statement=f"SELECT *, coalesce(`{TEXT}`, '') AS `{TEXT}_` FROM __THIS__"),
+              RegexTokenizer(inputCol=f"{TEXT}_", outputCol=TOKENS, pattern=TOKEN_PATTERN, gaps=False,
+                             toLowercase=True, minTokenLength=1)]
+    if algorithm == "word2vec-lr":
+        return stages
+    grams = [f"_ngrams{n}" for n in range(2, word_ngrams + 1)]
+    stages += [NGram(n=n, inputCol=TOKENS, outputCol=g) for n, g in zip(range(2, word_ngrams + 1), grams)]
+    terms = ", ".join([f"`{TOKENS}`", *[f"`{g}`" for g in grams]])
+    stages.append(SQLTransformer(statement=f"SELECT *, concat({terms}) AS `{TERMS}` FROM __THIS__"))
+    return stages
+
+
+def model_stages(algorithm: str, params: dict[str, Any], n_classes: int, seed: int) -> list:
+    """The stages fitted per trial: the features of ``algorithm`` and the classifier."""
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.feature import IDF, CountVectorizer, HashingTF, Word2Vec
+
+    if algorithm == "ngram-lr":
+        feats = [HashingTF(inputCol=TERMS, outputCol=FEATURES, numFeatures=int(params["buckets"]),
+                           binary=bool(params.get("binary", False)))]
+    elif algorithm == "tfidf-lr":
+        feats = [CountVectorizer(inputCol=TERMS, outputCol=TF, minDF=float(params["min_count"]),
+                                 vocabSize=int(params.get("max_vocab", 1 << 18)), binary=bool(params.get("binary", False))),
+                 IDF(inputCol=TF, outputCol=FEATURES)]
+    else:
+        feats = [Word2Vec(inputCol=TOKENS, outputCol=FEATURES, vectorSize=int(params["vector_dim"]),
+                          minCount=int(params["min_count"]), maxIter=int(params.get("w2v_epochs", 1)),
+                          stepSize=float(params.get("learning_rate", 0.025)), windowSize=int(params.get("window", 5)),
+                          seed=seed)]
+    lr = LogisticRegression(featuresCol=FEATURES, labelCol=LABEL_IDX, maxIter=int(params["epochs"]),
+                            regParam=float(params["reg_param"]), elasticNetParam=float(params.get("elastic_net", 0.0)),
+                            standardization=bool(params.get("standardization", algorithm == "word2vec-lr")),
+                            family="multinomial" if n_classes > 2 else "binomial", tol=1e-6)
+    return feats + [lr]
+
+
+def label_stage(labels: list[str]):
+    from pyspark.ml.feature import IndexToString
+
+    return IndexToString(inputCol="prediction", outputCol=PREDICTED, labels=list(labels))
+
+
+# ---- the model directory
+@dataclass
+class TextModel:
+    """metadata.json of a text model; ``pipeline`` is loaded on demand."""
+    algorithm: str
+    labels: list[str]
+    text_col: str
+    label_col: str
+    params: dict[str, Any]
+    word_ngrams: int
+    table: str
+    study: str
+    rows_train: int
+    rows_validation: int
+    metric: str
+    cv_value: float | None
+    validation: dict[str, Any] = field(default_factory=dict)
+    model_format: str = FORMAT
+    created_at: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    location: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("location")
+        return d
+
+
+def _spark_uri(spark, where) -> str:
+    """A location Spark ML's writer/reader opens: a file:// URI locally, s3:// as s3a:// off EMR."""
+    from mljobs import fs
+    from mljobs.session import current_env
+    from mljobs.uris import normalize_path
+
+    if not fs.is_uri(where):
+        return Path(str(fs.local_of(where))).resolve().as_uri()
+    return normalize_path(str(where), current_env(spark.sparkContext.getConf()))
+
+
+def save_text_model(spark, directory: str, pipeline_model, meta: TextModel) -> str:
+    """PipelineModel under DIR/pipeline, then metadata.json last (a reader checks for it): local
+    directories are written beside the old one and renamed over it."""
+    from mljobs import fs
+
+    import pyspark
+
+    meta.created_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    meta.versions = {"pyspark": pyspark.__version__}
+    body = json.dumps(meta.to_json(), indent=2, sort_keys=True) + "\n"
+    if fs.is_uri(directory):
+        fs.remove(spark, fs.join(directory, METADATA_FILE))
+        pipeline_model.write().overwrite().save(_spark_uri(spark, fs.join(directory, PIPELINE_DIR)))
+        stage = fs.temp_dir("mljobs-textmodel-")
+        (stage / METADATA_FILE).write_text(body)
+        fs.upload_tree(spark, stage, str(directory))
+        meta.location = str(directory)
+        return str(directory)
+    target = fs.local_of(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    pipeline_model.write().overwrite().save(_spark_uri(spark, tmp / PIPELINE_DIR))
+    (tmp / METADATA_FILE).write_text(body)
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    if old.exists():
+        import shutil
+
+        shutil.rmtree(old, ignore_errors=True)
+    meta.location = str(target)
+    return str(target)
+
+
+def load_text_model(spark, directory: str) -> tuple[TextModel, Any]:
+    """(metadata, PipelineModel) of a model directory; a clear InputError when it is not one."""
+    from pyspark.ml import PipelineModel
+
+    from mljobs import fs
+
+    text = fs.read_text(spark, fs.join(directory, METADATA_FILE))
+    if text is None:
+        raise InputError(f"--model {directory}: no {METADATA_FILE} (train-text writes model directories)")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--model {directory}: {METADATA_FILE} is not JSON ({exc})") from None
+    if raw.get("model_format") != FORMAT:
+        raise InputError(f"--model {directory}: a {raw.get('model_format', 'tune')!r} model, not a train-text model")
+    known = set(TextModel.__dataclass_fields__)
+    meta = TextModel(**{k: v for k, v in raw.items() if k in known})
+    meta.location = str(directory)
+    try:
+        model = PipelineModel.load(_spark_uri(spark, fs.join(directory, PIPELINE_DIR)))
+    except Exception as exc:
+        raise InputError(f"--model {directory}: cannot load {PIPELINE_DIR}/: {error_text(exc)}") from None
+    return meta, model
+
+
+# ---- metrics of predictions
+def class_metrics(counts: dict[tuple[int, int], int], labels: list[str]) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1/support and their macro means from the confusion
+    counts {(true index, predicted index): rows} (scikit-learn's definitions; 0 where undefined)."""
+    k = len(labels)
+    matrix = [[int(counts.get((t, p), 0)) for p in range(k)] for t in range(k)]
+    total = sum(map(sum, matrix))
+    per_class = []
+    for i, name in enumerate(labels):
+        tp = matrix[i][i]
+        predicted = sum(matrix[t][i] for t in range(k))
+        support = sum(matrix[i])
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class.append({"label": name, "precision": precision, "recall": recall, "f1": f1, "support": support})
+    return {"rows": total, "accuracy": sum(matrix[i][i] for i in range(k)) / total if total else float("nan"),
+            "macro_precision": sum(c["precision"] for c in per_class) / k,
+            "macro_recall": sum(c["recall"] for c in per_class) / k,
+            "macro_f1": sum(c["f1"] for c in per_class) / k, "per_class": per_class, "confusion": matrix}
+
+
+def prediction_metrics(pred, labels: list[str]) -> dict[str, Any]:
+    """class_metrics and the log loss of a frame with ``_label_idx``, ``prediction`` and
+    ``probability`` (one aggregation job)."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    p_true = F.element_at(vector_to_array("probability"), F.col(LABEL_IDX).cast("int") + 1)
+    rows = (pred.groupBy(F.col(LABEL_IDX).cast("int").alias("t"), F.col("prediction").cast("int").alias("p"))
+                .agg(F.count(F.lit(1)).alias("n"), F.sum(-F.log(F.greatest(p_true, F.lit(EPS)))).alias("ll"))
+                .collect())
+    out = class_metrics({(r["t"], r["p"]): r["n"] for r in rows}, labels)
+    out["logloss"] = sum(r["ll"] for r in rows) / out["rows"] if out["rows"] else float("nan")
+    return out

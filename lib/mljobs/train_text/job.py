@@ -1,0 +1,168 @@
+"""The train-text job: read and check the table, split 80/20 (stratified), preprocess once,
+search the classifier's hyper-parameters with the shared Optuna study loop (CV folds on the 80 %),
+fit the best configuration on the 80 %, validate it on the 20 %, save the PipelineModel and the
+report (tables + confusion-matrix plot)."""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+from mljobs import fs
+from mljobs.emr import EmrStep
+from mljobs.errors import MljobsError
+from mljobs.models.text import TextModel, label_stage, prediction_metrics, prep_stages, save_text_model
+from mljobs.session import data_dir_of, results_root
+from mljobs.studies import study as st
+from mljobs.studies.loop import TrialLoop, best_value, fmt_params
+from mljobs.train_text import report
+from mljobs.train_text.config import TrainTextConfig
+from mljobs.train_text.data import TextData, load_text_data
+from mljobs.train_text.trials import TextTrials
+
+
+class Interrupted(MljobsError):
+    exit_code = 130
+
+
+@dataclass
+class OpenStudy:
+    study: object
+    storage: str
+    n_before: int
+    max_trials: int
+
+
+def output_dirs(spark, cfg: TrainTextConfig) -> tuple[str, str]:
+    model_dir = cfg.model_dir or fs.join(results_root(spark), "models", cfg.study)
+    plots_dir = cfg.plots_dir or fs.join(results_root(spark), "plots", "text", cfg.study)
+    fs.check_location(spark, model_dir, "model directory")
+    fs.check_location(spark, plots_dir, "plot directory")
+    return str(model_dir), str(plots_dir)
+
+
+def load_data(spark, cfg: TrainTextConfig, progress) -> TextData:
+    progress(f"reading {cfg.table}: checking {cfg.text_col} and {cfg.label_col}, splitting 80/20 and "
+             f"assigning {cfg.cv_folds} stratified folds")
+    data = load_text_data(spark, cfg.table, cfg.text_col, cfg.label_col, cfg.cv_folds, cfg.seed, cfg.where)
+    progress(f"{data.rows:,} labelled rows {data.class_counts} ({data.rows_null_label:,} without a label, "
+             f"{data.rows_null_text:,} without text left out): {data.rows_train:,} training, "
+             f"{data.rows_validation:,} validation")
+    return data
+
+
+def preprocess(cfg: TrainTextConfig, data: TextData):
+    """Tokens and n-grams once for every trial: (prep PipelineModel, prepped training rows)."""
+    from pyspark import StorageLevel
+    from pyspark.ml import Pipeline
+
+    prep = Pipeline(stages=prep_stages(cfg.word_ngrams, cfg.algorithm)).fit(data.train.limit(0))
+    prepped = prep.transform(data.train).persist(StorageLevel.MEMORY_AND_DISK)
+    prepped.count()
+    return prep, prepped
+
+
+def open_study(spark, cfg: TrainTextConfig, data: TextData, progress) -> OpenStudy:
+    """Create or resume the study; close trials a stopped run left RUNNING."""
+    identity = {"table": cfg.table, "where": cfg.where, "family": cfg.algorithm, "metric": cfg.metric,
+                "text_col": cfg.text_col, "label_col": cfg.label_col, "word_ngrams": cfg.word_ngrams,
+                "cv_folds": cfg.cv_folds, "seed": cfg.seed, "labels": data.labels}
+    study, where, n_before = st.open_study(cfg, data_dir_of(spark), identity)
+    closed = st.close_interrupted(study, stale_after_s=max(3600.0, 2 * (cfg.max_runtime_per_trial or 0)))
+    if closed:
+        progress(f"closed {closed} trial(s) a stopped run left RUNNING; their configurations run again")
+    max_trials = min(cfg.max_trials, cfg.space.grid_size()) if cfg.strategy == "grid" else cfg.max_trials
+    return OpenStudy(study, where, n_before, max_trials)
+
+
+def fit_best(spark, cfg: TrainTextConfig, data: TextData, prep, prepped, ex: TextTrials, params: dict, progress):
+    """The best configuration fitted on every training row: the whole PipelineModel (prep +
+    features + classifier + label names) and its predictions on the validation rows."""
+    from pyspark.ml import PipelineModel
+
+    progress(f"fitting {fmt_params(params)} on all {data.rows_train:,} training rows")
+    fitted = ex.fit(params, prepped)
+    model = PipelineModel(stages=[*prep.stages, *fitted.stages, label_stage(data.labels)])
+    return model, model.transform(data.validation)
+
+
+def write_report(spark, cfg: TrainTextConfig, pred, metrics: dict, run_id: str, plots_dir: str) -> dict:
+    db = cfg.db
+    rows = report.metric_rows(metrics, cfg.study, run_id)
+    metrics_table = report.write_study_partition(spark, db, "text_validation",
+                                                 spark.createDataFrame(rows, report.METRIC_SCHEMA))
+    errors_table = report.write_study_partition(spark, db, "text_errors",
+                                                report.confidently_wrong(pred, cfg.errors, cfg.study, run_id))
+    with fs.output_dir(spark, plots_dir) as out:
+        plot = report.plot_confusion(metrics["confusion"], [c["label"] for c in metrics["per_class"]],
+                                     f"{cfg.study}: validation accuracy {metrics['accuracy']:.3f}", out.local)
+        plot = out.final(plot)
+    return {"validation_table": metrics_table, "errors_table": errors_table, "plots": [plot]}
+
+
+def study_counts(study) -> dict:
+    states = [st.trial_state(t) for t in study.get_trials(deepcopy=False)]
+    return {"trials_complete": states.count(st.COMPLETE), "trials_pruned": states.count(st.PRUNED),
+            "trials_failed": states.count(st.FAILED), "trials_timeout": states.count(st.TIMEOUT),
+            "trials_interrupted": states.count(st.INTERRUPTED)}
+
+
+def run(spark: SparkSession, cfg: TrainTextConfig, progress=print) -> dict:
+    """The job body: data -> preprocess -> study -> trials -> best fit -> validation -> model + report."""
+    t0, run_id = time.time(), uuid.uuid4().hex[:12]
+    model_dir, plots_dir = output_dirs(spark, cfg)
+    data = load_data(spark, cfg, progress)
+    prep, prepped = preprocess(cfg, data)
+    opened = open_study(spark, cfg, data, progress)
+    ex = TextTrials(prepped, cfg.algorithm, data.labels, cfg.metric, cfg.seed)
+    loop = TrialLoop(spark, cfg, opened.study, ex, "spark-ml", data.rows_train, run_id, opened.max_trials, progress,
+                     t0, job="train-text")
+    loop.run()
+    trials_table = loop.write_table(force=True)
+    if loop.interrupted:
+        raise Interrupted(f"interrupted; completed trials are kept in the study {cfg.study!r}: run the same "
+                          "command again to resume")
+    summary = {"study": cfg.study, "algorithm": cfg.algorithm, "table": cfg.table, "where": cfg.where,
+               "labels": data.labels, "class_counts": data.class_counts, "rows": data.rows,
+               "rows_null_label": data.rows_null_label, "rows_null_text": data.rows_null_text,
+               "rows_train": data.rows_train, "rows_validation": data.rows_validation, "metric": cfg.metric,
+               "direction": cfg.direction, "max_trials": opened.max_trials, "trials_before": opened.n_before,
+               "trials_new": loop.new, "storage": opened.storage, "trials_table": trials_table,
+               "stop_reason": loop.stop_reason, **study_counts(opened.study), "best_value": best_value(opened.study)}
+    if summary["best_value"] is None:
+        raise MljobsError(f"no trial of study {cfg.study!r} completed (see {trials_table}); nothing to fit")
+    best = opened.study.best_trial
+    summary.update({"best_trial": best.number, "best_params": best.params})
+    t_fit = time.time()
+    model, pred = fit_best(spark, cfg, data, prep, prepped, ex, {**cfg.space.fixed(), **best.params}, progress)
+    pred = pred.persist()
+    metrics = prediction_metrics(pred, data.labels)
+    summary["fit_seconds"] = round(time.time() - t_fit, 3)
+    progress(f"validation on {metrics['rows']:,} rows: accuracy {metrics['accuracy']:.4f}, "
+             f"macro F1 {metrics['macro_f1']:.4f}")
+    summary["validation"] = {k: metrics[k] for k in ("rows", "accuracy", "macro_f1", "macro_precision",
+                                                     "macro_recall", "logloss", "per_class", "confusion")}
+    summary.update(write_report(spark, cfg, pred, metrics, run_id, plots_dir))
+    meta = TextModel(algorithm=cfg.algorithm, labels=data.labels, text_col=cfg.text_col, label_col=cfg.label_col,
+                     params={**cfg.space.fixed(), **best.params}, word_ngrams=cfg.word_ngrams, table=cfg.table,
+                     study=cfg.study, rows_train=data.rows_train, rows_validation=data.rows_validation,
+                     metric=cfg.metric, cv_value=best.value, validation=summary["validation"])
+    summary["model_dir"] = save_text_model(spark, model_dir, model, meta)
+    progress(f"model saved: {summary['model_dir']}")
+    for df in (pred, prepped, data.train, data.validation):
+        df.unpersist()
+    summary.update({"run_id": run_id, "seconds": round(time.time() - t0, 3)})
+    return summary
+
+
+# ---- what the rest of the system knows about this job (see mljobs.registry)
+NAME = "train-text"
+CONFIG = TrainTextConfig
+EMR_STEP = EmrStep(needs=("text_table",), label=lambda p: p.text_table, default=False,
+                   args=lambda p: ["--table", p.text_table, "--text-col", p.text_col, "--label-col", p.text_label_col,
+                                   "--model-dir", p.text_model_dir()])
+# Not yet run under the RAPIDS explainOnly check (tests/test_gpu_readiness.py has no train-text
+# run; docs/text.md says so): Spark ML's tokenizer, n-grams and vector UDFs are expected to stay on the CPU.
+GPU_FALLBACKS: list = []

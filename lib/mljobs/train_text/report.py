@@ -1,0 +1,88 @@
+"""The validation report of a text model: per-class metrics and the most confidently wrong rows
+as tables (partitioned by study, each run replacing its study's partition), and the confusion
+matrix as a plot."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from mljobs.config import validate_identifier
+from mljobs.models.text import LABEL_IDX, PREDICTED, TEXT
+from mljobs.tables import quoted
+
+LABEL = "_label"
+
+
+def metric_rows(metrics: dict[str, Any], study: str, run_id: str) -> list[tuple]:
+    """One row per class and one for the whole validation set (label NULL, macro means)."""
+    rows = [(c["label"], float(c["precision"]), float(c["recall"]), float(c["f1"]), int(c["support"]), None)
+            for c in metrics["per_class"]]
+    rows.append((None, float(metrics["macro_precision"]), float(metrics["macro_recall"]), float(metrics["macro_f1"]),
+                 int(metrics["rows"]), float(metrics["accuracy"])))
+    return [(*r, run_id, study) for r in rows]
+
+
+METRIC_SCHEMA = ("label string, precision double, recall double, f1 double, support bigint, accuracy double, "
+                 "run_id string, study string")
+
+
+def confidently_wrong(pred: DataFrame, n: int, study: str, run_id: str) -> DataFrame:
+    """The n wrong predictions with the highest probability of the predicted class."""
+    confidence = F.array_max(vector_to_array("probability"))
+    return (pred.where(F.col("prediction") != F.col(LABEL_IDX))
+                .select(F.col(TEXT).alias("text"), F.col(LABEL).alias("label"), F.col(PREDICTED).alias("predicted"),
+                        confidence.alias("confidence"))
+                .orderBy(F.desc("confidence"), "text").limit(n)
+                .withColumn("rank", F.row_number().over(_rank_window()))
+                .select("rank", "text", "label", "predicted", "confidence", F.lit(run_id).alias("run_id"),
+                        F.lit(study).alias("study")))
+
+
+def _rank_window():
+    from pyspark.sql import Window
+
+    return Window.orderBy(F.desc("confidence"), "text")
+
+
+def write_study_partition(spark, db: str, name: str, df: DataFrame) -> str:
+    """Replace the study's partition of db.name (created partitioned by study when absent)."""
+    table = quoted(db, name)
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{validate_identifier(db, 'database name')}`")
+    if not spark.catalog.tableExists(f"{db}.{name}"):
+        from mljobs.tables import column_ddl
+
+        spark.sql(f"CREATE TABLE {table} ({column_ddl(df)}) USING parquet PARTITIONED BY (study)")
+    df.select(*spark.table(f"{db}.{name}").columns).write.insertInto(f"{db}.{name}", overwrite=True)
+    return f"{db}.{name}"
+
+
+def plot_confusion(matrix: list[list[int]], labels: list[str], title: str, out_dir: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    k = len(labels)
+    fig, ax = plt.subplots(figsize=(1.2 * k + 3, 1.0 * k + 2.5))
+    im = ax.imshow(matrix, cmap="Blues")
+    top = max(max(r) for r in matrix) or 1
+    for t in range(k):
+        for p in range(k):
+            ax.text(p, t, str(matrix[t][p]), ha="center", va="center",
+                    color="white" if matrix[t][p] > top / 2 else "black")
+    ax.set_xticks(range(k), labels, rotation=30, ha="right")
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    path = out_dir / "confusion_matrix.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)

@@ -16,14 +16,15 @@ CUSTOM_ATTRIBUTES = "HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"
 ROUTES = {"/ping": "GET", "/invocations": "POST", "/models": "GET", "/metadata": "GET"}
 
 
-def make_app(location: str, nthread: int = 1, watch: bool = True) -> "ServeApp":
-    """The app of one worker: its model starts loading now, in the background."""
-    return ServeApp(LiveModel(location, nthread, watch).start())
+def make_app(location: str, nthread: int = 1, watch: bool = True, served=None) -> "ServeApp":
+    """The app of one worker: its model starts loading now, in the background (``served``: an
+    event shared by the workers, set once any of them has its model)."""
+    return ServeApp(LiveModel(location, nthread, watch, served).start(), served)
 
 
 class ServeApp:
-    def __init__(self, model: LiveModel):
-        self.model = model
+    def __init__(self, model: LiveModel, served=None):
+        self.model, self.served = model, served
 
     def __call__(self, environ, start_response):
         headers: list[tuple[str, str]] = []
@@ -49,6 +50,8 @@ class ServeApp:
             return 200, self.invocations(environ)
         loaded = self.model.current
         if path.startswith("/ping"):
+            if loaded is None and self.served is not None and self.served.is_set():
+                loaded = self.model.wait(WAIT_FOR_MODEL_S)  # another worker answered 200 already
             if loaded is None:
                 return 503, json_body({"status": "loading", "error": self.model.error})
             return 200, json_body({"status": "ok", **loaded.describe()})

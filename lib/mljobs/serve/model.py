@@ -56,8 +56,8 @@ class Loaded:
 class LiveModel:
     """The model a worker serves now (``current``), its loader and its watcher."""
 
-    def __init__(self, location: str, nthread: int = 1, watch: bool = True):
-        self.location, self.nthread = str(location), nthread
+    def __init__(self, location: str, nthread: int = 1, watch: bool = True, served=None):
+        self.location, self.nthread, self.served = str(location), nthread, served
         # A URI is copied down at each load; watching it would mean a listing per second, so a
         # remote model is reloaded by SIGHUP only.
         self.watch = watch and not fs.is_uri(self.location)
@@ -104,6 +104,8 @@ class LiveModel:
             return
         self.current, self.error = loaded, None  # the one swap: requests in flight keep the old object
         self.ready.set()
+        if self.served is not None:
+            self.served.set()
 
     def _run(self) -> None:
         self._try_load(self.signature() if self.watch else None)

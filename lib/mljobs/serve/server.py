@@ -29,7 +29,13 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int) -> dict:
 
 class Server(BaseApplication):
     def __init__(self, model: str, options: dict, nthread: int = 1):
+        import multiprocessing
+
         self.model, self.options, self.nthread = model, options, nthread
+        # Set by the first worker that has its model, seen by all (made before the fork): from
+        # then on a worker still loading makes /ping wait for its own load rather than answer
+        # 503, so the health check never goes back from 200 to 503.
+        self.served = multiprocessing.Event()
         super().__init__(prog="mljobs.serve")
 
     def load_config(self):
@@ -39,7 +45,7 @@ class Server(BaseApplication):
     def load(self):
         from mljobs.serve.app import make_app  # in the worker, after the fork
 
-        return make_app(self.model, nthread=self.nthread)
+        return make_app(self.model, nthread=self.nthread, served=self.served)
 
 
 def serve(model: str, host: str, port: int, workers: int, threads: int) -> None:

@@ -55,6 +55,36 @@ def parse_table_name(full: str, default_db: str = "default") -> tuple[str, str]:
     return validate_identifier(db, "database name"), validate_identifier(table, "table name")
 
 
+def split_names(value: Any) -> Any:
+    """'a,b' or ['a', 'b,c'] (a flag or a YAML value) as ['a', 'b', 'c']; anything else as given."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        return [c.strip() for v in value for c in str(v).split(",") if c.strip()]
+    return value
+
+
+def check_scored_tables(table: str, out_table: str | None, output: tuple[str, str], where: str | None) -> None:
+    """A scoring job's --table, --out-table (``output``: the resolved one, not the scored table)
+    and --where."""
+    parse_table_name(table)
+    if out_table is not None:
+        parse_table_name(out_table)
+    if output == parse_table_name(table):
+        raise MljobsError(f"--out-table {'.'.join(output)} is the table being scored; name another")
+    if where is not None and not str(where).strip():
+        raise MljobsError("--where is empty")
+
+
+def check_output_columns(columns: list[str], reserved: tuple[str, ...], what: str) -> None:
+    """Column names passed through to an output table: valid, and none of its own columns."""
+    for c in columns:
+        validate_identifier(c, f"column name ({what})")
+    clash = [c for c in columns if c.lower() in reserved]
+    if clash:
+        raise MljobsError(f"columns {clash} clash with the output columns ({', '.join(reserved)})")
+
+
 def read_properties(path: Path) -> dict[str, str]:
     """Read a spark-defaults style file: 'key value' or 'key=value', # comments."""
     props: dict[str, str] = {}

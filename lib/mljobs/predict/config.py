@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from mljobs.config import JobConfig, parse_table_name, validate_identifier
+from mljobs.config import JobConfig, check_output_columns, check_scored_tables, parse_table_name, split_names
 from mljobs.errors import MljobsError
 from mljobs.models.artifact import check_model_location
 
@@ -34,33 +34,20 @@ class PredictConfig(JobConfig):
         values = dict(values)
         if values.pop("no_metrics", False):
             values["metrics"] = False
-        keep = values.get("keep")
-        if isinstance(keep, str):
-            keep = [keep]
-        if isinstance(keep, list):
-            values["keep"] = [c.strip() for k in keep for c in str(k).split(",") if c.strip()]
+        if "keep" in values:
+            values["keep"] = split_names(values["keep"])
         return values
 
     def validate(self) -> None:
         check_model_location(self.model)
-        parse_table_name(self.table)
-        if self.out_table is not None:
-            parse_table_name(self.out_table)
-        if self.output_table == parse_table_name(self.table):
-            raise MljobsError(f"--out-table {'.'.join(self.output_table)} is the table being scored; name another")
-        if self.where is not None and not str(self.where).strip():
-            raise MljobsError("--where is empty")
+        check_scored_tables(self.table, self.out_table, self.output_table, self.where)
         if not isinstance(self.threshold, (int, float)) or isinstance(self.threshold, bool) \
                 or math.isnan(self.threshold) or not 0.0 <= self.threshold <= 1.0:
             raise MljobsError(f"--threshold must be within [0, 1], got {self.threshold!r}")
         if self.batch_rows is not None and (not isinstance(self.batch_rows, int) or isinstance(self.batch_rows, bool)
                                             or self.batch_rows < 1):
             raise MljobsError(f"batch_rows must be an integer >= 1, got {self.batch_rows!r}")
-        for c in ([self.id_col] if self.id_col else []) + list(self.keep):
-            validate_identifier(c, "column name (--id-col / --keep)")
-        clash = [c for c in ([self.id_col] if self.id_col else []) + list(self.keep) if c.lower() in RESERVED]
-        if clash:
-            raise MljobsError(f"columns {clash} clash with the output columns ({', '.join(RESERVED)})")
+        check_output_columns(([self.id_col] if self.id_col else []) + list(self.keep), RESERVED, "--id-col / --keep")
 
     def batch_size_for(self, n_features: int) -> int:
         """--batch-rows, else about 4M input values per Arrow batch (32 MiB of doubles), 10,000 to

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mljobs.config import JobConfig, parse_table_name, validate_identifier
-from mljobs.errors import MljobsError
+from mljobs.config import (JobConfig, check_output_columns, check_scored_tables, parse_table_name, split_names,
+                           validate_identifier)
 from mljobs.models.artifact import check_model_location
 
 DEFAULT_TABLE = "text_predictions"
@@ -28,27 +28,16 @@ class PredictTextConfig(JobConfig):
     @classmethod
     def coerce(cls, values: dict[str, Any]) -> dict[str, Any]:
         values = dict(values)
-        keep = values.get("keep")
-        if isinstance(keep, str):
-            keep = [keep]
-        if isinstance(keep, list):
-            values["keep"] = [c.strip() for k in keep for c in str(k).split(",") if c.strip()]
+        if "keep" in values:
+            values["keep"] = split_names(values["keep"])
         return values
 
     def validate(self) -> None:
         check_model_location(self.model)
-        parse_table_name(self.table)
-        if self.out_table is not None:
-            parse_table_name(self.out_table)
-        if self.output_table == parse_table_name(self.table):
-            raise MljobsError(f"--out-table {'.'.join(self.output_table)} is the table being scored; name another")
-        if self.where is not None and not str(self.where).strip():
-            raise MljobsError("--where is empty")
-        for c in ([self.text_col] if self.text_col else []) + ([self.id_col] if self.id_col else []) + list(self.keep):
-            validate_identifier(c, "column name (--text-col / --id-col / --keep)")
-        clash = [c for c in ([self.id_col] if self.id_col else []) + list(self.keep) if c.lower() in RESERVED]
-        if clash:
-            raise MljobsError(f"columns {clash} clash with the output columns ({', '.join(RESERVED)})")
+        check_scored_tables(self.table, self.out_table, self.output_table, self.where)
+        if self.text_col:
+            validate_identifier(self.text_col, "column name (--text-col)")
+        check_output_columns(([self.id_col] if self.id_col else []) + list(self.keep), RESERVED, "--id-col / --keep")
 
     @property
     def output_table(self) -> tuple[str, str]:

@@ -65,11 +65,11 @@ echo "== 8/10 detection error analysis on 5 generated plays (ground truth + dete
 echo "== 9/10 per-play precision/recall/F1/AP"
 ./spark-submit.sh sql "SELECT scope, video, tp, fp, fn, ROUND(precision, 3) AS p, ROUND(recall, 3) AS r, ROUND(f1, 3) AS f1, ROUND(ap, 3) AS ap FROM detection.det_videos ORDER BY scope DESC, video"
 
-echo "== 10/10 text: real Amazon review snippets -> reviews.amazon, train-text (tfidf-lr, 3 trials, 3-fold CV, 20 % held out), predict-text"
+echo "== 10/10 text: real Amazon review snippets -> reviews.amazon, train-text (tfidf-lr, 2 trials, 2-fold CV, 20 % held out), predict-text"
 .venv/bin/python -m mljobs.datasets.reviews export "$DATA/raw/reviews" --force
 ./spark-submit.sh ingest --mode byod --input "$DATA/raw/reviews/amazon_reviews.csv" --table reviews.amazon --label label \
     --summary "$DATA/summaries/ingest-reviews.json"
-./spark-submit.sh train-text --table reviews.amazon --text-col text --label-col label --algorithm tfidf-lr --max-trials 3 \
+./spark-submit.sh train-text --table reviews.amazon --text-col text --label-col label --algorithm tfidf-lr --max-trials 2 --cv-folds 2 \
     --summary "$DATA/summaries/train-text.json"
 ./spark-submit.sh predict-text --model "$DATA/models/text-reviews-amazon-tfidf-lr" --table reviews.amazon --id-col id \
     --keep label --summary "$DATA/summaries/predict-text.json"

@@ -94,12 +94,12 @@ def malformed_reason(header: list[str], types: dict[str, DataType], delimiter: s
 
 
 def csv_options(multiline: bool = False) -> dict[str, str]:
-    """Spark CSV options for RFC 4180 files (Spark's default escape is a backslash, which splits
-    a field such as "a \\"b" wrongly; the quote itself is the escape in RFC 4180)."""
-    opts = {"escape": '"'}
-    if multiline:
-        opts["multiLine"] = "true"
-    return opts
+    """Spark CSV options. ``multiline`` (free text): RFC 4180 files whose quoted fields may hold
+    line breaks, with the quote itself as the escape (Spark's default escape, a backslash, splits
+    a field such as "a \\"b" wrongly). Otherwise Spark's defaults, which read doubled quotes
+    alike and which the RAPIDS CSV scan runs on the GPU (it supports neither a modified escape
+    nor multi-line records, so free-text files are read on the CPU there)."""
+    return {"escape": '"', "multiLine": "true"} if multiline else {}
 
 
 def read_csv(
@@ -112,8 +112,8 @@ def read_csv(
 ) -> DataFrame:
     """Read CSV files (grouped by header, see csv_headers) with explicit types.
 
-    Quoting is RFC 4180's (a quote inside a quoted field is doubled; a backslash is an ordinary
-    character). ``multiline``: a quoted field may hold line breaks (free text); each file is
+    A quote inside a quoted field is doubled. ``multiline`` (free text): RFC 4180 exactly (a
+    backslash is an ordinary character) and a quoted field may hold line breaks; each file is
     then parsed by one task, since a record may start anywhere.
 
     The frame has every header column (renamed by ``rename``, typed when listed in

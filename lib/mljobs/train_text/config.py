@@ -2,13 +2,13 @@
 built (conf/train-text.yaml, --config FILE and the flags are merged by mljobs.config.load_config)."""
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from mljobs.config import JobConfig, parse_table_name, validate_identifier
 from mljobs.errors import MljobsError
+from mljobs.studies.limits import check_seconds, coerce_seconds
 from mljobs.models.text import ALGORITHMS
 from mljobs.studies.space import SearchSpace, parse_param
 from mljobs.uris import output_location
@@ -17,7 +17,6 @@ METRICS = {"accuracy": "maximize", "f1_macro": "maximize", "logloss": "minimize"
 STRATEGIES = ("random", "bayesian", "grid")
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
 _STUDY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-_SECONDS = ("max_runtime_per_trial", "time_budget")
 
 # BlazingText's hyper-parameters under our names (docs/text.md maps them): epochs (the
 # classifier's iterations), buckets, min_count, vector_dim, learning_rate (word2vec's step).
@@ -102,13 +101,7 @@ class TrainTextConfig(JobConfig):
         values = dict(values)
         if not values.get("table"):
             raise MljobsError("--table is required")
-        limit = values.get("max_runtime_per_trial")
-        if isinstance(limit, str) and limit.lower() in ("none", "null"):
-            values["max_runtime_per_trial"] = None
-        for key in _SECONDS:
-            if isinstance(values.get(key), int) and not isinstance(values[key], bool):
-                values[key] = float(values[key])
-        return values
+        return coerce_seconds(values)
 
     def validate(self) -> None:
         output_location(self.model_dir, "--model-dir")
@@ -145,7 +138,4 @@ class TrainTextConfig(JobConfig):
             raise MljobsError(f"cv_folds must be at least 2, got {self.cv_folds}")
         if self.word_ngrams > 5:
             raise MljobsError(f"word_ngrams must be 1..5, got {self.word_ngrams}")
-        for name in _SECONDS:
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, (int, float)) or math.isnan(v) or v <= 0):
-                raise MljobsError(f"{name} must be a positive number of seconds, got {v!r}")
+        check_seconds(self)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
 from mljobs import fs
 from mljobs.emr import EmrStep
 from mljobs.errors import MljobsError
+from mljobs.studies.limits import Interrupted, OpenStudy
 from mljobs.models.text import TextModel, label_stage, prediction_metrics, prep_stages, save_text_model
 from mljobs.session import data_dir_of, results_root
 from mljobs.studies import study as st
@@ -21,18 +21,6 @@ from mljobs.train_text import report
 from mljobs.train_text.config import TrainTextConfig
 from mljobs.train_text.data import TextData, load_text_data
 from mljobs.train_text.trials import TextTrials
-
-
-class Interrupted(MljobsError):
-    exit_code = 130
-
-
-@dataclass
-class OpenStudy:
-    study: object
-    storage: str
-    n_before: int
-    max_trials: int
 
 
 def output_dirs(spark, cfg: TrainTextConfig) -> tuple[str, str]:

@@ -2,13 +2,13 @@
 (conf/tune.yaml, --config FILE and the flags are merged by mljobs.config.load_config)."""
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from mljobs.config import JobConfig, parse_table_name, validate_identifier
 from mljobs.errors import MljobsError
+from mljobs.studies.limits import check_seconds, coerce_seconds
 from mljobs.tune.metrics import METRICS
 from mljobs.tune.space import FAMILIES, SearchSpace, parse_space
 from mljobs.uris import output_location
@@ -20,7 +20,6 @@ MAX_GRID = 100_000
 _STUDY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Keys whose YAML spelling 'auto' (or null) means "derive it at run time" (None).
 _AUTO = ("num_workers", "threads_per_trial", "early_stopping_rounds", "time_budget")
-_SECONDS = ("max_runtime_per_trial", "time_budget")
 
 
 @dataclass
@@ -74,13 +73,7 @@ class TuneConfig(JobConfig):
         for key in _AUTO:
             if isinstance(values.get(key), str) and values[key].lower() == "auto":
                 values[key] = None
-        limit = values.get("max_runtime_per_trial")
-        if isinstance(limit, str) and limit.lower() in ("none", "null"):
-            values["max_runtime_per_trial"] = None
-        for key in _SECONDS:
-            if isinstance(values.get(key), int) and not isinstance(values[key], bool):
-                values[key] = float(values[key])
-        return values
+        return coerce_seconds(values)
 
     def validate(self) -> None:
         """Check every option and parse the search space."""
@@ -108,10 +101,7 @@ class TuneConfig(JobConfig):
                 raise MljobsError(f"{name} must be a positive integer, got {v!r}")
         if self.cv_folds < 2:
             raise MljobsError(f"cv_folds must be at least 2, got {self.cv_folds}")
-        for name in _SECONDS:
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, (int, float)) or math.isnan(v) or v <= 0):
-                raise MljobsError(f"{name} must be a positive number of seconds, got {v!r}")
+        check_seconds(self)
         for name in ("num_workers", "threads_per_trial", "early_stopping_rounds"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):

@@ -11,6 +11,7 @@ from mljobs import fs
 from mljobs.device import device_for
 from mljobs.emr import EmrStep
 from mljobs.errors import MljobsError
+from mljobs.studies.limits import Interrupted, OpenStudy
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
 from mljobs.session import data_dir_of, results_root
 from mljobs.studies import study as st
@@ -22,10 +23,6 @@ from mljobs.tune.parallel import ParallelTrials
 from mljobs.studies.trials import trial_rows
 
 
-class Interrupted(MljobsError):
-    exit_code = 130
-
-
 @dataclass
 class Plan:
     """How the trials run: the mode (and why), workers per fit, threads per trial."""
@@ -33,14 +30,6 @@ class Plan:
     why: str
     num_workers: int
     nthread: int
-
-
-@dataclass
-class OpenStudy:
-    study: object
-    storage: str
-    n_before: int
-    max_trials: int
 
 
 def run(spark, cfg: TuneConfig, progress) -> dict:

@@ -27,7 +27,10 @@ AWS_SDK_FOR_HADOOP = {
     "3.3.4": ("com.amazonaws", "aws-java-sdk-bundle", "1.12.262"),  # PySpark 3.5.x
     "3.4.1": ("software.amazon.awssdk", "bundle", "2.24.6"),  # PySpark 4.0.x
 }
-NAMES = ("rapids", "s3a")
+# Derby's network server and client, for the local shared metastore (mljobs.metastore): the
+# version of the derby jar inside the installed PySpark, so both open the same database.
+DERBY_PARTS = ("derbynet", "derbyclient", "derbytools")
+NAMES = ("rapids", "s3a", "derby")
 
 
 def bundled_hadoop_version() -> str:
@@ -40,6 +43,16 @@ def bundled_hadoop_version() -> str:
     return found[0].name[len("hadoop-client-api-"):-len(".jar")]
 
 
+def bundled_derby_version() -> str:
+    """The Derby version inside the installed PySpark (derby-X.jar)."""
+    import pyspark
+
+    found = sorted(Path(pyspark.__file__).parent.glob("jars/derby-*.jar"))
+    if not found:
+        raise MljobsError("cannot tell the Derby version: no derby jar in the installed PySpark")
+    return found[0].name[len("derby-"):-len(".jar")]
+
+
 def coordinates(name: str) -> list[tuple[str, str, str]]:
     if name == "rapids":
         return [RAPIDS]
@@ -48,6 +61,8 @@ def coordinates(name: str) -> list[tuple[str, str, str]]:
         if hadoop not in AWS_SDK_FOR_HADOOP:
             raise MljobsError(f"no known AWS SDK bundle for Hadoop {hadoop}; known: {', '.join(AWS_SDK_FOR_HADOOP)}")
         return [("org.apache.hadoop", "hadoop-aws", hadoop), AWS_SDK_FOR_HADOOP[hadoop]]
+    if name == "derby":
+        return [("org.apache.derby", part, bundled_derby_version()) for part in DERBY_PARTS]
     raise MljobsError(f"unknown jar set {name!r}; valid: {', '.join(NAMES)}")
 
 

@@ -35,19 +35,26 @@ NAMES = ("rapids", "s3a", "derby")
 
 def bundled_hadoop_version() -> str:
     """The Hadoop client version inside the installed PySpark (hadoop-client-api-X.jar)."""
-    import pyspark
-
-    found = sorted(Path(pyspark.__file__).parent.glob("jars/hadoop-client-api-*.jar"))
+    found = sorted(spark_jars_dir().glob("hadoop-client-api-*.jar"))
     if not found:
         raise MljobsError("cannot tell the Hadoop version: no hadoop-client-api jar in the installed PySpark")
     return found[0].name[len("hadoop-client-api-"):-len(".jar")]
 
 
-def bundled_derby_version() -> str:
-    """The Derby version inside the installed PySpark (derby-X.jar)."""
+def spark_jars_dir() -> Path:
+    """The jars/ of the running Spark ($SPARK_HOME under spark-submit, where pyspark is a zip),
+    else of the installed PySpark."""
+    home = os.environ.get("SPARK_HOME")
+    if home and (Path(home) / "jars").is_dir():
+        return Path(home) / "jars"
     import pyspark
 
-    found = sorted(Path(pyspark.__file__).parent.glob("jars/derby-*.jar"))
+    return Path(pyspark.__file__).parent / "jars"
+
+
+def bundled_derby_version() -> str:
+    """The Derby version inside the installed PySpark (derby-X.jar)."""
+    found = sorted(spark_jars_dir().glob("derby-*.jar"))
     if not found:
         raise MljobsError("cannot tell the Derby version: no derby jar in the installed PySpark")
     return found[0].name[len("derby-"):-len(".jar")]

@@ -83,11 +83,9 @@ def _start_lock(data_dir: Path):
 
 
 def _classpath() -> str:
-    import pyspark
-
     from mljobs import jars
 
-    derby = sorted(Path(pyspark.__file__).parent.glob("jars/derby-*.jar"))
+    derby = sorted(jars.spark_jars_dir().glob("derby-*.jar"))
     return os.pathsep.join(str(p) for p in [*jars.fetch_all("derby"), *derby])
 
 

@@ -1,5 +1,6 @@
-"""One SparkSession for the whole suite, with its own temporary Derby metastore and
-warehouse (Derby allows one JVM per metastore, so subprocess tests use other dirs)."""
+"""One SparkSession for the whole suite, with its own temporary data dir: the metastore in
+server mode (the local default; a Derby network server per xdist worker, stopped at the end)
+and the warehouse."""
 from __future__ import annotations
 
 import os
@@ -43,6 +44,9 @@ def spark(tmp_path_factory):
     )
     yield session
     session.stop()
+    from mljobs import metastore
+
+    metastore.stop(data_dir)
 
 
 @pytest.fixture(scope="session")

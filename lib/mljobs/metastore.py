@@ -175,3 +175,19 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# What the Hive client's failure says when the metastore cannot be reached or is held.
+_UNAVAILABLE = ("SessionHiveMetaStoreClient", "Another instance of Derby may have already booted",
+                "java.net.ConnectException", "DERBY SQL error")
+
+
+def unavailable_message(exc: BaseException, data_dir: Path) -> str | None:
+    """One actionable line when exc is the metastore being held (embedded) or gone (server), else None."""
+    text = str(exc)
+    if not any(s in text for s in _UNAVAILABLE):
+        return None
+    if running(data_dir) is None and read_record(data_dir):
+        return "the metastore server stopped during the job (committed tables are kept); run the job again: it restarts the server"
+    return (f"the metastore of {data_dir} is held by another process (embedded Derby admits one); "
+            "stop that process or run with --metastore server")

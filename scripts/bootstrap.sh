@@ -64,5 +64,6 @@ PYTHONPATH="$ROOT/lib${PYTHONPATH:+:$PYTHONPATH}" .venv/bin/python -m mljobs.dat
 if [[ $jars -eq 1 ]]; then
   .venv/bin/python -m mljobs.jars fetch rapids >/dev/null
   .venv/bin/python -m mljobs.jars fetch s3a >/dev/null
+  .venv/bin/python -m mljobs.jars fetch derby >/dev/null
 fi
 say "ready: $(.venv/bin/python -c 'import pyspark, sys; print("Python", sys.version.split()[0], "PySpark", pyspark.__version__)')"

@@ -1,5 +1,6 @@
-"""One SparkSession for the whole suite, with its own temporary Derby metastore and
-warehouse (Derby allows one JVM per metastore, so subprocess tests use other dirs)."""
+"""One SparkSession for the whole suite, with its own temporary data dir: the metastore in
+server mode (the local default; a Derby network server per xdist worker, stopped at the end)
+and the warehouse."""
 from __future__ import annotations
 
 import os
@@ -43,6 +44,9 @@ def spark(tmp_path_factory):
     )
     yield session
     session.stop()
+    from mljobs import metastore
+
+    metastore.stop(data_dir)
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +68,14 @@ def moto_env():
     host, port = server.get_host_and_port()
     yield {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
     server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_metastore_servers(tmp_path_factory):
+    """Subprocess jobs start a metastore server in their tmp data dir and leave it running (as
+    they should for a user): stop every one under this run's temp dir at the end."""
+    yield
+    from mljobs import metastore
+
+    for record in tmp_path_factory.getbasetemp().rglob(metastore.RECORD):
+        metastore.stop(record.parent)

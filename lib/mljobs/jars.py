@@ -27,17 +27,37 @@ AWS_SDK_FOR_HADOOP = {
     "3.3.4": ("com.amazonaws", "aws-java-sdk-bundle", "1.12.262"),  # PySpark 3.5.x
     "3.4.1": ("software.amazon.awssdk", "bundle", "2.24.6"),  # PySpark 4.0.x
 }
-NAMES = ("rapids", "s3a")
+# Derby's network server and client, for the local shared metastore (mljobs.metastore): the
+# version of the derby jar inside the installed PySpark, so both open the same database.
+DERBY_PARTS = ("derbynet", "derbyclient", "derbytools")
+NAMES = ("rapids", "s3a", "derby")
 
 
 def bundled_hadoop_version() -> str:
     """The Hadoop client version inside the installed PySpark (hadoop-client-api-X.jar)."""
-    import pyspark
-
-    found = sorted(Path(pyspark.__file__).parent.glob("jars/hadoop-client-api-*.jar"))
+    found = sorted(spark_jars_dir().glob("hadoop-client-api-*.jar"))
     if not found:
         raise MljobsError("cannot tell the Hadoop version: no hadoop-client-api jar in the installed PySpark")
     return found[0].name[len("hadoop-client-api-"):-len(".jar")]
+
+
+def spark_jars_dir() -> Path:
+    """The jars/ of the running Spark ($SPARK_HOME under spark-submit, where pyspark is a zip),
+    else of the installed PySpark."""
+    home = os.environ.get("SPARK_HOME")
+    if home and (Path(home) / "jars").is_dir():
+        return Path(home) / "jars"
+    import pyspark
+
+    return Path(pyspark.__file__).parent / "jars"
+
+
+def bundled_derby_version() -> str:
+    """The Derby version inside the installed PySpark (derby-X.jar)."""
+    found = sorted(spark_jars_dir().glob("derby-*.jar"))
+    if not found:
+        raise MljobsError("cannot tell the Derby version: no derby jar in the installed PySpark")
+    return found[0].name[len("derby-"):-len(".jar")]
 
 
 def coordinates(name: str) -> list[tuple[str, str, str]]:
@@ -48,6 +68,8 @@ def coordinates(name: str) -> list[tuple[str, str, str]]:
         if hadoop not in AWS_SDK_FOR_HADOOP:
             raise MljobsError(f"no known AWS SDK bundle for Hadoop {hadoop}; known: {', '.join(AWS_SDK_FOR_HADOOP)}")
         return [("org.apache.hadoop", "hadoop-aws", hadoop), AWS_SDK_FOR_HADOOP[hadoop]]
+    if name == "derby":
+        return [("org.apache.derby", part, bundled_derby_version()) for part in DERBY_PARTS]
     raise MljobsError(f"unknown jar set {name!r}; valid: {', '.join(NAMES)}")
 
 

@@ -77,7 +77,8 @@ def run_job(name: str, args: argparse.Namespace) -> int:
         cfg = job_config(name, args)
     except MljobsError as exc:
         return _fail(name, args, exc, exc.exit_code)
-    from mljobs.session import build_session
+    from mljobs import metastore
+    from mljobs.session import build_session, data_dir_of
 
     spark = build_session(f"mljobs-{name}", data_dir=getattr(args, "data_dir", None))
     jvm = spark.sparkContext._jvm
@@ -88,8 +89,12 @@ def run_job(name: str, args: argparse.Namespace) -> int:
     except MljobsError as exc:
         code = _fail(name, args, exc, exc.exit_code)
     except Exception as exc:  # unexpected: keep the traceback for the log
-        traceback.print_exc()
-        code = _fail(name, args, exc, 1)
+        held = metastore.unavailable_message(exc, data_dir_of(spark))
+        if held:
+            code = _fail(name, args, MljobsError(held), 2)
+        else:
+            traceback.print_exc()
+            code = _fail(name, args, exc, 1)
     finally:
         spark.stop()
     if summary is not None:

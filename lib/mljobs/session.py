@@ -51,13 +51,49 @@ def current_env(conf: SparkConf | None = None) -> str:
     return env
 
 
-def embedded_hive_conf(data_dir: Path) -> dict[str, str]:
-    """Derby metastore and warehouse under data_dir, so tables persist between jobs."""
-    metastore = data_dir / "metastore_db"
+METASTORE_CONF = "spark.mljobs.metastore"
+METASTORE_ENV = "MLJOBS_METASTORE"
+JDBC_DRIVERS = {"postgresql": "org.postgresql.Driver", "mysql": "com.mysql.cj.jdbc.Driver",
+                "mariadb": "org.mariadb.jdbc.Driver", "derby": "org.apache.derby.jdbc.ClientDriver"}
+
+
+def metastore_mode(conf: SparkConf | None = None) -> str:
+    """server (default), embedded, jdbc:... or thrift://...: spark.mljobs.metastore, else $MLJOBS_METASTORE."""
+    conf = conf or SparkConf()
+    mode = conf.get(METASTORE_CONF, None) or os.environ.get(METASTORE_ENV) or "server"
+    if mode not in ("server", "embedded") and not mode.startswith(("jdbc:", "thrift://")):
+        raise MljobsError(f"--metastore must be server, embedded, jdbc:... or thrift://host:port, got {mode!r}")
+    return mode
+
+
+def metastore_conf(data_dir: Path, mode: str) -> dict[str, str]:
+    """The Hive client settings of one metastore mode (the server is started here when needed)."""
+    if mode.startswith("thrift://"):
+        return {"spark.hadoop.hive.metastore.uris": mode}
+    if mode.startswith("jdbc:"):
+        scheme = mode.split(":")[1]
+        out = {"spark.hadoop.javax.jdo.option.ConnectionURL": mode}
+        if scheme in JDBC_DRIVERS:
+            out["spark.hadoop.javax.jdo.option.ConnectionDriverName"] = JDBC_DRIVERS[scheme]
+        return out
+    if mode == "embedded":
+        url = f"jdbc:derby:;databaseName={data_dir / 'metastore_db'};create=true"
+        return {"spark.hadoop.javax.jdo.option.ConnectionURL": url}
+    from mljobs import jars, metastore
+
+    rec = metastore.ensure_server(data_dir)
+    return {"spark.hadoop.javax.jdo.option.ConnectionURL": metastore.connection_url(data_dir, rec["port"]),
+            "spark.hadoop.javax.jdo.option.ConnectionDriverName": metastore.CLIENT_DRIVER,
+            # for in-process builds (tests, notebook); spark-submit gets --driver-class-path
+            "spark.driver.extraClassPath": str(jars.jar_paths("derby")[1])}
+
+
+def embedded_hive_conf(data_dir: Path, mode: str = "embedded") -> dict[str, str]:
+    """The metastore (see metastore_conf) and warehouse under data_dir, so tables persist between jobs."""
     return {
         "spark.sql.catalogImplementation": "hive",
         "spark.sql.warehouse.dir": str(data_dir / "warehouse"),
-        "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={metastore};create=true",
+        **metastore_conf(data_dir, mode),
         # derby.log goes to the data dir instead of the working directory; Spark logs
         # warnings only (a JVM started by spark-submit.sh gets the same file there).
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={data_dir} "
@@ -118,7 +154,7 @@ def build_session(
     ddir = resolve_data_dir(data_dir)
     if env == "local":
         ddir.mkdir(parents=True, exist_ok=True)
-        settings.update(embedded_hive_conf(ddir))
+        settings.update(embedded_hive_conf(ddir, metastore_mode(spark_conf)))
         settings.update(s3a_env_conf())
         settings.setdefault("spark.master", "local[*]")
     settings.update(conf or {})

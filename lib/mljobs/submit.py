@@ -59,6 +59,13 @@ def _conf_args(env: str, artifacts: str | None, extra_conf) -> list[str]:
 
 def _local_args(root: Path, names: list[str], dry_run: bool) -> list[str]:
     args = ["--driver-java-options", f"-Dlog4j2.configurationFile=file:{root / 'conf' / 'log4j2.properties'}"]
+    # The Derby client for the local metastore server: on the driver's class path before the
+    # JVM starts (spark-submit starts it before any Python runs).
+    from mljobs import jars
+
+    client = jars.jar_paths("derby")[1]
+    if client.exists():
+        args += ["--driver-class-path", str(client)]
     # S3 off EMR is the s3a connector: hadoop-aws + AWS SDK jars for the bundled Hadoop, from
     # the jar cache (downloaded once from Maven Central), added only when an argument names S3.
     if any("s3://" in a or "s3a://" in a for a in names):
@@ -122,13 +129,15 @@ def _parse(argv: list[str]) -> dict:
         if flag == "--dry-run":
             opts["dry_run"] = True
             continue
-        if flag not in ("--env", "--artifacts", "--conf"):
+        if flag not in ("--env", "--artifacts", "--conf", "--metastore"):
             raise MljobsError(f"unknown option {flag}")
         if not inline and not argv:
             raise MljobsError(f"{flag} needs a value")
         value = inline or argv.pop(0)
         if flag == "--conf":
             opts["conf"].append(value)
+        elif flag == "--metastore":
+            opts["conf"].append(f"spark.mljobs.metastore={value}")
         else:
             opts[flag[2:]] = value
             opts["artifacts_flag"] |= flag == "--artifacts"
@@ -145,6 +154,10 @@ def main(argv=None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(USAGE, file=sys.stderr)
         return 0
+    if argv and argv[0] == "metastore":
+        from mljobs import metastore
+
+        return metastore.main(argv[1:])
     root = project_root()
     try:
         o = _parse(argv)

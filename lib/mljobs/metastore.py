@@ -1,0 +1,193 @@
+"""The local shared metastore: a Derby network server over ``<data dir>/metastore_db``, started
+on demand by the first job, left running for the next, stopped by
+``./spark-submit.sh metastore stop``. Every job, ``sql``, notebook and test connects to it, so
+several processes can use one data dir at once (embedded Derby admits one JVM).
+
+    python -m mljobs.metastore start|stop|status [--data-dir DIR] [--port N]
+
+The server's pid and port are recorded in ``<data dir>/metastore.json``; a file lock around
+start makes two jobs starting at once share one server; a dead pid means restart.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from mljobs.errors import MljobsError
+
+RECORD = "metastore.json"
+PORT_ENV = "MLJOBS_METASTORE_PORT"
+CLIENT_DRIVER = "org.apache.derby.jdbc.ClientDriver"
+START_TIMEOUT_S = 60
+
+
+def _record_path(data_dir: Path) -> Path:
+    return Path(data_dir) / RECORD
+
+
+def read_record(data_dir: Path) -> dict | None:
+    try:
+        return json.loads(_record_path(data_dir).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def running(data_dir: Path) -> dict | None:
+    """The record of a live server for data_dir (pid alive and port answering), else None."""
+    rec = read_record(data_dir)
+    if rec and _pid_alive(rec["pid"]) and _port_open(rec["port"]):
+        return rec
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def _start_lock(data_dir: Path):
+    with open(Path(data_dir) / "metastore.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _classpath() -> str:
+    from mljobs import jars
+
+    derby = sorted(jars.spark_jars_dir().glob("derby-*.jar"))
+    return os.pathsep.join(str(p) for p in [*jars.fetch_all("derby"), *derby])
+
+
+def _launch(data_dir: Path, port: int) -> int:
+    cmd = ["java", f"-Dderby.system.home={data_dir}", "-cp", _classpath(),
+           "org.apache.derby.drda.NetworkServerControl", "start", "-h", "127.0.0.1", "-p", str(port), "-noSecurityManager"]
+    log = open(Path(data_dir) / "metastore.log", "ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)  # outlives the job that started it
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise MljobsError(f"the metastore server exited at start (code {proc.returncode}); see {log.name}")
+        if _port_open(port):
+            return proc.pid
+        time.sleep(0.3)
+    proc.kill()
+    raise MljobsError(f"the metastore server did not answer on 127.0.0.1:{port} within {START_TIMEOUT_S} s; see {log.name}")
+
+
+def ensure_server(data_dir: Path, port: int | None = None) -> dict:
+    """The running server of data_dir, started first when there is none (or its record is stale)."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with _start_lock(data_dir):
+        rec = running(data_dir)
+        if rec:
+            return rec
+        port = port or int(os.environ.get(PORT_ENV) or 0) or _free_port()
+        rec = {"pid": _launch(data_dir, port), "port": port, "host": "127.0.0.1"}
+        _record_path(data_dir).write_text(json.dumps(rec) + "\n")
+        return rec
+
+
+def stop(data_dir: Path, timeout_s: float = 30) -> bool:
+    """Stop data_dir's server; False when none was running."""
+    rec = read_record(data_dir)
+    _record_path(data_dir).unlink(missing_ok=True)
+    if not rec or not _pid_alive(rec["pid"]):
+        return False
+    os.kill(rec["pid"], 15)  # Derby shuts down cleanly on SIGTERM (its shutdown hook)
+    deadline = time.monotonic() + timeout_s
+    while _pid_alive(rec["pid"]) and time.monotonic() < deadline:
+        _reap(rec["pid"])
+        time.sleep(0.2)
+    if _pid_alive(rec["pid"]):
+        os.kill(rec["pid"], 9)
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # our own child (started in this process): no zombie
+    except ChildProcessError:
+        pass
+
+
+def connection_url(data_dir: Path, port: int) -> str:
+    return f"jdbc:derby://127.0.0.1:{port}/{Path(data_dir) / 'metastore_db'};create=true"
+
+
+def status(data_dir: Path) -> dict:
+    rec = running(data_dir)
+    return {"running": bool(rec), "data_dir": str(data_dir), **(rec or {})}
+
+
+def main(argv=None) -> int:
+    from mljobs.session import resolve_data_dir
+
+    p = argparse.ArgumentParser(prog="./spark-submit.sh metastore")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--data-dir")
+    p.add_argument("--port", type=int)
+    a = p.parse_args(argv)
+    ddir = resolve_data_dir(a.data_dir)
+    try:
+        if a.action == "start":
+            ensure_server(ddir, a.port)
+        elif a.action == "stop":
+            stop(ddir)
+    except MljobsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(status(ddir)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+# What the Hive client's failure says when the metastore cannot be reached or is held.
+_UNAVAILABLE = ("SessionHiveMetaStoreClient", "Another instance of Derby may have already booted",
+                "java.net.ConnectException", "DERBY SQL error")
+
+
+def unavailable_message(exc: BaseException, data_dir: Path) -> str | None:
+    """One actionable line when exc is the metastore being held (embedded) or gone (server), else None."""
+    text = str(exc)
+    if not any(s in text for s in _UNAVAILABLE):
+        return None
+    if running(data_dir) is None and read_record(data_dir):
+        return "the metastore server stopped during the job (committed tables are kept); run the job again: it restarts the server"
+    return (f"the metastore of {data_dir} is held by another process (embedded Derby admits one); "
+            "stop that process or run with --metastore server")

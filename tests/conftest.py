@@ -1,6 +1,5 @@
-"""One SparkSession for the whole suite, with its own temporary data dir: the metastore in
-server mode (the local default; a Derby network server per xdist worker, stopped at the end)
-and the warehouse."""
+"""One SparkSession for the whole suite, with its own temporary data dir: the metastore (embedded, the
+local default; a server if $MLJOBS_METASTORE=server, stopped at the end) and the warehouse."""
 from __future__ import annotations
 
 import os

@@ -58,9 +58,10 @@ JDBC_DRIVERS = {"postgresql": "org.postgresql.Driver", "mysql": "com.mysql.cj.jd
 
 
 def metastore_mode(conf: SparkConf | None = None) -> str:
-    """server (default), embedded, jdbc:... or thrift://...: spark.mljobs.metastore, else $MLJOBS_METASTORE."""
+    """embedded (default for now), server, jdbc:... or thrift://...: spark.mljobs.metastore, else
+    $MLJOBS_METASTORE. The server becomes the default once the whole suite runs on it (issue 18)."""
     conf = conf or SparkConf()
-    mode = conf.get(METASTORE_CONF, None) or os.environ.get(METASTORE_ENV) or "server"
+    mode = conf.get(METASTORE_CONF, None) or os.environ.get(METASTORE_ENV) or "embedded"
     if mode not in ("server", "embedded") and not mode.startswith(("jdbc:", "thrift://")):
         raise MljobsError(f"--metastore must be server, embedded, jdbc:... or thrift://host:port, got {mode!r}")
     return mode

@@ -12,6 +12,9 @@ from helpers import ROOT, run_cli
 from mljobs import metastore
 
 
+SERVER = ("--metastore", "server")  # not yet the default (docs/metastore.md)
+
+
 @pytest.fixture
 def data_dir(tmp_path):
     yield tmp_path
@@ -51,10 +54,10 @@ def test_start_status_stop(data_dir):
 def test_embedded_tables_survive_concurrent_server_jobs_and_a_killed_server(data_dir):
     # an existing data dir from the embedded mode: the server opens the same metastore_db
     _done(_sql(data_dir, "CREATE TABLE t1 AS SELECT id FROM range(5)", "--metastore", "embedded"))
-    write = _sql(data_dir, "CREATE TABLE t2 AS SELECT id FROM range(7)")
-    read = _sql(data_dir, "SELECT COUNT(*) FROM t1")
+    write = _sql(data_dir, "CREATE TABLE t2 AS SELECT id FROM range(7)", *SERVER)
+    read = _sql(data_dir, "SELECT COUNT(*) FROM t1", *SERVER)
     _done(write)
     assert _count(_done(read)) == 5
     os.kill(metastore.read_record(data_dir)["pid"], 9)  # the server dies; the next job restarts it
-    assert _count(_done(_sql(data_dir, "SELECT (SELECT COUNT(*) FROM t1) * 100 + (SELECT COUNT(*) FROM t2)"))) == 507
+    assert _count(_done(_sql(data_dir, "SELECT (SELECT COUNT(*) FROM t1) * 100 + (SELECT COUNT(*) FROM t2)", *SERVER))) == 507
     assert metastore.status(data_dir)["running"]

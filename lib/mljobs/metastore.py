@@ -153,7 +153,7 @@ def status(data_dir: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    from mljobs.session import resolve_data_dir
+    from mljobs.datadir import resolve_data_dir
 
     p = argparse.ArgumentParser(prog="./spark-submit.sh metastore")
     p.add_argument("action", choices=["start", "stop", "status"])

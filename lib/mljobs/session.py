@@ -17,18 +17,11 @@ from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
 from mljobs.config import ENVS, RESULTS_CONF, conf_dir, env_properties
+from mljobs.datadir import DATA_DIR_ENV, DEFAULT_DATA_DIR, resolve_data_dir  # noqa: F401 (re-exported)
 from mljobs.errors import MljobsError
 from mljobs.uris import is_uri, local_of
 
-DATA_DIR_ENV = "MLJOBS_DATA_DIR"
 ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
-DEFAULT_DATA_DIR = ".mljobs"
-
-
-def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """--data-dir, else $MLJOBS_DATA_DIR, else ./.mljobs; returned absolute."""
-    raw = data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
-    return Path(raw).expanduser().resolve()
 
 
 def launch_conf() -> SparkConf:

@@ -143,6 +143,13 @@ def _reap(pid: int) -> None:
         pass
 
 
+def client_jar() -> Path:
+    """The Derby network client jar (the driver side of the server), as fetched by jars.py."""
+    from mljobs import jars
+
+    return next(p for p in jars.jar_paths("derby") if p.name.startswith("derbyclient-"))
+
+
 def connection_url(data_dir: Path, port: int) -> str:
     return f"jdbc:derby://127.0.0.1:{port}/{Path(data_dir) / 'metastore_db'};create=true"
 

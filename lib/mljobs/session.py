@@ -73,13 +73,13 @@ def metastore_conf(data_dir: Path, mode: str) -> dict[str, str]:
     if mode == "embedded":
         url = f"jdbc:derby:;databaseName={data_dir / 'metastore_db'};create=true"
         return {"spark.hadoop.javax.jdo.option.ConnectionURL": url}
-    from mljobs import jars, metastore
+    from mljobs import metastore
 
     rec = metastore.ensure_server(data_dir)
     return {"spark.hadoop.javax.jdo.option.ConnectionURL": metastore.connection_url(data_dir, rec["port"]),
             "spark.hadoop.javax.jdo.option.ConnectionDriverName": metastore.CLIENT_DRIVER,
             # for in-process builds (tests, notebook); spark-submit gets --driver-class-path
-            "spark.driver.extraClassPath": str(jars.jar_paths("derby")[1])}
+            "spark.driver.extraClassPath": str(metastore.client_jar())}
 
 
 def embedded_hive_conf(data_dir: Path, mode: str = "embedded") -> dict[str, str]:

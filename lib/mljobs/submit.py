@@ -61,9 +61,9 @@ def _local_args(root: Path, names: list[str], dry_run: bool) -> list[str]:
     args = ["--driver-java-options", f"-Dlog4j2.configurationFile=file:{root / 'conf' / 'log4j2.properties'}"]
     # The Derby client for the local metastore server: on the driver's class path before the
     # JVM starts (spark-submit starts it before any Python runs).
-    from mljobs import jars
+    from mljobs import metastore
 
-    client = jars.jar_paths("derby")[1]
+    client = metastore.client_jar()
     if client.exists():
         args += ["--driver-class-path", str(client)]
     # S3 off EMR is the s3a connector: hadoop-aws + AWS SDK jars for the bundled Hadoop, from

@@ -1,5 +1,5 @@
-"""One SparkSession for the whole suite, with its own temporary data dir: the metastore (embedded, the
-local default; a server if $MLJOBS_METASTORE=server, stopped at the end) and the warehouse."""
+"""One SparkSession for the whole suite, with its own temporary data dir: the metastore (a server, the
+local default, stopped at the end; embedded if $MLJOBS_METASTORE=embedded) and the warehouse."""
 from __future__ import annotations
 
 import os
@@ -25,7 +25,7 @@ def spark(tmp_path_factory):
 
     from mljobs import jars
 
-    data_dir = tmp_path_factory.mktemp("mljobs-data")
+    data_dir = tmp_path_factory.mktemp(SESSION_DATA)
     # The s3a connector (hadoop-aws + AWS SDK, fetched by the test command), for tests/test_s3.py.
     s3a = ",".join(str(p) for p in jars.fetch_all("s3a"))
     session = build_session(
@@ -69,12 +69,28 @@ def moto_env():
     server.stop()
 
 
-@pytest.fixture(scope="session", autouse=True)
+SESSION_DATA = "mljobs-data"  # the session fixture's data dir (its server runs to the end)
+
+
+@pytest.fixture(scope="module", autouse=True)
 def stop_metastore_servers(tmp_path_factory):
     """Subprocess jobs start a metastore server in their tmp data dir and leave it running (as
-    they should for a user): stop every one under this run's temp dir at the end."""
+    they should for a user): after each module, stop every one under this run's temp dir but
+    the session's, so at most a module's servers are alive at once."""
     yield
     from mljobs import metastore
 
     for record in tmp_path_factory.getbasetemp().rglob(metastore.RECORD):
-        metastore.stop(record.parent)
+        if not record.parent.name.startswith(SESSION_DATA):
+            metastore.stop(record.parent)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_server_left_in_the_checkout():
+    """A test that runs a job without --data-dir uses ./.mljobs: a server it started there is stopped."""
+    from mljobs import metastore
+
+    before = metastore.running(ROOT / ".mljobs")
+    yield
+    if before is None and metastore.running(ROOT / ".mljobs"):
+        metastore.stop(ROOT / ".mljobs")

@@ -80,7 +80,10 @@ def run_job(name: str, args: argparse.Namespace) -> int:
     from mljobs import metastore
     from mljobs.session import build_session, data_dir_of
 
-    spark = build_session(f"mljobs-{name}", data_dir=getattr(args, "data_dir", None))
+    try:
+        spark = build_session(f"mljobs-{name}", data_dir=getattr(args, "data_dir", None))
+    except MljobsError as exc:  # e.g. the embedded metastore held by another process
+        return _fail(name, args, exc, exc.exit_code)
     jvm = spark.sparkContext._jvm
     client_mode = spark.sparkContext.getConf().get("spark.submit.deployMode", "client") == "client"
     summary = None

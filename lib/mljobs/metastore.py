@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -90,9 +91,11 @@ def _classpath() -> str:
 
 
 def _launch(data_dir: Path, port: int) -> int:
-    cmd = ["java", f"-Dderby.system.home={data_dir}", "-cp", _classpath(),
+    # A small heap and the serial collector: a local metastore holds little, and the JVM waits
+    # between jobs on a laptop.
+    cmd = ["java", "-Xmx512m", "-XX:+UseSerialGC", f"-Dderby.system.home={data_dir}", "-cp", _classpath(),
            "org.apache.derby.drda.NetworkServerControl", "start", "-h", "127.0.0.1", "-p", str(port), "-noSecurityManager"]
-    log = open(Path(data_dir) / "metastore.log", "ab")
+    log = open(_rotated(Path(data_dir) / "metastore.log"), "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)  # outlives the job that started it
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -104,6 +107,13 @@ def _launch(data_dir: Path, port: int) -> int:
         time.sleep(0.3)
     proc.kill()
     raise MljobsError(f"the metastore server did not answer on 127.0.0.1:{port} within {START_TIMEOUT_S} s; see {log.name}")
+
+
+def _rotated(log: Path, keep_bytes: int = 10 << 20) -> Path:
+    """log, its previous content moved to log.1 once it passes keep_bytes."""
+    if log.exists() and log.stat().st_size > keep_bytes:
+        log.replace(log.with_name(log.name + ".1"))
+    return log
 
 
 def ensure_server(data_dir: Path, port: int | None = None) -> dict:
@@ -141,6 +151,71 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)  # our own child (started in this process): no zombie
     except ChildProcessError:
         pass
+
+
+def embedded_holder(data_dir: Path) -> int | None:
+    """The pid of another process that has data_dir's metastore open in embedded mode, else None.
+
+    Derby holds a POSIX lock on ``metastore_db/dbex.lck`` while a JVM has the database booted;
+    F_GETLK names the holder without taking the lock (Linux; elsewhere a lock probe, pid -1).
+    Our own JVM (the gateway this process started, or the spark-submit JVM that started it)
+    is not another process."""
+    try:
+        fd = os.open(Path(data_dir) / "metastore_db" / "dbex.lck", os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        pid = _lock_holder(fd)
+    finally:
+        os.close(fd)
+    if pid is None or pid in (os.getpid(), os.getppid()) or _ppid(pid) == os.getpid():
+        return None
+    return pid
+
+
+def _lock_holder(fd: int) -> int | None:
+    if sys.platform.startswith("linux"):
+        flock = "@hhqqi4x"  # struct flock: l_type, l_whence, l_start, l_len, l_pid
+        got = fcntl.fcntl(fd, fcntl.F_GETLK, struct.pack(flock, fcntl.F_WRLCK, 0, 0, 0, 0))
+        l_type, _, _, _, pid = struct.unpack(flock, got)
+        return None if l_type == fcntl.F_UNLCK else pid
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return -1
+    fcntl.lockf(fd, fcntl.LOCK_UN)
+    return None
+
+
+def _ppid(pid: int) -> int | None:
+    out = subprocess.run(["ps", "-o", "ppid=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+    return int(out) if out.isdigit() else None
+
+
+def describe_process(pid: int) -> str:
+    """'pid N (its command)', shortened; a pyspark gateway JVM is described by its Python parent."""
+    if pid < 0:
+        return "another process"
+    cmd = _command(pid)
+    parent = _ppid(pid) if cmd.endswith("pyspark-shell") else None
+    if parent:
+        pid, cmd = parent, _command(parent)
+    job = next((w for w in cmd.split() if w.endswith(".py")), None)
+    shown = f"{Path(job).name}{cmd.split(job, 1)[1][:60]}" if job else cmd[:80]
+    return f"pid {pid} ({shown.strip()})" if shown.strip() else f"pid {pid}"
+
+
+def _command(pid: int) -> str:
+    return subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+
+
+def held_message(data_dir: Path, pid: int) -> str:
+    server = running(data_dir)
+    if server and server["pid"] == pid:
+        return (f"the metastore of {data_dir} is open in its server (pid {pid}), so --metastore embedded cannot "
+                "open it: leave out --metastore embedded, or stop the server (./spark-submit.sh metastore stop)")
+    return (f"the metastore of {data_dir} is open in embedded mode by {describe_process(pid)}, which admits no "
+            "other process: wait for it or stop it (run it without --metastore embedded, and jobs share the server)")
 
 
 def client_jar() -> Path:
@@ -196,5 +271,5 @@ def unavailable_message(exc: BaseException, data_dir: Path) -> str | None:
         return None
     if running(data_dir) is None and read_record(data_dir):
         return "the metastore server stopped during the job (committed tables are kept); run the job again: it restarts the server"
-    return (f"the metastore of {data_dir} is held by another process (embedded Derby admits one); "
-            "stop that process or run with --metastore server")
+    holder = embedded_holder(data_dir)
+    return held_message(data_dir, holder if holder is not None else -1)

@@ -1,9 +1,9 @@
-"""SparkSession for every job: embedded Hive (Derby + local warehouse) by default, the
-cluster's metastore on EMR.
+"""SparkSession for every job: Hive over a local Derby metastore server and warehouse by default,
+the cluster's metastore on EMR.
 
 The environment comes from the Spark property ``spark.mljobs.env`` (set by
 ``spark-submit.sh --env``), else ``$MLJOBS_ENV``, else ``local``. Only ``local`` gets the
-embedded metastore and warehouse under the data directory; on EMR the same code uses
+metastore (mljobs.metastore: a shared server, or embedded) and warehouse under the data directory; on EMR the same code uses
 whatever metastore the cluster is configured with (Glue or Hive).
 """
 from __future__ import annotations
@@ -50,11 +50,11 @@ JDBC_DRIVERS = {"postgresql": "org.postgresql.Driver", "mysql": "com.mysql.cj.jd
                 "mariadb": "org.mariadb.jdbc.Driver", "derby": "org.apache.derby.jdbc.ClientDriver"}
 
 
-def metastore_mode(conf: SparkConf | None = None) -> str:
-    """embedded (default for now), server, jdbc:... or thrift://...: spark.mljobs.metastore, else
-    $MLJOBS_METASTORE. The server becomes the default once the whole suite runs on it (issue 18)."""
+def metastore_mode(conf: SparkConf | None = None, given: str | None = None) -> str:
+    """server (the default: docs/metastore.md), embedded, jdbc:... or thrift://...: given (a
+    build_session conf), else spark.mljobs.metastore, else $MLJOBS_METASTORE."""
     conf = conf or SparkConf()
-    mode = conf.get(METASTORE_CONF, None) or os.environ.get(METASTORE_ENV) or "embedded"
+    mode = given or conf.get(METASTORE_CONF, None) or os.environ.get(METASTORE_ENV) or "server"
     if mode not in ("server", "embedded") and not mode.startswith(("jdbc:", "thrift://")):
         raise MljobsError(f"--metastore must be server, embedded, jdbc:... or thrift://host:port, got {mode!r}")
     return mode
@@ -70,19 +70,25 @@ def metastore_conf(data_dir: Path, mode: str) -> dict[str, str]:
         if scheme in JDBC_DRIVERS:
             out["spark.hadoop.javax.jdo.option.ConnectionDriverName"] = JDBC_DRIVERS[scheme]
         return out
-    if mode == "embedded":
-        url = f"jdbc:derby:;databaseName={data_dir / 'metastore_db'};create=true"
-        return {"spark.hadoop.javax.jdo.option.ConnectionURL": url}
     from mljobs import metastore
 
+    if mode == "embedded":
+        holder = metastore.embedded_holder(data_dir)
+        if holder is not None:  # fail before Hive prints pages of Derby errors
+            raise MljobsError(metastore.held_message(data_dir, holder))
+        url = f"jdbc:derby:;databaseName={data_dir / 'metastore_db'};create=true"
+        return {"spark.hadoop.javax.jdo.option.ConnectionURL": url}
     rec = metastore.ensure_server(data_dir)
+    holder = metastore.embedded_holder(data_dir)
+    if holder not in (None, rec["pid"]):  # a process has the database open embedded: the server cannot
+        raise MljobsError(metastore.held_message(data_dir, holder))
     return {"spark.hadoop.javax.jdo.option.ConnectionURL": metastore.connection_url(data_dir, rec["port"]),
             "spark.hadoop.javax.jdo.option.ConnectionDriverName": metastore.CLIENT_DRIVER,
             # for in-process builds (tests, notebook); spark-submit gets --driver-class-path
             "spark.driver.extraClassPath": str(metastore.client_jar())}
 
 
-def embedded_hive_conf(data_dir: Path, mode: str = "embedded") -> dict[str, str]:
+def local_hive_conf(data_dir: Path, mode: str) -> dict[str, str]:
     """The metastore (see metastore_conf) and warehouse under data_dir, so tables persist between jobs."""
     return {
         "spark.sql.catalogImplementation": "hive",
@@ -148,7 +154,7 @@ def build_session(
     ddir = resolve_data_dir(data_dir)
     if env == "local":
         ddir.mkdir(parents=True, exist_ok=True)
-        settings.update(embedded_hive_conf(ddir, metastore_mode(spark_conf)))
+        settings.update(local_hive_conf(ddir, metastore_mode(spark_conf, (conf or {}).get(METASTORE_CONF))))
         settings.update(s3a_env_conf())
         settings.setdefault("spark.master", "local[*]")
     settings.update(conf or {})

@@ -51,14 +51,27 @@ def test_start_status_stop(data_dir):
 
 
 @pytest.mark.slow
-def test_embedded_tables_survive_concurrent_server_jobs_and_a_killed_server(data_dir):
+def test_embedded_tables_survive_concurrent_server_jobs_and_a_killed_server(data_dir, bts_frame, tmp_path_factory):
     # an existing data dir from the embedded mode: the server opens the same metastore_db
     _done(_sql(data_dir, "CREATE TABLE t1 AS SELECT id FROM range(5)", "--metastore", "embedded"))
     write = _sql(data_dir, "CREATE TABLE t2 AS SELECT id FROM range(7)")  # the server: the default
     read = _sql(data_dir, "SELECT COUNT(*) FROM t1")
     _done(write)
     assert _count(_done(read)) == 5
-    os.kill(metastore.read_record(data_dir)["pid"], 9)  # the server dies; the next job restarts it
+    # the server dies in the middle of an ingest: it fails in seconds, in one line, and publishes nothing
+    raw = tmp_path_factory.mktemp("raw")
+    bts_frame.iloc[::300].to_csv(raw / "flights.csv", index=False)
+    log = raw.parent / "ingest.log"
+    ingest = _job(log, "ingest", "--input", str(raw), "--table", "default.flights", "--data-dir", str(data_dir))
+    while "staging rows" not in log.read_text() and ingest.poll() is None:
+        time.sleep(0.2)
+    os.kill(metastore.read_record(data_dir)["pid"], 9)
+    killed = time.monotonic()
+    assert ingest.wait(timeout=300) == 2 and time.monotonic() - killed < 120, log.read_text()[-3000:]
+    assert last_json(log.read_text())["error"].startswith("the metastore server stopped during the job")
+    assert "Exception" not in log.read_text(), log.read_text()[-3000:]
+    # the next job restarts it: the committed tables are intact, the ingest's table is not there
+    assert "flights" not in _done(_sql(data_dir, "SHOW TABLES"))
     assert _count(_done(_sql(data_dir, "SELECT (SELECT COUNT(*) FROM t1) * 100 + (SELECT COUNT(*) FROM t2)"))) == 507
     assert metastore.status(data_dir)["running"]
 

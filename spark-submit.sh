@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Run an mljobs job with spark-submit and the properties of one environment.
 #
-#   ./spark-submit.sh [--env local|emr|emr-gpu] [--artifacts s3://BUCKET/PREFIX] [--dry-run] [--conf K=V ...] JOB [job args]
+#   ./spark-submit.sh [--env local|emr|emr-gpu] [--artifacts s3://BUCKET/PREFIX] [--dry-run] [--conf K=V ...]
+#                     [--metastore server|embedded|jdbc:...|thrift://...] JOB [job args]
+#   ./spark-submit.sh metastore start|stop|status [--data-dir DIR] [--port N]   # the local metastore server
 #   ./spark-submit.sh package [--out DIR] [--zip-only] [--no-env]      # wheel, --py-files zip, conf and env archives
 #
-# local (default): embedded Spark + Hive under --data-dir (./.mljobs), library from lib/.
+# local (default): embedded Spark + Hive under --data-dir (./.mljobs), its metastore a local server
+#                  that the first job starts (docs/metastore.md), library from lib/.
 # emr, emr-gpu:    YARN cluster mode. With --artifacts (or $MLJOBS_ARTIFACTS), everything comes
 #                  from that S3 prefix (as uploaded by `python -m mljobs.emr upload`); without it,
 #                  the checkout's files are used and the --py-files zip is built under build/.

@@ -34,12 +34,12 @@ def not_jvm(p) -> bool:
 
 
 class RssPoller:
-    """Max over time of the summed RSS of this process and its descendants (JVM, Python workers)."""
+    """Max over time of the summed RSS of this process (or pid) and its descendants (JVM, Python workers)."""
 
-    def __init__(self, every_s: float = 0.2, include=None):
+    def __init__(self, every_s: float = 0.2, include=None, pid: int | None = None):
         import psutil
 
-        self.proc = psutil.Process(os.getpid())
+        self.proc = psutil.Process(pid or os.getpid())
         self.every_s, self.include = every_s, include
         self.peak = 0
         self._stop = threading.Event()

@@ -2,9 +2,11 @@
 prints it with ``--dry-run``) and the EMR steps (``mljobs.emr``) send the same command.
 
     python -m mljobs.submit [--env local|emr|emr-gpu] [--artifacts s3://BUCKET/PREFIX] [--dry-run]
-                            [--conf K=V ...] JOB [job args]
+                            [--conf K=V ...] [--metastore MODE] JOB [job args]
+    python -m mljobs.submit metastore start|stop|status [--data-dir DIR] [--port N]
 
-local: embedded Spark + Hive, the library from lib/, the s3a jars when an argument names S3.
+local: embedded Spark + Hive (the metastore a local server by default: mljobs.metastore), the
+library from lib/, the s3a jars when an argument names S3.
 emr, emr-gpu: YARN cluster mode with conf/<env>.properties; with ``--artifacts`` (or
 $MLJOBS_ARTIFACTS) everything comes from that S3 prefix (job file, --py-files zip, the
 dependency and conf archives), else from the checkout (the zip is built under build/).
@@ -33,7 +35,9 @@ CONF_ARCHIVE = f"mljobs-conf-{__version__}.tar.gz"
 PYTHON_KEYS = ("spark.yarn.appMasterEnv.PYSPARK_PYTHON", "spark.executorEnv.PYSPARK_PYTHON")
 SHIPPED_PYTHON = "./environment/bin/python"
 USAGE = ("usage: ./spark-submit.sh [--env local|emr|emr-gpu] [--artifacts s3://BUCKET/PREFIX] [--dry-run] "
-         "[--conf K=V ...] JOB [job args]\n       ./spark-submit.sh package [--out DIR] [--zip-only] [--no-env]\n"
+         "[--conf K=V ...] [--metastore server|embedded|jdbc:...|thrift://...] JOB [job args]\n"
+         "       ./spark-submit.sh metastore start|stop|status [--data-dir DIR] [--port N]\n"
+         "       ./spark-submit.sh package [--out DIR] [--zip-only] [--no-env]\n"
          f"jobs: {' '.join(JOBS)}")
 
 

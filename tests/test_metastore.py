@@ -46,6 +46,11 @@ def test_start_status_stop(data_dir):
     assert started["running"] and started["host"] == "127.0.0.1"
     assert cli("start")["pid"] == started["pid"]  # left running, reused
     assert cli("status")["port"] == started["port"]
+    # --metastore jdbc:...: a database of the user's, here this very server, from another data dir
+    url = metastore.connection_url(data_dir, started["port"])
+    other = data_dir / "elsewhere"
+    _done(_sql(other, "CREATE TABLE j AS SELECT 1 AS one", "--metastore", url))
+    assert "| j " in _done(_sql(data_dir, "SHOW TABLES")) and not (other / "metastore_db").exists()
     assert not cli("stop")["running"]
     assert not cli("status")["running"]
 

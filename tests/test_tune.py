@@ -240,7 +240,9 @@ def test_trial_time_limit_and_failure_are_reported_not_raised(spark, training):
 
     _, arrays = training
     par = ParallelTrials(spark, arrays, "xgboost", 42, "accuracy", nthread=1)
-    slow = par.evaluate_fold({"max_depth": 12, "n_estimators": 5000, "colsample_bytree": 1.0}, 0, time_left_s=1.0)
+    # A limit of 1 ms has passed by the first round's end (building the matrices alone takes longer),
+    # however fast the machine: with 1 s, early stopping could end the fit "ok" before the limit.
+    slow = par.evaluate_fold({"max_depth": 12, "n_estimators": 5000, "colsample_bytree": 1.0}, 0, time_left_s=0.001)
     # The state says it was stopped; the bound only rules out running all 5000 rounds (generous under load).
     assert slow["status"] == "timeout" and "time limit" in slow["error"] and slow["seconds"] < 300
     bad = par.evaluate_fold({"max_depth": 5, "n_estimators": 5, "grow_policy": "sideways"}, 0, None)

@@ -206,7 +206,8 @@ def describe_process(pid: int) -> str:
 
 
 def _command(pid: int) -> str:
-    return subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+    # -ww: the whole command line (ps cuts it to $COLUMNS or 80 characters otherwise)
+    return subprocess.run(["ps", "-ww", "-o", "args=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
 
 
 def held_message(data_dir: Path, pid: int) -> str:

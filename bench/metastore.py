@@ -60,11 +60,13 @@ class Soak:
         res = subprocess.run(["./spark-submit.sh", *args, "--data-dir", str(self.data)], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=900)
         rec = {"kind": kind, "rc": res.returncode, "seconds": round(time.monotonic() - t0, 1)}
-        if res.returncode:
-            rec["tail"] = (res.stdout + res.stderr)[-1500:]
-            log(f"[soak] {kind} FAILED rc={res.returncode}: {rec['tail'][-400:]}")
         with self.lock:
             self.jobs.append(rec)
+            if res.returncode:
+                rec["log"] = str(self.work / f"failed-{len(self.jobs)}-{kind}.log")
+                Path(rec["log"]).write_text(" ".join(args) + "\n" + res.stdout + res.stderr)
+                error = next((ln for ln in reversed(res.stdout.splitlines()) if ln.startswith("{")), "")
+                log(f"[soak] {kind} FAILED rc={res.returncode} ({rec['log']}): {error[:300]}")
         return res
 
     def ingest(self, worker: int, k: int) -> None:
@@ -184,7 +186,7 @@ def main() -> int:
     failures = [j for j in jobs if j["rc"]]
     result = {"bench": "metastore-soak", "processes": procs, "minutes": minutes, "wall_seconds": round(wall, 1),
               "jobs": {k: sum(j["kind"] == k for j in jobs) for k in KINDS}, "failures": len(failures),
-              "failed": [{k: j[k] for k in ("kind", "rc")} for j in failures],
+              "failed": [{k: j.get(k) for k in ("kind", "rc", "log")} for j in failures],
               "median_seconds": {k: statistics.median([j["seconds"] for j in jobs if j["kind"] == k] or [0])
                                  for k in KINDS},
               "server_peak_rss_mb": round(rss.peak / 2**20, 1), **checked, "machine": machine_info()}

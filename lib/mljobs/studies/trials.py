@@ -11,6 +11,7 @@ import json
 import math
 from datetime import datetime, timezone
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import types as T
 
 from mljobs.config import validate_identifier
@@ -80,14 +81,23 @@ def ensure_trials_table(spark, db: str, columns: list[tuple[str, str]]) -> list[
     """Create <db>.tuning_trials (partitioned by study) or add the columns it lacks; its fields."""
     table = quoted(db, "tuning_trials")
     spark.sql(f"CREATE DATABASE IF NOT EXISTS `{validate_identifier(db, 'database name')}`")
-    if not spark.catalog.tableExists(f"{db}.tuning_trials"):
-        ddl = column_ddl(spark.createDataFrame([], trials_schema(columns + [("study", "string")])))
-        spark.sql(f"CREATE TABLE {table} ({ddl}) USING parquet PARTITIONED BY (study)")
-    existing = {f.name for f in spark.table(f"{db}.tuning_trials").schema.fields}
-    new = [(n, t) for n, t in columns if n not in existing]
+    # IF NOT EXISTS: another study (another process) may create it at the same moment
+    ddl = column_ddl(spark.createDataFrame([], trials_schema(columns + [("study", "string")])))
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {table} ({ddl}) USING parquet PARTITIONED BY (study)")
+    new = _missing(spark, db, columns)
     if new:
-        spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({column_ddl(spark.createDataFrame([], trials_schema(new)))})")
+        try:
+            spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({column_ddl(spark.createDataFrame([], trials_schema(new)))})")
+        except AnalysisException:
+            spark.catalog.refreshTable(f"{db}.tuning_trials")
+            if _missing(spark, db, columns):  # not a study that added the same columns just now
+                raise
     return list(spark.table(f"{db}.tuning_trials").schema.fields)
+
+
+def _missing(spark, db: str, columns: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    existing = {f.name for f in spark.table(f"{db}.tuning_trials").schema.fields}
+    return [(n, t) for n, t in columns if n not in existing]
 
 
 def trial_records(rows: list[dict], fields: list[T.StructField], study: str) -> list[tuple]:

@@ -174,6 +174,33 @@ def test_resume_runs_only_the_missing_trials(spark, trained, review_table):
         run_train_text(spark, config(review_table, tmp, word_ngrams=3), quiet)
 
 
+def report_rows(spark, db: str) -> dict:
+    return {name: sorted(map(tuple, spark.table(f"{db}.{name}").where("study = 'txt'").collect()), key=repr)
+            for name in ("text_validation", "text_errors")}
+
+
+def test_a_failed_model_write_changes_no_table(spark, trained, review_table, tmp_path):
+    from mljobs.tables import database_location
+
+    tmp, s = trained
+    (tmp_path / "occupied").write_text("a file where the model directory's parent should be")
+    unwritable = str(tmp_path / "occupied" / "model")
+    before, tables_before = report_rows(spark, "t_txt"), {t.name for t in spark.catalog.listTables("t_txt")}
+    # The same study again (no new trials): the refit's report must not replace the last good run's.
+    with pytest.raises(OSError):
+        run_train_text(spark, config(review_table, tmp, model_dir=unwritable), quiet)
+    assert report_rows(spark, "t_txt") == before
+    assert {t.name for t in spark.catalog.listTables("t_txt")} == tables_before
+    staging = Path(database_location(spark, "t_txt").removeprefix("file:")) / "_mljobs_staging"
+    assert not list(staging.glob("train-text-*"))
+    assert (Path(s["model_dir"]) / "metadata.json").exists()
+    # A new study into a new database: no report table appears (tuning_trials, the study's record, does).
+    with pytest.raises(OSError):
+        run_train_text(spark, config(review_table, tmp_path, study="txt-fail", out_db="t_txt_fail", max_trials=1,
+                                     model_dir=unwritable), quiet)
+    assert {t.name for t in spark.catalog.listTables("t_txt_fail")} == {"tuning_trials"}
+
+
 @pytest.mark.parametrize("make, kw, message", [
     ("SELECT id, text, label FROM t_txt.amazon", {"text_col": "body"}, "has no column body"),
     ("SELECT id, rating AS text, label FROM t_txt.amazon", {}, "text is double, not a string"),

@@ -16,7 +16,7 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 
 from mljobs.datasets import reviews
 from mljobs.errors import InputError, MljobsError
-from mljobs.models.text import (LABEL_IDX, TEXT, class_metrics, load_text_model, model_stages, prediction_metrics,
+from mljobs.models.text import (LABEL_IDX, PREDICTED, TEXT, class_metrics, load_text_model, model_stages, prediction_metrics,
                                 prep_stages)
 from mljobs.predict_text.config import PredictTextConfig
 from mljobs.predict_text.job import run as run_predict_text
@@ -53,6 +53,23 @@ def test_tokens_ngrams_and_tfidf_equal_a_hand_computation(spark):
         got = {vocab[i]: v for i, v in zip(r["_features"].indices, r["_features"].values) if v != 0}
         assert got.keys() == {t for t, v in want.items() if v != 0}
         assert all(abs(got[t] - want[t]) < 1e-12 for t in got)
+
+
+def test_sql_tokens_equal_the_regex_tokenizers(spark):
+    """Models saved before the SQL tokenizer use RegexTokenizer: both give the same tokens."""
+    from pyspark.ml.feature import RegexTokenizer
+
+    from mljobs.models.text import TOKEN_PATTERN, TOKENS
+
+    texts = [r["text"] for r in reviews.load("amazon")] + TOY + [None, "", "  ", "ÉCOLE Straße İstanbul ΣΊΣΥΦΟΣ",
+                                                                 "can't-stop 😀😀 l'été, ½ ２０２６!"]
+    df = spark.createDataFrame(list(enumerate(texts)), f"i int, {TEXT} string")
+    ours = prep_stages(1, "word2vec-lr")[0].transform(df).select("i", TOKENS)
+    theirs = RegexTokenizer(inputCol="t", outputCol=TOKENS, pattern=TOKEN_PATTERN, gaps=False, toLowercase=True,
+                            minTokenLength=1).transform(df.select("i", F.coalesce(TEXT, F.lit("")).alias("t")))
+    got = dict(ours.collect())
+    assert got == dict(theirs.select("i", TOKENS).collect()) and len(got) == len(texts)
+    assert got[len(texts) - 1][:4] == ["can't", "-", "stop", "😀"]
 
 
 def test_every_algorithm_fits_and_predicts(spark):
@@ -162,8 +179,8 @@ def test_predict_text_labels_every_row(spark, trained, review_table):
     assert row.predicted_label == max(row.probabilities, key=row.probabilities.get)
     meta, model = load_text_model(spark, s["model_dir"])
     direct = model.transform(spark.table(review_table).select("id", F.col("text").alias(TEXT)))
-    want = {r.id: r.predicted_label for r in direct.select("id", "predicted_label").collect()}
-    assert {r.id: r.predicted_label for r in t.select("id", "predicted_label").collect()} == want
+    want = {r.id: (r.predicted_label, max(r.probability)) for r in direct.select("id", PREDICTED, "probability").collect()}
+    assert {r.id: (r.predicted_label, r.probability) for r in t.select("id", "predicted_label", "probability").collect()} == want
 
 
 def test_resume_runs_only_the_missing_trials(spark, trained, review_table):

@@ -244,3 +244,28 @@ def prediction_metrics(pred, labels: list[str]) -> dict[str, Any]:
     out = class_metrics({(r["t"], r["p"]): r["n"] for r in rows}, labels)
     out["logloss"] = sum(r["ll"] for r in rows) / out["rows"] if out["rows"] else float("nan")
     return out
+
+
+# ---- GPU readiness: what both text jobs' plans leave on the CPU (tests/test_gpu_readiness.py)
+def gpu_fallbacks() -> list:
+    """The fallbacks of the text pipeline itself, reported by train-text and predict-text alike."""
+    from mljobs.gpu import Known
+
+    return [
+        Known("Alias|AttributeReference|CaseWhen|Cast|CollectLimitExec|FileSourceScanExec|FilterExec|"
+              "InsertIntoHadoopFsRelationCommand|IsNull|ScalaUDF|ShuffleExchangeExec|WriteFilesExec",
+              "org.apache.spark.ml.linalg.", "models/text.py: features, probabilities and the saved stages' data "
+              "(Spark ML vectors and matrices)",
+              "Spark ML holds features, probabilities and model data as VectorUDT / MatrixUDT, user-defined types "
+              "the plugin has no columnar form for: every expression and operator that makes, reads or writes one "
+              "(HashingTF / CountVectorizer, IDF, the logistic regression's UDF, vector_to_array, the model files) "
+              "stays on the CPU; the scan, the label columns and the tables' writes around them do not"),
+        Known("ScalaUDF", "org.apache.spark.ml.feature.NGram", "models/text.py prep_stages: the word n-grams "
+              "(Spark ML NGram)",
+              "a Scala UDF with no GPU version (`spark.rapids.sql.rowBasedUDF.enabled` would only run it row by row "
+              "inside a GPU plan); its input and output are plain string arrays"),
+        Known("RegExpExtractAll", "Unsupported escaped character 'p'", "models/text.py prep_stages: the tokens "
+              "(regexp_extract_all with TOKEN_PATTERN)",
+              "the plugin's regular expressions have no Unicode classes (\\p{L}, \\p{N}), and the tokens are letters "
+              "and digits of any script; models saved with RegexTokenizer run a Scala UDF there, on the CPU too"),
+    ]

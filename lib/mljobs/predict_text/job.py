@@ -14,7 +14,9 @@ from pyspark.sql import types as T
 from mljobs import tables
 from mljobs.emr import EmrStep
 from mljobs.errors import InputError
-from mljobs.models.text import TEXT, TextModel, label_columns, load_text_model, probability_model
+from mljobs.gpu import Known
+from mljobs.models.text import (TEXT, TextModel, gpu_fallbacks, label_columns, load_text_model,
+                                probability_model)
 from mljobs.predict_text.config import RESERVED, PredictTextConfig
 from mljobs.session import StageProgress
 
@@ -105,4 +107,9 @@ NAME = "predict-text"
 CONFIG = PredictTextConfig
 EMR_STEP = EmrStep(needs=("text_table",), label=lambda p: p.text_table, default=False,
                    args=lambda p: ["--model", p.text_model_dir(), "--table", p.text_table, "--text-col", p.text_col])
-GPU_FALLBACKS: list = []  # not yet run under explainOnly (docs/text.md)
+GPU_FALLBACKS = [
+    *gpu_fallbacks(),
+    Known("CollectLimitExec", "has been disabled", "models/text.py load_text_model: Spark ML's readers take each "
+          "stage's data with head()",
+          "the plugin leaves a collect with a limit on the CPU by default; a few rows of model data, once per run"),
+]

@@ -14,7 +14,9 @@ from mljobs import fs, tables
 from mljobs.emr import EmrStep
 from mljobs.errors import MljobsError
 from mljobs.studies.limits import Interrupted, OpenStudy
-from mljobs.models.text import TextModel, label_stage, prediction_metrics, prep_stages, save_text_model
+from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
+from mljobs.models.text import (TextModel, gpu_fallbacks, label_stage, prediction_metrics, prep_stages,
+                                save_text_model)
 from mljobs.session import data_dir_of, results_root
 from mljobs.studies import study as st
 from mljobs.studies.loop import TrialLoop, best_value, fmt_params
@@ -170,6 +172,36 @@ CONFIG = TrainTextConfig
 EMR_STEP = EmrStep(needs=("text_table",), label=lambda p: p.text_table, default=False,
                    args=lambda p: ["--table", p.text_table, "--text-col", p.text_col, "--label-col", p.text_label_col,
                                    "--model-dir", p.text_model_dir()])
-# Not yet run under the RAPIDS explainOnly check (tests/test_gpu_readiness.py has no train-text
-# run; docs/text.md says so): Spark ML's tokenizer, n-grams and vector UDFs are expected to stay on the CPU.
-GPU_FALLBACKS: list = []
+GPU_FALLBACKS = [
+    *gpu_fallbacks(),
+    Known("ScalaUDF", "provides a GPU implementation", "Spark ML's other Scala UDFs: CountVectorizer, IndexToString "
+          "(the validation labels), the learners' input checks",
+          "Scala UDFs with no GPU version; like the vectors around them they stay on the CPU"),
+    Known("Invoke|StaticInvoke|NewInstance|MapObjects|LambdaVariable|CreateExternalRow",
+          "org.apache.spark.sql.catalyst.expressions.objects.", "Spark ML's fits (CountVectorizer, IDF, "
+          "LogisticRegression): the training rows turned into JVM objects for the learners",
+          "the learners are RDD code (their L-BFGS iterations are treeAggregates), outside SQL plans: the plugin "
+          "sees only the conversion of rows to objects, which has no GPU version"),
+    Known("AttributeReference", "ObjectType(interface org.apache.spark.sql.Row)", "the same fits: rows as objects",
+          "the objects the learners read; see the row above"),
+    Known("InMemoryTableScanExec", "has been disabled", "train_text/job.py preprocess and run: the tokenised "
+          "training rows (read by every fold's fit) and the validation predictions, persisted",
+          "rapids 25.04 leaves Spark's in-memory cache on the CPU under Spark 3.5 (NVIDIA/spark-rapids#10603); "
+          "the scans feed the CPU-only Spark ML stages above"),
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "studies/folds.py assign_folds: the fold offsets per (class, hash bucket)",
+          "at most 2 × 1024 offsets computed on the driver from the bucket counts; " + DRIVER_ROWS,
+          columns=("_cls", "_obucket", "_offset")),
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "studies/trials.py write_trials: the tuning_trials rows",
+          "one row per trial, from Optuna's storage on the driver; " + DRIVER_ROWS, columns=("trial_number", "params_json")),
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "train_text/job.py stage_report: the text_validation rows",
+          "one row per class and one overall, from the confusion counts on the driver; " + DRIVER_ROWS,
+          columns=("label", "precision", "recall")),
+    Known("DataWritingCommandExec", "not all data writing commands can be replaced", "models/text.py save_text_model: "
+          "Spark ML's writer saving the stages' data", "a few rows per stage, holding vectors and matrices (above)"),
+    Known("ShuffleExchangeExec", "Columnar exchange without columnar children", "the metrics' aggregation over "
+          "scored folds, the model writer's repartition(1)",
+          "the plugin does not move a shuffle whose input stays on the CPU: it follows from the stages above"),
+    Known("LocalTableScanExec", UNSUPPORTED_CLASS, "models/text.py save_text_model: CountVectorizer's vocabulary "
+          "(tfidf-lr)", "the fitted vocabulary, a local relation on the driver, written once", columns=("vocabulary",),
+          required=False),
+]

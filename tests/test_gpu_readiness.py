@@ -3,9 +3,9 @@
 Each job runs once through ./spark-submit.sh with the RAPIDS SQL extension (its own JVM:
 the extension is a static setting, and Derby allows one JVM per metastore at a time, so
 the jobs run one after the other on one data directory: ingest -> tune -> explain, then
-detection-metrics and sql). Every operator or expression the plugin would leave on the
-CPU must be listed, with the reason, in ``mljobs.gpu.KNOWN_FALLBACKS`` (or
-``EVERY_JOB``), and every listed one must still be reported, so the table of docs/gpu.md
+detection-metrics, train-text -> predict-text and sql). Every operator or expression the
+plugin would leave on the CPU must be listed, with the reason, in ``mljobs.gpu.KNOWN_FALLBACKS``
+(or ``EVERY_JOB``), and every listed one must still be reported, so the table of docs/gpu.md
 (rendered from those lists; this run's report goes to build/gpu-fallbacks.md and .json)
 stays true.
 """
@@ -152,6 +152,41 @@ def test_detection_fallbacks_are_the_known_ones(rapids_jar, work):
         "--nfl-impact", "--max-plots", "1"])
     assert summary["rows_quarantined"] == 2
     check("detection-metrics")
+
+
+@pytest.fixture(scope="module")
+def reviews_table(rapids_jar, work):
+    """Every 8th real Amazon review snippet as gpu.reviews, ingested without the check (ingest's own
+    run is test_ingest_has_no_gpu_fallbacks')."""
+    from mljobs.datasets import reviews
+
+    src = work / "reviews.csv"
+    reviews.write_csv(reviews.load("amazon")[::8], src)
+    proc = run_cli(["./spark-submit.sh", "ingest", "--mode", "byod", "--input", str(src), "--table", "gpu.reviews",
+                    "--label", "label", "--data-dir", str(work / "data")])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return "gpu.reviews"
+
+
+@pytest.fixture(scope="module")
+def text_model(rapids_jar, work, reviews_table):
+    summary = run_job(rapids_jar, work, "train-text", ["--table", reviews_table, "--algorithm", "tfidf-lr",
+                                                       "--max-trials", "1", "--cv-folds", "2"])
+    return summary
+
+
+@pytest.mark.slow
+def test_train_text_fallbacks_are_the_known_ones(text_model):
+    assert text_model["trials_complete"] == 1 and text_model["validation"]["rows"] > 0
+    check("train-text")
+
+
+@pytest.mark.slow
+def test_predict_text_fallbacks_are_the_known_ones(rapids_jar, work, reviews_table, text_model):
+    summary = run_job(rapids_jar, work, "predict-text", ["--model", text_model["model_dir"], "--table", reviews_table,
+                                                         "--id-col", "id", "--keep", "label"])
+    assert summary["rows_scored"] > 0
+    check("predict-text")
 
 
 @pytest.mark.slow

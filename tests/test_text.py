@@ -16,7 +16,7 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 
 from mljobs.datasets import reviews
 from mljobs.errors import InputError, MljobsError
-from mljobs.models.text import (LABEL_IDX, TEXT, class_metrics, load_text_model, model_stages, prediction_metrics,
+from mljobs.models.text import (LABEL_IDX, PREDICTED, TEXT, class_metrics, load_text_model, model_stages, prediction_metrics,
                                 prep_stages)
 from mljobs.predict_text.config import PredictTextConfig
 from mljobs.predict_text.job import run as run_predict_text
@@ -53,6 +53,23 @@ def test_tokens_ngrams_and_tfidf_equal_a_hand_computation(spark):
         got = {vocab[i]: v for i, v in zip(r["_features"].indices, r["_features"].values) if v != 0}
         assert got.keys() == {t for t, v in want.items() if v != 0}
         assert all(abs(got[t] - want[t]) < 1e-12 for t in got)
+
+
+def test_sql_tokens_equal_the_regex_tokenizers(spark):
+    """Models saved before the SQL tokenizer use RegexTokenizer: both give the same tokens."""
+    from pyspark.ml.feature import RegexTokenizer
+
+    from mljobs.models.text import TOKEN_PATTERN, TOKENS
+
+    texts = [r["text"] for r in reviews.load("amazon")] + TOY + [None, "", "  ", "ÉCOLE Straße İstanbul ΣΊΣΥΦΟΣ",
+                                                                 "can't-stop 😀😀 l'été, ½ ２０２６!"]
+    df = spark.createDataFrame(list(enumerate(texts)), f"i int, {TEXT} string")
+    ours = prep_stages(1, "word2vec-lr")[0].transform(df).select("i", TOKENS)
+    theirs = RegexTokenizer(inputCol="t", outputCol=TOKENS, pattern=TOKEN_PATTERN, gaps=False, toLowercase=True,
+                            minTokenLength=1).transform(df.select("i", F.coalesce(TEXT, F.lit("")).alias("t")))
+    got = dict(ours.collect())
+    assert got == dict(theirs.select("i", TOKENS).collect()) and len(got) == len(texts)
+    assert got[len(texts) - 1][:4] == ["can't", "-", "stop", "😀"]
 
 
 def test_every_algorithm_fits_and_predicts(spark):
@@ -162,8 +179,8 @@ def test_predict_text_labels_every_row(spark, trained, review_table):
     assert row.predicted_label == max(row.probabilities, key=row.probabilities.get)
     meta, model = load_text_model(spark, s["model_dir"])
     direct = model.transform(spark.table(review_table).select("id", F.col("text").alias(TEXT)))
-    want = {r.id: r.predicted_label for r in direct.select("id", "predicted_label").collect()}
-    assert {r.id: r.predicted_label for r in t.select("id", "predicted_label").collect()} == want
+    want = {r.id: (r.predicted_label, max(r.probability)) for r in direct.select("id", PREDICTED, "probability").collect()}
+    assert {r.id: (r.predicted_label, r.probability) for r in t.select("id", "predicted_label", "probability").collect()} == want
 
 
 def test_resume_runs_only_the_missing_trials(spark, trained, review_table):
@@ -172,6 +189,33 @@ def test_resume_runs_only_the_missing_trials(spark, trained, review_table):
     assert again["trials_before"] == 2 and again["trials_new"] == 1 and again["trials_complete"] == 3
     with pytest.raises(MljobsError, match="exists with other settings"):
         run_train_text(spark, config(review_table, tmp, word_ngrams=3), quiet)
+
+
+def report_rows(spark, db: str) -> dict:
+    return {name: sorted(map(tuple, spark.table(f"{db}.{name}").where("study = 'txt'").collect()), key=repr)
+            for name in ("text_validation", "text_errors")}
+
+
+def test_a_failed_model_write_changes_no_table(spark, trained, review_table, tmp_path):
+    from mljobs.tables import database_location
+
+    tmp, s = trained
+    (tmp_path / "occupied").write_text("a file where the model directory's parent should be")
+    unwritable = str(tmp_path / "occupied" / "model")
+    before, tables_before = report_rows(spark, "t_txt"), {t.name for t in spark.catalog.listTables("t_txt")}
+    # The same study again (no new trials): the refit's report must not replace the last good run's.
+    with pytest.raises(OSError):
+        run_train_text(spark, config(review_table, tmp, model_dir=unwritable), quiet)
+    assert report_rows(spark, "t_txt") == before
+    assert {t.name for t in spark.catalog.listTables("t_txt")} == tables_before
+    staging = Path(database_location(spark, "t_txt").removeprefix("file:")) / "_mljobs_staging"
+    assert not list(staging.glob("train-text-*"))
+    assert (Path(s["model_dir"]) / "metadata.json").exists()
+    # A new study into a new database: no report table appears (tuning_trials, the study's record, does).
+    with pytest.raises(OSError):
+        run_train_text(spark, config(review_table, tmp_path, study="txt-fail", out_db="t_txt_fail", max_trials=1,
+                                     model_dir=unwritable), quiet)
+    assert {t.name for t in spark.catalog.listTables("t_txt_fail")} == {"tuning_trials"}
 
 
 @pytest.mark.parametrize("make, kw, message", [

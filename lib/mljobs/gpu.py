@@ -91,7 +91,8 @@ def parse_fallbacks(text: str) -> list[dict]:
 @dataclass(frozen=True)
 class Known:
     """A fallback we expect and can explain. It matches a reported one with the same
-    operator whose reason contains ``reason`` and whose columns include ``columns``."""
+    operator (or one of ``A|B|...``: one cause that shows on several operators and expressions)
+    whose reason contains ``reason`` and whose columns include ``columns``."""
 
     operator: str
     reason: str
@@ -101,7 +102,7 @@ class Known:
     required: bool = True  # must be reported on every run of the job (keeps the README true)
 
     def matches(self, fb: dict) -> bool:
-        return (fb["operator"] == self.operator and self.reason in fb["reason"]
+        return (fb["operator"] in self.operator.split("|") and self.reason in fb["reason"]
                 and set(self.columns) <= set(fb["columns"]))
 
     @property

@@ -38,11 +38,15 @@ EPS = 2.220446049250313e-16  # probabilities clipped here in the log loss, as sc
 
 def prep_stages(word_ngrams: int, algorithm: str) -> list:
     """Tokens (and the word n-grams) of ``_text``: transformers only, nothing to fit."""
-    from pyspark.ml.feature import NGram, RegexTokenizer, SQLTransformer
+    from pyspark.ml.feature import NGram, SQLTransformer
 
-    stages = [SQLTransformer(statement=f"SELECT *, coalesce(`{TEXT}`, '') AS `{TEXT}_` FROM __THIS__"),
-              RegexTokenizer(inputCol=f"{TEXT}_", outputCol=TOKENS, pattern=TOKEN_PATTERN, gaps=False,
-                             toLowercase=True, minTokenLength=1)]
+    from mljobs.tables import sql_literal
+
+    # One SQL expression, not RegexTokenizer: the same tokens (Java's regex and lower-casing both
+    # ways; tests/test_text.py compares them), without a UDF's string conversions; models saved
+    # with RegexTokenizer keep it and predict as before.
+    stages = [SQLTransformer(statement=f"SELECT *, regexp_extract_all(lower(coalesce(`{TEXT}`, '')), "
+                                       f"{sql_literal(TOKEN_PATTERN)}, 0) AS `{TOKENS}` FROM __THIS__")]
     if algorithm == "word2vec-lr":
         return stages
     grams = [f"_ngrams{n}" for n in range(2, word_ngrams + 1)]
@@ -80,6 +84,30 @@ def label_stage(labels: list[str]):
     from pyspark.ml.feature import IndexToString
 
     return IndexToString(inputCol="prediction", outputCol=PREDICTED, labels=list(labels))
+
+
+def probability_model(model):
+    """A saved text PipelineModel cut to what scoring needs: the stages up to the classifier, which
+    adds only ``probability`` (no ``rawPrediction`` and ``prediction`` vectors, no IndexToString)."""
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import IndexToString
+
+    stages = [s for s in model.stages if not isinstance(s, IndexToString)]
+    classifier = stages[-1].copy()
+    classifier.setRawPredictionCol("").setPredictionCol("")
+    return PipelineModel(stages=[*stages[:-1], classifier])
+
+
+def label_columns(probs, labels: list[str]) -> tuple:
+    """(predicted label, its probability, label -> probability map) from an array column of the
+    class probabilities: the label is the first most probable class, the classifier's own rule
+    (argmax of the probabilities; the binary threshold 0.5 is the same rule)."""
+    from pyspark.sql import functions as F
+
+    names = F.array(*[F.lit(x) for x in labels])
+    top = F.array_max(probs)
+    first_top = F.call_function("array_position", probs, top).cast("int")  # 1-based
+    return F.element_at(names, first_top), top, F.map_from_arrays(names, probs)
 
 
 # ---- the model directory
@@ -216,3 +244,28 @@ def prediction_metrics(pred, labels: list[str]) -> dict[str, Any]:
     out = class_metrics({(r["t"], r["p"]): r["n"] for r in rows}, labels)
     out["logloss"] = sum(r["ll"] for r in rows) / out["rows"] if out["rows"] else float("nan")
     return out
+
+
+# ---- GPU readiness: what both text jobs' plans leave on the CPU (tests/test_gpu_readiness.py)
+def gpu_fallbacks() -> list:
+    """The fallbacks of the text pipeline itself, reported by train-text and predict-text alike."""
+    from mljobs.gpu import Known
+
+    return [
+        Known("Alias|AttributeReference|CaseWhen|Cast|CollectLimitExec|FileSourceScanExec|FilterExec|"
+              "InsertIntoHadoopFsRelationCommand|IsNull|ScalaUDF|ShuffleExchangeExec|WriteFilesExec",
+              "org.apache.spark.ml.linalg.", "models/text.py: features, probabilities and the saved stages' data "
+              "(Spark ML vectors and matrices)",
+              "Spark ML holds features, probabilities and model data as VectorUDT / MatrixUDT, user-defined types "
+              "the plugin has no columnar form for: every expression and operator that makes, reads or writes one "
+              "(HashingTF / CountVectorizer, IDF, the logistic regression's UDF, vector_to_array, the model files) "
+              "stays on the CPU; the scan, the label columns and the tables' writes around them do not"),
+        Known("ScalaUDF", "org.apache.spark.ml.feature.NGram", "models/text.py prep_stages: the word n-grams "
+              "(Spark ML NGram)",
+              "a Scala UDF with no GPU version (`spark.rapids.sql.rowBasedUDF.enabled` would only run it row by row "
+              "inside a GPU plan); its input and output are plain string arrays"),
+        Known("RegExpExtractAll", "Unsupported escaped character 'p'", "models/text.py prep_stages: the tokens "
+              "(regexp_extract_all with TOKEN_PATTERN)",
+              "the plugin's regular expressions have no Unicode classes (\\p{L}, \\p{N}), and the tokens are letters "
+              "and digits of any script; models saved with RegexTokenizer run a Scala UDF there, on the CPU too"),
+    ]

@@ -14,7 +14,9 @@ from pyspark.sql import types as T
 from mljobs import tables
 from mljobs.emr import EmrStep
 from mljobs.errors import InputError
-from mljobs.models.text import PREDICTED, TEXT, TextModel, load_text_model
+from mljobs.gpu import Known
+from mljobs.models.text import (TEXT, TextModel, gpu_fallbacks, label_columns, load_text_model,
+                                probability_model)
 from mljobs.predict_text.config import RESERVED, PredictTextConfig
 from mljobs.session import StageProgress
 
@@ -46,16 +48,22 @@ def select(spark: SparkSession, cfg: PredictTextConfig, meta: TextModel) -> tupl
     return df.select(*[F.col(f"`{c}`") for c in passthrough], F.col(f"`{text}`").alias(TEXT)), passthrough
 
 
+PROBS = "_probs"
+
+
 def predictions(model, rows: DataFrame, passthrough: list[str], meta: TextModel, run_id: str, scored_at) -> DataFrame:
-    """passthrough, predicted_label, probability (of that label), probabilities (label -> p) and lineage."""
+    """passthrough, predicted_label, probability (of that label), probabilities (label -> p) and lineage.
+
+    The classifier adds only its probability vector, turned into an array once (its own
+    projection: Spark does not inline a UDF used three times); the label, its probability and the
+    map are array expressions over that column."""
     from pyspark.ml.functions import vector_to_array
 
-    scored = model.transform(rows)
-    probs = vector_to_array("probability")
+    keep = [F.col(f"`{c}`") for c in passthrough]
+    scored = probability_model(model).transform(rows).select(*keep, vector_to_array("probability").alias(PROBS))
+    label, top, by_label = label_columns(F.col(PROBS), meta.labels)
     return scored.select(
-        *[F.col(f"`{c}`") for c in passthrough], F.col(PREDICTED).alias("predicted_label"),
-        F.array_max(probs).alias("probability"),
-        F.map_from_arrays(F.array(*[F.lit(x) for x in meta.labels]), probs).alias("probabilities"),
+        *keep, label.alias("predicted_label"), top.alias("probability"), by_label.alias("probabilities"),
         F.lit(meta.study).alias("model_study"), F.lit(scored_at).cast("timestamp").alias("scored_at"),
         F.lit(run_id).alias("run_id"))
 
@@ -99,4 +107,9 @@ NAME = "predict-text"
 CONFIG = PredictTextConfig
 EMR_STEP = EmrStep(needs=("text_table",), label=lambda p: p.text_table, default=False,
                    args=lambda p: ["--model", p.text_model_dir(), "--table", p.text_table, "--text-col", p.text_col])
-GPU_FALLBACKS: list = []  # not yet run under explainOnly (docs/text.md)
+GPU_FALLBACKS = [
+    *gpu_fallbacks(),
+    Known("CollectLimitExec", "has been disabled", "models/text.py load_text_model: Spark ML's readers take each "
+          "stage's data with head()",
+          "the plugin leaves a collect with a limit on the CPU by default; a few rows of model data, once per run"),
+]

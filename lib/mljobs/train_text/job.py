@@ -1,7 +1,8 @@
 """The train-text job: read and check the table, split 80/20 (stratified), preprocess once,
 search the classifier's hyper-parameters with the shared Optuna study loop (CV folds on the 80 %),
-fit the best configuration on the 80 %, validate it on the 20 %, save the PipelineModel and the
-report (tables + confusion-matrix plot)."""
+fit the best configuration on the 80 %, validate it on the 20 %, stage the report tables' rows,
+save the PipelineModel, then publish the report (a failed model write leaves every table as it
+was) and plot the confusion matrix."""
 from __future__ import annotations
 
 import time
@@ -9,11 +10,13 @@ import uuid
 
 from pyspark.sql import SparkSession
 
-from mljobs import fs
+from mljobs import fs, tables
 from mljobs.emr import EmrStep
 from mljobs.errors import MljobsError
 from mljobs.studies.limits import Interrupted, OpenStudy
-from mljobs.models.text import TextModel, label_stage, prediction_metrics, prep_stages, save_text_model
+from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
+from mljobs.models.text import (TextModel, gpu_fallbacks, label_stage, prediction_metrics, prep_stages,
+                                save_text_model)
 from mljobs.session import data_dir_of, results_root
 from mljobs.studies import study as st
 from mljobs.studies.loop import TrialLoop, best_value, fmt_params
@@ -76,18 +79,36 @@ def fit_best(spark, cfg: TrainTextConfig, data: TextData, prep, prepped, ex: Tex
     return model, model.transform(data.validation)
 
 
-def write_report(spark, cfg: TrainTextConfig, pred, metrics: dict, run_id: str, plots_dir: str) -> dict:
-    db = cfg.db
-    rows = report.metric_rows(metrics, cfg.study, run_id)
-    metrics_table = report.write_study_partition(spark, db, "text_validation",
-                                                 spark.createDataFrame(rows, report.METRIC_SCHEMA))
-    errors_table = report.write_study_partition(spark, db, "text_errors",
-                                                report.confidently_wrong(pred, cfg.errors, cfg.study, run_id))
+REPORT_TABLES = ("text_validation", "text_errors")
+
+
+def stage_report(spark, cfg: TrainTextConfig, pred, metrics: dict, run_id: str, staging: str) -> list:
+    """The study's rows of text_validation and text_errors, staged (no table changes yet)."""
+    rows = spark.createDataFrame(report.metric_rows(metrics, cfg.study, run_id), report.METRIC_SCHEMA)
+    wrong = report.confidently_wrong(pred, cfg.errors, cfg.study, run_id)
+    return [report.stage_study_partition(spark, cfg.db, name, df, cfg.study, staging)
+            for name, df in zip(REPORT_TABLES, (rows, wrong))]
+
+
+def save_and_publish(spark, cfg: TrainTextConfig, pred, metrics: dict, run_id: str, model_dir: str, model,
+                     meta: TextModel) -> dict:
+    """Stage the report, save the model, then publish the report: a failed model write (or a failed
+    staging) changes no table; the staging folder goes either way."""
+    staging = tables.staging_path(spark, cfg.db, f"train-text-{run_id}")
+    try:
+        staged = stage_report(spark, cfg, pred, metrics, run_id, staging)
+        where = save_text_model(spark, model_dir, model, meta)
+        names = [report.publish_study_partition(spark, s, f"{staging}/_replaced") for s in staged]
+    finally:
+        fs.remove(spark, staging)
+    return {"model_dir": where, "validation_table": names[0], "errors_table": names[1]}
+
+
+def write_plot(spark, cfg: TrainTextConfig, metrics: dict, plots_dir: str) -> list[str]:
     with fs.output_dir(spark, plots_dir) as out:
         plot = report.plot_confusion(metrics["confusion"], [c["label"] for c in metrics["per_class"]],
                                      f"{cfg.study}: validation accuracy {metrics['accuracy']:.3f}", out.local)
-        plot = out.final(plot)
-    return {"validation_table": metrics_table, "errors_table": errors_table, "plots": [plot]}
+        return [out.final(plot)]
 
 
 def study_counts(study) -> dict:
@@ -132,12 +153,12 @@ def run(spark: SparkSession, cfg: TrainTextConfig, progress=print) -> dict:
              f"macro F1 {metrics['macro_f1']:.4f}")
     summary["validation"] = {k: metrics[k] for k in ("rows", "accuracy", "macro_f1", "macro_precision",
                                                      "macro_recall", "logloss", "per_class", "confusion")}
-    summary.update(write_report(spark, cfg, pred, metrics, run_id, plots_dir))
     meta = TextModel(algorithm=cfg.algorithm, labels=data.labels, text_col=cfg.text_col, label_col=cfg.label_col,
                      params={**cfg.space.fixed(), **best.params}, word_ngrams=cfg.word_ngrams, table=cfg.table,
                      study=cfg.study, rows_train=data.rows_train, rows_validation=data.rows_validation,
                      metric=cfg.metric, cv_value=best.value, validation=summary["validation"])
-    summary["model_dir"] = save_text_model(spark, model_dir, model, meta)
+    summary.update(save_and_publish(spark, cfg, pred, metrics, run_id, model_dir, model, meta))
+    summary["plots"] = write_plot(spark, cfg, metrics, plots_dir)
     progress(f"model saved: {summary['model_dir']}")
     for df in (pred, prepped, data.train, data.validation):
         df.unpersist()
@@ -151,6 +172,36 @@ CONFIG = TrainTextConfig
 EMR_STEP = EmrStep(needs=("text_table",), label=lambda p: p.text_table, default=False,
                    args=lambda p: ["--table", p.text_table, "--text-col", p.text_col, "--label-col", p.text_label_col,
                                    "--model-dir", p.text_model_dir()])
-# Not yet run under the RAPIDS explainOnly check (tests/test_gpu_readiness.py has no train-text
-# run; docs/text.md says so): Spark ML's tokenizer, n-grams and vector UDFs are expected to stay on the CPU.
-GPU_FALLBACKS: list = []
+GPU_FALLBACKS = [
+    *gpu_fallbacks(),
+    Known("ScalaUDF", "provides a GPU implementation", "Spark ML's other Scala UDFs: CountVectorizer, IndexToString "
+          "(the validation labels), the learners' input checks",
+          "Scala UDFs with no GPU version; like the vectors around them they stay on the CPU"),
+    Known("Invoke|StaticInvoke|NewInstance|MapObjects|LambdaVariable|CreateExternalRow",
+          "org.apache.spark.sql.catalyst.expressions.objects.", "Spark ML's fits (CountVectorizer, IDF, "
+          "LogisticRegression): the training rows turned into JVM objects for the learners",
+          "the learners are RDD code (their L-BFGS iterations are treeAggregates), outside SQL plans: the plugin "
+          "sees only the conversion of rows to objects, which has no GPU version"),
+    Known("AttributeReference", "ObjectType(interface org.apache.spark.sql.Row)", "the same fits: rows as objects",
+          "the objects the learners read; see the row above"),
+    Known("InMemoryTableScanExec", "has been disabled", "train_text/job.py preprocess and run: the tokenised "
+          "training rows (read by every fold's fit) and the validation predictions, persisted",
+          "rapids 25.04 leaves Spark's in-memory cache on the CPU under Spark 3.5 (NVIDIA/spark-rapids#10603); "
+          "the scans feed the CPU-only Spark ML stages above"),
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "studies/folds.py assign_folds: the fold offsets per (class, hash bucket)",
+          "at most 2 × 1024 offsets computed on the driver from the bucket counts; " + DRIVER_ROWS,
+          columns=("_cls", "_obucket", "_offset")),
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "studies/trials.py write_trials: the tuning_trials rows",
+          "one row per trial, from Optuna's storage on the driver; " + DRIVER_ROWS, columns=("trial_number", "params_json")),
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "train_text/job.py stage_report: the text_validation rows",
+          "one row per class and one overall, from the confusion counts on the driver; " + DRIVER_ROWS,
+          columns=("label", "precision", "recall")),
+    Known("DataWritingCommandExec", "not all data writing commands can be replaced", "models/text.py save_text_model: "
+          "Spark ML's writer saving the stages' data", "a few rows per stage, holding vectors and matrices (above)"),
+    Known("ShuffleExchangeExec", "Columnar exchange without columnar children", "the metrics' aggregation over "
+          "scored folds, the model writer's repartition(1)",
+          "the plugin does not move a shuffle whose input stays on the CPU: it follows from the stages above"),
+    Known("LocalTableScanExec", UNSUPPORTED_CLASS, "models/text.py save_text_model: CountVectorizer's vocabulary "
+          "(tfidf-lr)", "the fitted vocabulary, a local relation on the driver, written once", columns=("vocabulary",),
+          required=False),
+]

@@ -1,8 +1,9 @@
 """The validation report of a text model: per-class metrics and the most confidently wrong rows
-as tables (partitioned by study, each run replacing its study's partition), and the confusion
-matrix as a plot."""
+as tables (partitioned by study, each run replacing its study's partition: staged first and
+published only once the model is saved), and the confusion matrix as a plot."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,9 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from mljobs.config import validate_identifier
+from mljobs import fs, tables
 from mljobs.models.text import LABEL_IDX, PREDICTED, TEXT
-from mljobs.tables import quoted
+from mljobs.tables import column_ddl, quoted
 
 LABEL = "_label"
 
@@ -48,16 +49,42 @@ def _rank_window():
     return Window.orderBy(F.desc("confidence"), "text")
 
 
-def write_study_partition(spark, db: str, name: str, df: DataFrame) -> str:
-    """Replace the study's partition of db.name (created partitioned by study when absent)."""
-    table = quoted(db, name)
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{validate_identifier(db, 'database name')}`")
-    if not spark.catalog.tableExists(f"{db}.{name}"):
-        from mljobs.tables import column_ddl
+@dataclass
+class StagedPartition:
+    """The study's rows of db.name written as Parquet under a staging folder, not yet in the catalog."""
+    db: str
+    name: str
+    study: str
+    ddl: str
+    path: str
 
-        spark.sql(f"CREATE TABLE {table} ({column_ddl(df)}) USING parquet PARTITIONED BY (study)")
-    df.select(*spark.table(f"{db}.{name}").columns).write.insertInto(f"{db}.{name}", overwrite=True)
-    return f"{db}.{name}"
+    @property
+    def part_dir(self) -> str:
+        return f"study={self.study}"  # study names are letters, digits, '_', '-', '.': no escaping
+
+
+def stage_study_partition(spark, db: str, name: str, df: DataFrame, study: str, staging: str) -> StagedPartition:
+    """Write the study's rows (a ``study`` column last) under staging/name; the table is untouched."""
+    if spark.catalog.tableExists(f"{db}.{name}"):
+        df = df.select(*spark.table(f"{db}.{name}").columns)
+    path = f"{staging.rstrip('/')}/{name}"
+    df.write.partitionBy("study").parquet(path)
+    return StagedPartition(db, name, study, column_ddl(df), path)
+
+
+def publish_study_partition(spark, staged: StagedPartition, trash: str) -> str:
+    """Replace the study's partition of db.name by the staged one (the table created when absent);
+    no staged rows (no wrong predictions, say) drop the old partition."""
+    full = f"{staged.db}.{staged.name}"
+    if not spark.catalog.tableExists(full):
+        spark.sql(f"CREATE TABLE {quoted(staged.db, staged.name)} ({staged.ddl}) USING parquet PARTITIONED BY (study)")
+    if fs.exists(spark, f"{staged.path}/{staged.part_dir}"):
+        tables.publish_partitions(spark, full, staged.path, [{"values": {"study": staged.study}, "dir": staged.part_dir}],
+                                  trash)
+    else:
+        spark.sql(f"ALTER TABLE {quoted(staged.db, staged.name)} DROP IF EXISTS PARTITION "
+                  f"(study = {tables.sql_literal(staged.study)})")
+    return full
 
 
 def plot_confusion(matrix: list[list[int]], labels: list[str], title: str, out_dir: Path) -> str:

@@ -76,8 +76,9 @@ def publish_study_partition(spark, staged: StagedPartition, trash: str) -> str:
     """Replace the study's partition of db.name by the staged one (the table created when absent);
     no staged rows (no wrong predictions, say) drop the old partition."""
     full = f"{staged.db}.{staged.name}"
-    if not spark.catalog.tableExists(full):
-        spark.sql(f"CREATE TABLE {quoted(staged.db, staged.name)} ({staged.ddl}) USING parquet PARTITIONED BY (study)")
+    # IF NOT EXISTS: another study (another process) may create it at the same moment
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {quoted(staged.db, staged.name)} ({staged.ddl}) USING parquet "
+              "PARTITIONED BY (study)")
     if fs.exists(spark, f"{staged.path}/{staged.part_dir}"):
         tables.publish_partitions(spark, full, staged.path, [{"values": {"study": staged.study}, "dir": staged.part_dir}],
                                   trash)

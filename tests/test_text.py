@@ -196,18 +196,23 @@ def report_rows(spark, db: str) -> dict:
             for name in ("text_validation", "text_errors")}
 
 
+def tables_in(spark, db: str) -> set[str]:
+    """The tables of db (listTables also lists the session's temporary views, e.g. other tests')."""
+    return {t.name for t in spark.catalog.listTables(db) if not t.isTemporary}
+
+
 def test_a_failed_model_write_changes_no_table(spark, trained, review_table, tmp_path):
     from mljobs.tables import database_location
 
     tmp, s = trained
     (tmp_path / "occupied").write_text("a file where the model directory's parent should be")
     unwritable = str(tmp_path / "occupied" / "model")
-    before, tables_before = report_rows(spark, "t_txt"), {t.name for t in spark.catalog.listTables("t_txt")}
+    before, tables_before = report_rows(spark, "t_txt"), tables_in(spark, "t_txt")
     # The same study again (no new trials): the refit's report must not replace the last good run's.
     with pytest.raises(OSError):
         run_train_text(spark, config(review_table, tmp, model_dir=unwritable), quiet)
     assert report_rows(spark, "t_txt") == before
-    assert {t.name for t in spark.catalog.listTables("t_txt")} == tables_before
+    assert tables_in(spark, "t_txt") == tables_before
     staging = Path(database_location(spark, "t_txt").removeprefix("file:")) / "_mljobs_staging"
     assert not list(staging.glob("train-text-*"))
     assert (Path(s["model_dir"]) / "metadata.json").exists()
@@ -215,7 +220,7 @@ def test_a_failed_model_write_changes_no_table(spark, trained, review_table, tmp
     with pytest.raises(OSError):
         run_train_text(spark, config(review_table, tmp_path, study="txt-fail", out_db="t_txt_fail", max_trials=1,
                                      model_dir=unwritable), quiet)
-    assert {t.name for t in spark.catalog.listTables("t_txt_fail")} == {"tuning_trials"}
+    assert tables_in(spark, "t_txt_fail") == {"tuning_trials"}
 
 
 @pytest.mark.parametrize("make, kw, message", [

@@ -210,6 +210,13 @@ def _command(pid: int) -> str:
     return subprocess.run(["ps", "-ww", "-o", "args=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
 
 
+def check_not_held(data_dir: Path, server_pid: int | None = None) -> None:
+    """MljobsError naming the process (other than data_dir's server) that holds the database."""
+    holder = embedded_holder(data_dir)
+    if holder not in (None, server_pid):
+        raise MljobsError(held_message(data_dir, holder))
+
+
 def held_message(data_dir: Path, pid: int) -> str:
     server = running(data_dir)
     if server and server["pid"] == pid:

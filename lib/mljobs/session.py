@@ -73,15 +73,11 @@ def metastore_conf(data_dir: Path, mode: str) -> dict[str, str]:
     from mljobs import metastore
 
     if mode == "embedded":
-        holder = metastore.embedded_holder(data_dir)
-        if holder is not None:  # fail before Hive prints pages of Derby errors
-            raise MljobsError(metastore.held_message(data_dir, holder))
+        metastore.check_not_held(data_dir)  # before Hive prints pages of Derby errors
         url = f"jdbc:derby:;databaseName={data_dir / 'metastore_db'};create=true"
         return {"spark.hadoop.javax.jdo.option.ConnectionURL": url}
     rec = metastore.ensure_server(data_dir)
-    holder = metastore.embedded_holder(data_dir)
-    if holder not in (None, rec["pid"]):  # a process has the database open embedded: the server cannot
-        raise MljobsError(metastore.held_message(data_dir, holder))
+    metastore.check_not_held(data_dir, server_pid=rec["pid"])  # open embedded elsewhere: the server cannot
     return {"spark.hadoop.javax.jdo.option.ConnectionURL": metastore.connection_url(data_dir, rec["port"]),
             "spark.hadoop.javax.jdo.option.ConnectionDriverName": metastore.CLIENT_DRIVER,
             # A server gone mid-job fails the job in seconds: BoneCP's pool and Hive's handler

@@ -213,6 +213,7 @@ def test_rerun_gives_the_same_tables_without_duplicates(spark, first_run, tmp_pa
     cfg, summary, _ = first_run
     before = {t: spark.table(f"{DB}.{t}").toPandas() for t in ("shap_local", "shap_global", "shap_interactions")}
     again = run_explain(spark, dataclasses.replace(cfg, output=str(tmp_path), plots=False), quiet)
+    assert not [v for v in spark.catalog.listTables() if v.isTemporary and v.name.startswith("_mljobs_")]
     assert again["tables"] == summary["tables"] and again["interaction_rows"] == summary["interaction_rows"]
     assert again["global_shap"] == pytest.approx(summary["global_shap"], rel=1e-12)
     keys = {"shap_local": ["flight_id"], "shap_global": ["group_by", "group_value", "feature"],

@@ -76,4 +76,8 @@ def global_shap(local: DataFrame, features: list[str], groupings: list[str] | No
                CAST(row_number() OVER (PARTITION BY group_by, group_value
                                        ORDER BY abs({agg_method}) DESC, feature) AS int) AS rank
         FROM {view}_agg""")
+    # The plan is analysed: the views' names are no longer needed, so they do not pile up in the
+    # session (a notebook's SHOW TABLES listed two per explain run).
+    spark.catalog.dropTempView(view)
+    spark.catalog.dropTempView(view + "_agg")
     return out

@@ -26,7 +26,6 @@ Human-readable lines go to stderr; the LAST stdout line is JSON. Exit status 1 w
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess

@@ -13,6 +13,7 @@ sys.path.insert(0, str(ROOT / "lib"))
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ["PYSPARK_PYTHON"] = sys.executable
+SESSION_DATA = "mljobs-data"  # the session fixture's data dir (its server runs to the end)
 
 
 def pytest_configure(config):
@@ -67,9 +68,6 @@ def moto_env():
     host, port = server.get_host_and_port()
     yield {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
     server.stop()
-
-
-SESSION_DATA = "mljobs-data"  # the session fixture's data dir (its server runs to the end)
 
 
 @pytest.fixture(scope="module", autouse=True)

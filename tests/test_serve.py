@@ -327,10 +327,18 @@ class Client(threading.Thread):
                 self.results.append(repr(exc))
 
 
-def live(server, key: str, n: int = 8) -> set:
-    """``key`` of the live model over n answers of /models (a worker still loading answers 503: skipped)."""
-    answers = [requests.get(server.url + "/models", timeout=5) for _ in range(n)]
-    return {a.json()["models"][0][key] for a in answers if a.status_code == 200}
+def live(server, key: str, workers: int = 2, tries: int = 40) -> set:
+    """``key`` of the live model in each worker: /models asked until every worker has answered (a request
+    lands on either, so a fixed number of answers may all come from one; one still loading answers 503)."""
+    seen = {}
+    for _ in range(tries):
+        answer = requests.get(server.url + "/models", timeout=5)
+        if answer.status_code == 200:
+            model = answer.json()["models"][0]
+            seen[model["worker_pid"]] = model[key]
+            if len(seen) == workers:
+                break
+    return set(seen.values())
 
 
 def live_shas(server) -> set[str]:

@@ -49,6 +49,10 @@ setup(
                  # bias metrics never use s3fs: scripts/bootstrap.sh installs it with --no-deps,
                  # these are the dependencies it does use.
                  "pyfunctional>=1.5", "scikit-learn>=1.3"],
+        # The image and video jobs (ingest-images; docs/images.md): OpenCV decodes in the tasks
+        # (4.x: its wheels still ship the Haar cascades; 5.0's do not), scikit-image ships the
+        # LFW faces that `python -m mljobs.datasets.images export-faces` writes.
+        "vision": ["opencv-python-headless>=4.10,<5", "scikit-image>=0.22"],
         "emr": ["boto3>=1.34"],  # python -m mljobs.emr (upload, steps, run)
         "sagemaker": ["boto3>=1.34"],  # python -m mljobs.sagemaker (deploy, transform, delete; package needs none)
         "package": ["venv-pack==0.2.0"],  # scripts/package.sh: the dependency archive

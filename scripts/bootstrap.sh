@@ -4,7 +4,8 @@
 # GPU-readiness test and the s3a jars (hadoop-aws + AWS SDK) for s3:// and s3a:// off EMR.
 # Safe to run again: finished steps are skipped.
 #
-#   ./scripts/bootstrap.sh [--test] [--jars]
+#   ./scripts/bootstrap.sh [--test] [--vision] [--jars]
+# --vision adds the image/video jobs' extra (OpenCV, scikit-image); --test implies it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -12,9 +13,10 @@ extras=""
 jars=0
 for arg in "$@"; do
   case "$arg" in
-    --test) extras="[test]" ;;
+    --test) extras="[test,vision]" ;;
+    --vision) [[ -n "$extras" ]] || extras="[vision]" ;;
     --jars) jars=1 ;;
-    *) echo "usage: $0 [--test] [--jars]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--test] [--vision] [--jars]" >&2; exit 2 ;;
   esac
 done
 
@@ -52,7 +54,7 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   say "installing Python dependencies${extras:+ with $extras}"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -c constraints.txt -e ".$extras"
-  if [[ -n "$extras" ]]; then  # the bias tests' oracle, without its unusable s3fs pin (see setup.py)
+  if [[ "$extras" == *test* ]]; then  # the bias tests' oracle, without its unusable s3fs pin (see setup.py)
     .venv/bin/python -m pip install -q --no-deps smclarify==0.5
   fi
   echo "$want" > "$stamp"

@@ -176,6 +176,21 @@ def text_model(rapids_jar, work, reviews_table):
 
 
 @pytest.mark.slow
+def test_ingest_images_fallbacks_are_the_known_ones(rapids_jar, work):
+    import cv2
+    import numpy as np
+
+    for i, label in enumerate(["a", "a", "b", "b"]):
+        (work / "images" / label).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(work / "images" / label / f"{i}.png"), np.full((16, 16), 60 * i, np.uint8))
+    (work / "images" / "b" / "empty.png").write_bytes(b"")  # the path that lists and unions empty files
+    summary = run_job(rapids_jar, work, "ingest-images", ["--input", str(work / "images"), "--table", "gpu.images",
+                                                          "--max-bad-fraction", "0.5"])
+    assert summary["images"] == 4 and summary["quarantined_by_reason"] == {"empty file": 1}
+    check("ingest-images")
+
+
+@pytest.mark.slow
 def test_train_text_fallbacks_are_the_known_ones(text_model):
     assert text_model["trials_complete"] == 1 and text_model["validation"]["rows"] > 0
     check("train-text")

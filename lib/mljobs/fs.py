@@ -49,6 +49,13 @@ def _session(spark: SparkSession | None) -> SparkSession:
     return spark
 
 
+def qualified(spark: SparkSession, path: str) -> str:
+    """``path`` as Hadoop names what it lists under it (``file:/a/b``, ``s3a://bucket/p``), no
+    trailing slash: the prefix of the ``path`` column of Spark's file sources."""
+    _, fs, hpath = hadoop_path(spark, path)
+    return str(fs.makeQualified(hpath).toString()).rstrip("/")
+
+
 def exists(spark: SparkSession, path: str) -> bool:
     _, fs, hpath = hadoop_path(spark, path)
     return bool(fs.exists(hpath))

@@ -193,18 +193,24 @@ def results_root(spark: SparkSession) -> str | Path:
 
 
 @contextmanager
-def arrow_batch(spark: SparkSession, rows: int):
-    """Arrow batches of ``rows`` rows for the Python tasks run inside; the session's setting
-    back afterwards."""
-    old = spark.conf.get(ARROW_BATCH, None)
-    spark.conf.set(ARROW_BATCH, str(rows))
+def session_conf(spark: SparkSession, settings: dict[str, str]):
+    """SQL settings of the session for the work done inside; the session's own back afterwards."""
+    old = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, str(value))
     try:
         yield
     finally:
-        if old is None:
-            spark.conf.unset(ARROW_BATCH)
-        else:
-            spark.conf.set(ARROW_BATCH, old)
+        for key, value in old.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def arrow_batch(spark: SparkSession, rows: int):
+    """Arrow batches of ``rows`` rows for the Python tasks run inside."""
+    return session_conf(spark, {ARROW_BATCH: str(rows)})
 
 
 class StageProgress:

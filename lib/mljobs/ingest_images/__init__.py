@@ -1,0 +1,1 @@
+"""ingest-images: image files (folders named after labels, or a manifest) -> a Hive table with a train/test split."""

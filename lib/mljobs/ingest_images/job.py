@@ -24,10 +24,12 @@ from mljobs.session import ARROW_BATCH, StageProgress, session_conf
 IMAGE_COLUMNS = ("path", "label", "split", "format", "width", "height", "channels", "bytes", "sha256",
                  "duplicates", "content")
 QUARANTINE_COLUMNS = ("path", "label", "reason", "detail", "bytes", "manifest_line")
-# The decoding pass: 64 images per Arrow batch (their bytes travel in it), and files packed into
-# tasks by their bytes, not Spark's 4 MB "cost" of opening each (113 tasks of 16 digits each
-# took 30 s, the packed tasks 4).
+# The decoding pass: 64 images per Arrow batch (their bytes travel in it); files packed into
+# tasks by their bytes, not by Spark's 4 MB "cost" of opening each (1,797 digits made 113 tasks
+# that took 30 s; packed, 4 s), and at least 4 tasks a core, so no core idles at the end (3
+# tasks on 2 cores took the time of 4).
 DECODE_CONF = {ARROW_BATCH: "64", "spark.sql.files.openCostInBytes": str(64 << 10)}
+TASKS_PER_CORE = 4
 
 
 def list_files(spark: SparkSession, cfg: IngestImagesConfig) -> tuple[str, DataFrame]:
@@ -131,7 +133,14 @@ def label_counts(images: DataFrame) -> dict[str, dict[str, int]]:
 
 
 def run(spark: SparkSession, cfg: IngestImagesConfig, progress=print) -> dict:
-    """Ingest the images under ``cfg.input`` into ``cfg.table``; returns the summary."""
+    """Ingest the images under ``cfg.input`` into ``cfg.table``; returns the summary. Every scan of
+    the files runs under DECODE_CONF (a count with Spark's defaults made 125 tasks of 4,000 JPEGs)."""
+    tasks = {"spark.sql.files.minPartitionNum": str(TASKS_PER_CORE * spark.sparkContext.defaultParallelism)}
+    with session_conf(spark, {**DECODE_CONF, **tasks}):
+        return ingest(spark, cfg, progress)
+
+
+def ingest(spark: SparkSession, cfg: IngestImagesConfig, progress) -> dict:
     t0 = time.monotonic()
     db, name = cfg.output
     qdb, qname = cfg.quarantine
@@ -143,7 +152,7 @@ def run(spark: SparkSession, cfg: IngestImagesConfig, progress=print) -> dict:
     staging = tables.staging_path(spark, db, f"{name}-{run_id}")
     progress(f"decoding the files under {root} (labels from {cfg.labels}) into {staging}")
     try:
-        with session_conf(spark, DECODE_CONF), StageProgress(spark, progress):
+        with StageProgress(spark, progress):
             inspected(cfg, rows).write.parquet(staging)
         seconds = time.monotonic() - t0
         staged = spark.read.parquet(staging)
@@ -161,22 +170,19 @@ def run(spark: SparkSession, cfg: IngestImagesConfig, progress=print) -> dict:
         except BaseException:
             tables.discard(spark, db, [name, qname])
             raise
-        unlisted = files.join(entries, files["_rel"] == entries["rel"], "left_anti").count() if entries is not None else None
+        if entries is not None:
+            report["files_not_in_manifest"] = files.join(entries, files["_rel"] == entries["rel"], "left_anti").count()
     finally:
         fs.remove(spark, staging)
-    total = sum(by_reason.values())
-    usable = by_reason.get("", 0)
+    total, usable = sum(by_reason.values()), by_reason.get("", 0)
     progress(f"{total:,} files: {usable:,} images, {total - usable:,} quarantined ({_reasons(by_reason) or 'none'}) "
              f"in {seconds:.1f}s ({total / max(seconds, 1e-9):,.0f} files/s)")
-    summary = {"input": cfg.input, "table": f"{db}.{name}", "quarantine_table": f"{qdb}.{qname}",
-               "label_source": cfg.labels, "files": total, "images": usable, "quarantined": total - usable,
-               "quarantined_by_reason": {r: n for r, n in sorted(by_reason.items()) if r}, **report,
-               "test_fraction": cfg.test_fraction, "split_seed": cfg.split_seed,
-               "decode_seconds": round(seconds, 2), "files_per_s": round(total / max(seconds, 1e-9), 1),
-               "run_id": run_id, "seconds": round(time.monotonic() - t0, 2)}
-    if unlisted is not None:
-        summary["files_not_in_manifest"] = unlisted
-    return summary
+    return {"input": cfg.input, "table": f"{db}.{name}", "quarantine_table": f"{qdb}.{qname}",
+            "label_source": cfg.labels, "files": total, "images": usable, "quarantined": total - usable,
+            "quarantined_by_reason": {r: n for r, n in sorted(by_reason.items()) if r}, **report,
+            "test_fraction": cfg.test_fraction, "split_seed": cfg.split_seed,
+            "decode_seconds": round(seconds, 2), "files_per_s": round(total / max(seconds, 1e-9), 1),
+            "run_id": run_id, "seconds": round(time.monotonic() - t0, 2)}
 
 
 # ---- what the rest of the system knows about this job (see mljobs.registry)

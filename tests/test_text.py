@@ -247,3 +247,11 @@ def test_bad_input_is_refused_before_training(spark, review_table, tmp_path, mak
 def test_bad_options_fail_before_spark(kw, message, tmp_path):
     with pytest.raises(MljobsError, match=message):
         config("t_txt.amazon", tmp_path, **kw)
+
+
+def test_predict_text_refuses_a_kept_column_named_like_its_own(tmp_path):
+    from mljobs.predict_text.config import PredictTextConfig
+
+    for name in ("_probs", "Predicted_Label"):
+        with pytest.raises(MljobsError, match="clash with the output columns"):
+            PredictTextConfig(model=str(tmp_path), table="t_txt.amazon", keep=[name])

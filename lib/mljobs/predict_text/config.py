@@ -10,7 +10,8 @@ from mljobs.config import (JobConfig, check_output_columns, check_scored_tables,
 from mljobs.models.artifact import check_model_location
 
 DEFAULT_TABLE = "text_predictions"
-RESERVED = ("predicted_label", "probability", "probabilities", "model_study", "scored_at", "run_id")
+PROBS = "_probs"  # the class probabilities as an array, an intermediate column of the scoring
+RESERVED = ("predicted_label", "probability", "probabilities", "model_study", "scored_at", "run_id", PROBS)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from mljobs.errors import InputError
 from mljobs.gpu import Known
 from mljobs.models.text import (TEXT, TextModel, gpu_fallbacks, label_columns, load_text_model,
                                 probability_model)
-from mljobs.predict_text.config import RESERVED, PredictTextConfig
+from mljobs.predict_text.config import PROBS, RESERVED, PredictTextConfig
 from mljobs.session import StageProgress
 
 DEFAULT_ID = "row_id"
@@ -47,8 +47,6 @@ def select(spark: SparkSession, cfg: PredictTextConfig, meta: TextModel) -> tupl
     passthrough = list(dict.fromkeys([id_col, *keep]))
     return df.select(*[F.col(f"`{c}`") for c in passthrough], F.col(f"`{text}`").alias(TEXT)), passthrough
 
-
-PROBS = "_probs"
 
 
 def predictions(model, rows: DataFrame, passthrough: list[str], meta: TextModel, run_id: str, scored_at) -> DataFrame:

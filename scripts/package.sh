@@ -7,8 +7,11 @@
 #   mljobs-env-py311-linux-x86_64.tar.gz  venv-pack archive of the runtime dependencies, for
 #                                         --archives ...#environment with PYSPARK_PYTHON=./environment/bin/python
 #
-#   ./scripts/package.sh [--out DIR] [--zip-only] [--no-env] [--requirements FILE]
+#   ./scripts/package.sh [--out DIR] [--zip-only] [--no-env] [--requirements FILE] [--extras vision]
 #
+# --extras adds the requirements of the named extras (comma-separated) to the environment:
+# `vision` (OpenCV, scikit-image) for ingest-images. --requirements-only writes the list
+# (env-requirements.txt, its path printed last) and builds no environment.
 # --requirements replaces the wheel's runtime requirements in the environment (still under
 # constraints.txt); the tests use it to check the recipe without packing 1.6 GB.
 #
@@ -21,11 +24,15 @@ out="$ROOT/build"
 zip_only=0
 with_env=1
 requirements=""
-USAGE="usage: $0 [--out DIR] [--zip-only] [--no-env] [--requirements FILE]"
+extras=""
+reqs_only=0
+USAGE="usage: $0 [--out DIR] [--zip-only] [--no-env] [--requirements FILE] [--extras LIST] [--requirements-only]"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --out) [[ $# -ge 2 ]] || { echo "$USAGE" >&2; exit 2; }; out="$2"; shift 2 ;;
     --requirements) [[ $# -ge 2 && -f "$2" ]] || { echo "$USAGE (FILE must exist)" >&2; exit 2; }; requirements="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; shift 2 ;;
+    --extras) [[ $# -ge 2 ]] || { echo "$USAGE" >&2; exit 2; }; extras="$2"; shift 2 ;;
+    --requirements-only) reqs_only=1; shift ;;
     --zip-only) zip_only=1; shift ;;
     --no-env) with_env=0; shift ;;
     *) echo "$USAGE" >&2; exit 2 ;;
@@ -72,6 +79,37 @@ wheel="$(ls "$out"/mljobs-"$version"-*.whl)"
 echo "$wheel"
 [[ $with_env -eq 1 ]] || exit 0
 
+# The environment's requirements: the wheel's own (not pyspark/py4j) and those of --extras, or --requirements FILE.
+reqs="$out/env-requirements.txt"
+write_requirements() {
+  if [[ -n "$requirements" ]]; then
+    cp "$requirements" "$reqs"
+    return
+  fi
+  "$PY" - "$wheel" "$extras" > "$reqs" <<'PY'
+import re, sys, zipfile
+from email.parser import Parser
+with zipfile.ZipFile(sys.argv[1]) as z:
+    meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+    msg = Parser().parsestr(z.read(meta).decode())
+wanted = {e.strip() for e in sys.argv[2].split(",") if e.strip()}
+offered = set(msg.get_all("Provides-Extra") or [])
+if wanted - offered:
+    sys.exit(f"unknown extras {sorted(wanted - offered)}; the wheel offers {sorted(offered)}")
+for req in msg.get_all("Requires-Dist") or []:
+    extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", req)
+    if extra and extra.group(1) not in wanted:
+        continue
+    req = req.split(";", 1)[0].strip() if extra else req
+    name = re.split(r"[\s<>=!~;\[(]", req, maxsplit=1)[0]
+    if name.lower() in ("pyspark", "py4j"):
+        continue
+    print(req)
+PY
+}
+write_requirements
+if [[ $reqs_only -eq 1 ]]; then echo "$reqs"; exit 0; fi
+
 if [[ "$(uname -s)-$(uname -m)" != Linux-x86_64 ]]; then
   say "error: the environment archive holds native wheels: build it on Linux x86-64 (EMR's platform)"; exit 1
 fi
@@ -82,25 +120,6 @@ rm -rf "$env_dir" "$env_tar"
 # The venv's base must be a real interpreter, not another venv's python.
 base_py="$("$PY" -c 'import sys; print(sys._base_executable)')"
 "$base_py" -m venv "$env_dir"
-reqs="$out/env-requirements.txt"
-if [[ -n "$requirements" ]]; then
-  cp "$requirements" "$reqs"
-else
-"$PY" - "$wheel" > "$reqs" <<'PY'
-import re, sys, zipfile
-from email.parser import Parser
-with zipfile.ZipFile(sys.argv[1]) as z:
-    meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
-    msg = Parser().parsestr(z.read(meta).decode())
-for req in msg.get_all("Requires-Dist") or []:
-    if "extra ==" in req:
-        continue
-    name = re.split(r"[\s<>=!~;\[(]", req, maxsplit=1)[0]
-    if name.lower() in ("pyspark", "py4j"):
-        continue
-    print(req)
-PY
-fi
 say "installing $(wc -l < "$reqs") runtime requirements into a fresh venv (constraints.txt pins)"
 "$env_dir/bin/python" -m pip install -q --disable-pip-version-check -c "$ROOT/constraints.txt" -r "$reqs" >&2
 # pip itself is not needed on the cluster.

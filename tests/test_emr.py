@@ -217,6 +217,40 @@ def test_steps_json_for_the_pipeline():
     assert proc.returncode == 2 and "invalid table name" in proc.stderr
 
 
+def test_package_extras_add_their_requirements(tmp_path):
+    """The environment's requirement list: the wheel's own, plus the vision extra when asked."""
+    def listed(*extra):
+        proc = run_cli(["./spark-submit.sh", "package", "--out", str(tmp_path), "--requirements-only", *extra],
+                       timeout=300)
+        return proc, (tmp_path / "env-requirements.txt").read_text().split() if proc.returncode == 0 else []
+
+    proc, plain = listed()
+    assert proc.returncode == 0 and "xgboost<3.3,>=3.2" in plain and not any("opencv" in r for r in plain)
+    assert not any(r.startswith(("pyspark", "pytest", "chispa")) for r in plain)
+    proc, vision = listed("--extras", "vision")
+    assert sorted(set(vision) - set(plain)) == ["opencv-python-headless<5,>=4.10", "scikit-image>=0.22"]
+    proc, _ = listed("--extras", "visoin")
+    assert proc.returncode != 0 and "unknown extras ['visoin']" in proc.stderr
+
+
+def test_steps_json_for_the_image_and_text_steps():
+    proc = py("-m", "mljobs.emr", "steps", "--artifacts", ART, "--jobs", "predict-text,ingest-images,train-text",
+              "--images-input", "s3://mljobs-data/digits/", "--images-table", "images.digits",
+              "--text-table", "reviews.amazon")
+    assert proc.returncode == 0, proc.stderr
+    steps = json.loads(proc.stdout)
+    assert [s["Name"] for s in steps] == ["mljobs ingest-images images.digits", "mljobs train-text reviews.amazon",
+                                          "mljobs predict-text reviews.amazon"]
+    args = [s["HadoopJarStep"]["Args"] for s in steps]
+    assert args[0][args[0].index(f"{ART}/jobs/ingest_images.py"):] == [
+        f"{ART}/jobs/ingest_images.py", "--input", "s3://mljobs-data/digits/", "--table", "images.digits"]
+    model = f"{ART}/results/models/text-reviews-amazon"
+    assert "--model-dir" in args[1] and args[1][args[1].index("--model-dir") + 1] == model
+    assert args[2][args[2].index("--model") + 1] == model
+    proc = py("-m", "mljobs.emr", "steps", "--artifacts", ART, "--jobs", "ingest-images", "--images-table", "i.d")
+    assert proc.returncode == 2 and "the ingest-images step needs --images-input" in proc.stderr
+
+
 def test_cluster_configurations_are_valid_emr_input(aws):
     """boto3 validates Configurations against the EMR API model before sending; moto keeps them."""
     _, emr = aws

@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mljobs import fs, tables
+from mljobs.emr import EmrStep
 from mljobs.errors import BadDataError, InputError
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
 from mljobs.ingest_images import decode, labels, split
@@ -188,7 +189,8 @@ def ingest(spark: SparkSession, cfg: IngestImagesConfig, progress) -> dict:
 # ---- what the rest of the system knows about this job (see mljobs.registry)
 NAME = "ingest-images"
 CONFIG = IngestImagesConfig
-EMR_STEP = None
+EMR_STEP = EmrStep(needs=("images_input", "images_table"), label=lambda p: p.images_table, default=False,
+                   args=lambda p: ["--input", p.images_input, "--table", p.images_table])
 GPU_FALLBACKS = [
     Known("FileSourceScanExec", "unsupported file format: org.apache.spark.sql.execution.datasources.binaryfile."
           "BinaryFileFormat", "ingest_images/job.py list_files: Spark's binaryFile source",

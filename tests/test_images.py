@@ -210,3 +210,10 @@ def test_cli_fails_before_spark_with_one_line(tmp_path):
                    "--labels", "manifest"], env_extra={"PYTHONPATH": str(ROOT / "lib")}, timeout=60)
     assert res.returncode == 2 and "needs the manifest file" in res.stderr
     assert last_json(res.stdout)["status"] == "failed" and "Traceback" not in res.stderr
+
+
+def test_input_may_be_a_file_uri(tmp_path):
+    for spelled in (f"file:{tmp_path}", f"file://{tmp_path}"):
+        assert IngestImagesConfig(input=spelled, table="t_img.x").input == spelled
+    with pytest.raises(MljobsError, match="does not exist"):
+        IngestImagesConfig(input=f"file:{tmp_path}/none", table="t_img.x")

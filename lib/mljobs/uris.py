@@ -27,9 +27,12 @@ def is_uri(path: str | os.PathLike | None) -> bool:
 
 
 def local_of(path: str | os.PathLike) -> Path:
-    """A local path, with a file:// prefix removed."""
+    """A local path, with a file:// or file: prefix removed (Hadoop qualifies /a as file:/a)."""
     s = str(path)
-    return Path(s[len("file://"):] if s.startswith("file://") else s)
+    for prefix in ("file://", "file:"):
+        if s.startswith(prefix):
+            return Path(s[len(prefix):])
+    return Path(s)
 
 
 def join(base: str | os.PathLike, *parts: str) -> str | Path:

@@ -3,12 +3,11 @@ when the config is built, before Spark starts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mljobs.config import JobConfig, parse_table_name, validate_identifier
 from mljobs.errors import InputError, MljobsError
-from mljobs.uris import is_uri
+from mljobs.uris import is_uri, local_of
 
 LABEL_SOURCES = ("folders", "manifest")
 
@@ -50,7 +49,7 @@ class IngestImagesConfig(JobConfig):
         if self.labels == "folders" and self.manifest:
             raise MljobsError("a manifest is given but --labels is folders: pass --labels manifest FILE")
         for what, where in (("--input", self.input), ("the manifest", self.manifest)):
-            if where and not is_uri(where) and not Path(where).exists():
+            if where and not is_uri(where) and not local_of(where).exists():
                 raise InputError(f"{what} {where} does not exist")
         if not 0.0 <= float(self.test_fraction) < 1.0:
             raise MljobsError(f"--test-fraction must be in [0, 1), got {self.test_fraction}")

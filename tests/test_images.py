@@ -119,19 +119,21 @@ def make_bad_tree(root: Path) -> dict[str, str]:
     (root / "cat" / "cut.jpg").write_bytes(whole[: len(whole) // 2])
     (root / "dog" / "notes.png").write_text("not a png at all\n")
     (root / "dog" / "empty.jpg").write_bytes(b"")
+    png = (root / "dog" / "d0.png").read_bytes()  # a PNG's signature and end, noise between
+    (root / "dog" / "garbled.png").write_bytes(png[:16] + rng.bytes(len(png) - 28) + png[-12:])
     cv2.imwrite(str(root / "dog" / "dot.png"), np.zeros((1, 1), np.uint8))
     cv2.imwrite(str(root / "loose.png"), img)
     shutil.copy(root / "cat" / "c1.jpg", root / "dog" / "c1_copy.jpg")  # one image under two labels
     shutil.copy(root / "cat" / "c2.jpg", root / "cat" / "c2_again.jpg")
     return {"cat/cut.jpg": "truncated", "dog/notes.png": "not an image", "dog/empty.jpg": "empty file",
-            "dog/dot.png": "too small", "loose.png": "no label"}
+            "dog/dot.png": "too small", "loose.png": "no label", "dog/garbled.png": "cannot decode"}
 
 
 def test_broken_files_are_quarantined_with_their_reason(spark, tmp_path):
     broken = make_bad_tree(tmp_path / "in")
     s = run(spark, IngestImagesConfig(input=str(tmp_path / "in"), table="t_img.bad", max_bad_fraction=0.5), quiet)
     n_files = sum(1 for p in (tmp_path / "in").rglob("*") if p.is_file())
-    assert s["files"] == n_files == 19 and s["images"] + s["quarantined"] == n_files and s["quarantined"] == 5
+    assert s["files"] == n_files == 20 and s["images"] + s["quarantined"] == n_files and s["quarantined"] == 6
     q = {r["path"].split("/in/", 1)[1]: r for r in spark.table("t_img.bad_quarantine").collect()}
     assert {k: r["reason"] for k, r in q.items()} == broken
     assert "FFD9" in q["cat/cut.jpg"]["detail"] and "1x1" in q["dog/dot.png"]["detail"]
@@ -145,7 +147,7 @@ def test_broken_files_are_quarantined_with_their_reason(spark, tmp_path):
 
 def test_too_many_broken_files_write_nothing(spark, tmp_path):
     make_bad_tree(tmp_path / "in")
-    with pytest.raises(BadDataError, match=r"5 of 19 files quarantined .* 1 empty file, 1 no label"):
+    with pytest.raises(BadDataError, match=r"6 of 20 files quarantined .* 1 cannot decode, 1 empty file, 1 no label"):
         run(spark, IngestImagesConfig(input=str(tmp_path / "in"), table="t_img.none", max_bad_fraction=0.1), quiet)
     assert not spark.catalog.tableExists("t_img.none") and not spark.catalog.tableExists("t_img.none_quarantine")
     names = [t.name for t in spark.catalog.listTables("t_img") if not t.isTemporary]
@@ -175,7 +177,7 @@ def test_manifest_labels_and_given_split(spark, tmp_path):
     assert got["cat/c1.jpg"][1] == "test"
     q = sorted((r["manifest_line"], r["reason"]) for r in spark.table("t_img.man_quarantine").collect())
     assert q == [(5, "missing file"), (6, "bad manifest line"), (7, "bad manifest line"), (8, "bad manifest line")]
-    assert s["files_not_in_manifest"] == 19 - 4 and s["images"] == 4 and s["quarantined"] == 4
+    assert s["files_not_in_manifest"] == 20 - 4 and s["images"] == 4 and s["quarantined"] == 4
 
 
 @pytest.mark.parametrize("ref, root, want", [

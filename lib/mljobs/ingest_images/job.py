@@ -64,16 +64,18 @@ def labelled(spark: SparkSession, cfg: IngestImagesConfig, root: str, files: Dat
                             F.lit(None).cast("int").alias("manifest_line")), None
     entries = labels.read_manifest(spark, cfg.manifest, root, cfg.label_attribute).cache()
     good = entries.where(F.col("error").isNull()).dropDuplicates(["rel", "label"])
-    rows = good.join(files, good["rel"] == files["_rel"], "left")
-    bad = entries.where(F.col("error").isNotNull())
-    missing = F.when(F.col("path").isNull(), F.lit(decode.MISSING))
-    rows = rows.select(F.coalesce("path", "ref").alias("path"), "bytes", "content", "label",
-                       F.col("split").alias(split.GIVEN), F.col("line").alias("manifest_line"),
-                       missing.alias("_missing"))
-    bad_rows = bad.select(F.col("ref").alias("path"), F.lit(None).cast("long").alias("bytes"),
-                          F.lit(None).cast("binary").alias("content"), "label",
-                          F.lit(None).cast("string").alias(split.GIVEN), F.col("line").alias("manifest_line"),
-                          F.lit(decode.BAD_MANIFEST).alias("_missing"), F.col("error").alias("_error"))
+    # The manifest goes to the files (broadcast), never the files' bytes through a shuffle.
+    found = files.join(F.broadcast(good), files["_rel"] == good["rel"])
+    lost = good.join(files.select("_rel"), good["rel"] == files["_rel"], "left_anti")
+    listed = [F.col("label"), F.col("split").alias(split.GIVEN), F.col("line").alias("manifest_line")]
+    none = {t: F.lit(None).cast(t) for t in ("long", "binary", "string")}
+    rows = found.select("path", "bytes", "content", *listed, none["string"].alias("_missing"))
+    rows = rows.unionByName(lost.select(F.col("ref").alias("path"), none["long"].alias("bytes"),
+                                        none["binary"].alias("content"), *listed, F.lit(decode.MISSING).alias("_missing")))
+    bad_rows = entries.where(F.col("error").isNotNull()).select(
+        F.col("ref").alias("path"), none["long"].alias("bytes"), none["binary"].alias("content"), "label",
+        none["string"].alias(split.GIVEN), F.col("line").alias("manifest_line"),
+        F.lit(decode.BAD_MANIFEST).alias("_missing"), F.col("error").alias("_error"))
     return rows.withColumn("_error", F.lit(None).cast("string")).unionByName(bad_rows), entries
 
 
@@ -175,6 +177,8 @@ def ingest(spark: SparkSession, cfg: IngestImagesConfig, progress) -> dict:
             report["files_not_in_manifest"] = files.join(entries, files["_rel"] == entries["rel"], "left_anti").count()
     finally:
         fs.remove(spark, staging)
+        if entries is not None:
+            entries.unpersist()
     total, usable = sum(by_reason.values()), by_reason.get("", 0)
     progress(f"{total:,} files: {usable:,} images, {total - usable:,} quarantined ({_reasons(by_reason) or 'none'}) "
              f"in {seconds:.1f}s ({total / max(seconds, 1e-9):,.0f} files/s)")
@@ -198,9 +202,10 @@ GPU_FALLBACKS = [
           "OpenCV in the Python tasks; the GPU has nothing to do until the images are decoded"),
     Known("Sha2", UNSUPPORTED_CLASS, "ingest_images/split.py assign: the order of the split",
           "one sha256 of 64 hex characters per distinct image, in a plan that handles one short row per image"),
-    Known("UnionExec", "unsupported data types in output: BinaryType", "ingest_images/job.py list_files: the "
-          "empty files added to the scanned ones", "the plugin has no binary columns in a union; only when the "
-          "input holds empty files, which Spark's scan skips", required=False),
+    Known("UnionExec", "unsupported data types in output: BinaryType", "ingest_images/job.py list_files, "
+          "labelled: empty files (Spark's scan skips them) or a manifest's missing files added to the scanned ones",
+          "the plugin has no binary columns in a union; a row per such file, only when there are any",
+          required=False),
     Known("RDDScanExec", UNSUPPORTED_CLASS, "ingest_images/job.py empty_files: the listed paths",
           DRIVER_ROWS + "; only when the input holds empty files", columns=("path",), required=False),
     Known("ShuffleExchangeExec", "Columnar exchange without columnar children", "ingest_images/job.py empty_files: "

@@ -1,6 +1,6 @@
 """What an image file is, decided inside a task: its format (from its first bytes, never its
 name), whether OpenCV decodes it whole, its size and channels, its sha256; or why it cannot be
-used (one of ``REASONS``, with a detail)."""
+used (one of the reasons below, with a detail)."""
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +11,6 @@ import pandas as pd
 # The quarantine's reasons, fixed words (the summary counts them); the detail says more.
 EMPTY, NOT_IMAGE, TRUNCATED, UNDECODABLE, TOO_SMALL = "empty file", "not an image", "truncated", "cannot decode", "too small"
 NO_LABEL, MISSING, BAD_MANIFEST = "no label", "missing file", "bad manifest line"
-REASONS = (EMPTY, NOT_IMAGE, TRUNCATED, UNDECODABLE, TOO_SMALL, NO_LABEL, MISSING, BAD_MANIFEST)
 
 _MAGIC = ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
           (b"BM", "bmp"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"))

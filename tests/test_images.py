@@ -17,7 +17,7 @@ import pytest
 from helpers import ROOT, last_json, run_cli
 from mljobs.datasets import images as datasets
 from mljobs.errors import BadDataError, MljobsError
-from mljobs.ingest_images import split
+from mljobs import splits as split
 from mljobs.ingest_images.config import IngestImagesConfig
 from mljobs.ingest_images.job import run
 from mljobs.ingest_images.labels import parse_line

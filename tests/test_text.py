@@ -16,7 +16,8 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 
 from mljobs.datasets import reviews
 from mljobs.errors import InputError, MljobsError
-from mljobs.models.text import (LABEL_IDX, PREDICTED, TEXT, class_metrics, load_text_model, model_stages, prediction_metrics,
+from mljobs.models.classes import class_metrics
+from mljobs.models.text import (LABEL_IDX, PREDICTED, TEXT, load_text_model, model_stages, prediction_metrics,
                                 prep_stages)
 from mljobs.predict_text.config import PredictTextConfig
 from mljobs.predict_text.job import run as run_predict_text

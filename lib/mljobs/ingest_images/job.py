@@ -18,7 +18,8 @@ from mljobs import fs, tables
 from mljobs.emr import EmrStep
 from mljobs.errors import BadDataError, InputError
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
-from mljobs.ingest_images import decode, labels, split
+from mljobs import splits as split
+from mljobs.ingest_images import decode, labels
 from mljobs.ingest_images.config import IngestImagesConfig
 from mljobs.session import ARROW_BATCH, StageProgress, session_conf
 
@@ -200,7 +201,7 @@ GPU_FALLBACKS = [
           "BinaryFileFormat", "ingest_images/job.py list_files: Spark's binaryFile source",
           "the files' bytes are read on the CPU (the plugin has no reader for arbitrary files) and decoded by "
           "OpenCV in the Python tasks; the GPU has nothing to do until the images are decoded"),
-    Known("Sha2", UNSUPPORTED_CLASS, "ingest_images/split.py assign: the order of the split",
+    Known("Sha2", UNSUPPORTED_CLASS, "splits.py assign: the order of the split (ingest-images, train-classifier)",
           "one sha256 of 64 hex characters per distinct image, in a plan that handles one short row per image"),
     Known("UnionExec", "unsupported data types in output: BinaryType", "ingest_images/job.py list_files, "
           "labelled: empty files (Spark's scan skips them) or a manifest's missing files added to the scanned ones",

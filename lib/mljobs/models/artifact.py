@@ -111,34 +111,54 @@ def library_versions() -> dict[str, str]:
 
 
 def save_artifact(directory: str | os.PathLike, booster, artifact: ModelArtifact) -> str | Path:
-    """Write the model file + metadata.json: locally into a temp dir renamed over the old one;
-    to a URI as a local stage uploaded model first, metadata.json (with the model's sha256)
-    last. ``booster``: any object with ``save_model(path)`` (an xgboost Booster, or a torch
-    job's writer)."""
+    """Write the model file + metadata.json (see save_model_dir). ``booster``: any object with
+    ``save_model(path)``."""
+    from mljobs import fs
+
+    artifact.created_at = artifact.created_at or now_utc()
+    artifact.versions = artifact.versions or library_versions()
+    target, meta = save_model_dir(directory, lambda path: booster.save_model(path), artifact.model_file,
+                                  artifact.to_json())
+    artifact.model_sha256 = meta["model_sha256"]
+    artifact.location = str(target)
+    if not fs.is_uri(directory):
+        artifact.path = str(target)
+    return target
+
+
+def now_utc() -> str:
+    """A model's created_at: 2026-12-02T21:50:00Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def save_model_dir(directory: str | os.PathLike, write_model, model_file: str, metadata: dict[str, Any],
+                   extra: dict[str, bytes] | None = None) -> tuple[str | Path, dict[str, Any]]:
+    """Any library's model directory: ``write_model(path)`` writes the model file, metadata.json
+    gets ``metadata`` with the file's ``model_sha256``, ``extra`` files go beside them. Locally into a temp dir renamed over the
+    old one; to a URI as a local stage uploaded model first, metadata.json last. (where, metadata)."""
     from mljobs import fs
 
     if fs.is_uri(directory):
         stage = fs.temp_dir("mljobs-model-") / "model"
-        _save_local(stage, booster, artifact)
+        meta = _save_local(stage, write_model, model_file, metadata, extra)
         fs.upload_tree(None, stage, str(directory), last=(METADATA_FILE,))
-        artifact.location = str(directory)
-        return str(directory)
-    target = _save_local(fs.local_of(directory), booster, artifact)
-    artifact.location = str(target)
-    return target
+        return str(directory), meta
+    target = fs.local_of(directory)
+    return target, _save_local(target, write_model, model_file, metadata, extra)
 
 
-def _save_local(target: Path, booster, artifact: ModelArtifact) -> Path:
+def _save_local(target: Path, write_model, model_file: str, metadata: dict[str, Any],
+                extra: dict[str, bytes] | None = None) -> dict[str, Any]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     if tmp.exists():
         _rmtree(tmp)
     tmp.mkdir()
-    booster.save_model(str(tmp / artifact.model_file))
-    artifact.model_sha256 = hashlib.sha256((tmp / artifact.model_file).read_bytes()).hexdigest()
-    artifact.created_at = artifact.created_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    artifact.versions = artifact.versions or library_versions()
-    (tmp / METADATA_FILE).write_text(json.dumps(artifact.to_json(), indent=2, sort_keys=True) + "\n")
+    write_model(str(tmp / model_file))
+    for name, data in (extra or {}).items():
+        (tmp / name).write_bytes(data)
+    meta = {**metadata, "model_sha256": hashlib.sha256((tmp / model_file).read_bytes()).hexdigest()}
+    (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     old = None
     if target.exists():
         old = target.parent / f".{target.name}.old-{os.getpid()}"
@@ -146,8 +166,7 @@ def _save_local(target: Path, booster, artifact: ModelArtifact) -> Path:
     tmp.rename(target)
     if old is not None:
         _rmtree(old)
-    artifact.path = str(target)
-    return target
+    return meta
 
 
 def check_model_location(value, flag: str = "--model") -> None:
@@ -163,9 +182,10 @@ def check_model_location(value, flag: str = "--model") -> None:
                          "<data-dir>/models/<study>)")
 
 
-def load_artifact(directory: str | os.PathLike) -> ModelArtifact:
-    """Read a model directory (local or a URI, copied down first); a clear InputError when it is
-    not one or when model.json is not the file its metadata.json describes."""
+def read_model_dir(directory: str | os.PathLike, written_by: str = "the tune job") -> tuple[Path, dict[str, Any]]:
+    """(local directory, its metadata.json) of a model directory (local, or a URI copied down
+    first): a clear InputError when it is not one, or when its model file is not the one its
+    metadata describes (sha256)."""
     from mljobs import fs
 
     where = str(directory)
@@ -173,13 +193,12 @@ def load_artifact(directory: str | os.PathLike) -> ModelArtifact:
         try:
             d = fs.download_tree(None, where, fs.temp_dir("mljobs-model-") / "model")
         except InputError:
-            raise InputError(f"{where}: not found (the tune job writes the model there with --model-dir)") from None
+            raise InputError(f"{where}: not found ({written_by} writes the model there with --model-dir)") from None
     else:
         d = fs.local_of(directory)
     meta = d / METADATA_FILE
     if not meta.is_file():
-        raise InputError(f"{where}: not a model directory (no {METADATA_FILE}); "
-                         "the tune job writes models under <data-dir>/models/<study>")
+        raise InputError(f"{where}: not a model directory (no {METADATA_FILE}); {written_by} writes one")
     try:
         data = json.loads(meta.read_text())
     except json.JSONDecodeError as exc:
@@ -187,19 +206,27 @@ def load_artifact(directory: str | os.PathLike) -> ModelArtifact:
     if data.get("format_version") != FORMAT_VERSION:
         raise InputError(f"{where}/{METADATA_FILE}: format_version {data.get('format_version')} is not supported "
                          f"(expected {FORMAT_VERSION})")
+    model = d / str(data.get("model_file", MODEL_FILE))
+    if not model.is_file():
+        raise InputError(f"{where}: {model.name} is missing")
+    if data.get("model_sha256") and hashlib.sha256(model.read_bytes()).hexdigest() != data["model_sha256"]:
+        raise InputError(f"{where}: {model.name} is not the model {METADATA_FILE} describes (sha256 differs): "
+                         f"a write in progress or an interrupted one; run {written_by} again")
+    return d, data
+
+
+def load_artifact(directory: str | os.PathLike) -> ModelArtifact:
+    """Read a tune model directory (see read_model_dir)."""
+    d, data = read_model_dir(directory)
+    if data.get("model_format", "xgboost-json") != "xgboost-json":
+        raise InputError(f"{directory}: a {data['model_format']} model, not one of the tune job's (xgboost)")
     known = set(ModelArtifact.__dataclass_fields__) - {"path", "location"}
     missing = {"study", "family", "label", "features", "params"} - set(data)
     if missing:
-        raise InputError(f"{where}/{METADATA_FILE}: missing {sorted(missing)}")
+        raise InputError(f"{directory}/{METADATA_FILE}: missing {sorted(missing)}")
     art = ModelArtifact(**{k: v for k, v in data.items() if k in known})
     art.path = str(d)
-    art.location = where
-    model = d / art.model_file
-    if not model.is_file():
-        raise InputError(f"{where}: {art.model_file} is missing")
-    if art.model_sha256 and hashlib.sha256(model.read_bytes()).hexdigest() != art.model_sha256:
-        raise InputError(f"{where}: {art.model_file} is not the model {METADATA_FILE} describes (sha256 differs): "
-                         "a write in progress or an interrupted one; run the tune job again")
+    art.location = str(directory)
     return art
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mljobs.errors import InputError, error_text
+from mljobs.models.classes import class_metrics
 
 ALGORITHMS = ("ngram-lr", "tfidf-lr", "word2vec-lr")
 TEXT = "_text"
@@ -210,27 +211,6 @@ def load_text_model(spark, directory: str) -> tuple[TextModel, Any]:
 
 
 # ---- metrics of predictions
-def class_metrics(counts: dict[tuple[int, int], int], labels: list[str]) -> dict[str, Any]:
-    """Accuracy, per-class precision/recall/F1/support and their macro means from the confusion
-    counts {(true index, predicted index): rows} (scikit-learn's definitions; 0 where undefined)."""
-    k = len(labels)
-    matrix = [[int(counts.get((t, p), 0)) for p in range(k)] for t in range(k)]
-    total = sum(map(sum, matrix))
-    per_class = []
-    for i, name in enumerate(labels):
-        tp = matrix[i][i]
-        predicted = sum(matrix[t][i] for t in range(k))
-        support = sum(matrix[i])
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class.append({"label": name, "precision": precision, "recall": recall, "f1": f1, "support": support})
-    return {"rows": total, "accuracy": sum(matrix[i][i] for i in range(k)) / total if total else float("nan"),
-            "macro_precision": sum(c["precision"] for c in per_class) / k,
-            "macro_recall": sum(c["recall"] for c in per_class) / k,
-            "macro_f1": sum(c["f1"] for c in per_class) / k, "per_class": per_class, "confusion": matrix}
-
-
 def prediction_metrics(pred, labels: list[str]) -> dict[str, Any]:
     """class_metrics and the log loss of a frame with ``_label_idx``, ``prediction`` and
     ``probability`` (one aggregation job)."""

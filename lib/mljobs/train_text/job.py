@@ -15,6 +15,7 @@ from mljobs.emr import EmrStep
 from mljobs.errors import MljobsError
 from mljobs.studies.limits import Interrupted, OpenStudy
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
+from mljobs.models.classes import plot_confusion
 from mljobs.models.text import (TextModel, gpu_fallbacks, label_stage, prediction_metrics, prep_stages,
                                 save_text_model)
 from mljobs.session import data_dir_of, results_root
@@ -106,7 +107,7 @@ def save_and_publish(spark, cfg: TrainTextConfig, pred, metrics: dict, run_id: s
 
 def write_plot(spark, cfg: TrainTextConfig, metrics: dict, plots_dir: str) -> list[str]:
     with fs.output_dir(spark, plots_dir) as out:
-        plot = report.plot_confusion(metrics["confusion"], [c["label"] for c in metrics["per_class"]],
+        plot = plot_confusion(metrics["confusion"], [c["label"] for c in metrics["per_class"]],
                                      f"{cfg.study}: validation accuracy {metrics['accuracy']:.3f}", out.local)
         return [out.final(plot)]
 

@@ -4,7 +4,6 @@ published only once the model is saved), and the confusion matrix as a plot."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pyspark.ml.functions import vector_to_array
@@ -86,31 +85,3 @@ def publish_study_partition(spark, staged: StagedPartition, trash: str) -> str:
         spark.sql(f"ALTER TABLE {quoted(staged.db, staged.name)} DROP IF EXISTS PARTITION "
                   f"(study = {tables.sql_literal(staged.study)})")
     return full
-
-
-def plot_confusion(matrix: list[list[int]], labels: list[str], title: str, out_dir: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    k = len(labels)
-    fig, ax = plt.subplots(figsize=(1.2 * k + 3, 1.0 * k + 2.5))
-    im = ax.imshow(matrix, cmap="Blues")
-    top = max(max(r) for r in matrix) or 1
-    for t in range(k):
-        for p in range(k):
-            ax.text(p, t, str(matrix[t][p]), ha="center", va="center",
-                    color="white" if matrix[t][p] > top / 2 else "black")
-    ax.set_xticks(range(k), labels, rotation=30, ha="right")
-    ax.set_yticks(range(k), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    path = out_dir / "confusion_matrix.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)

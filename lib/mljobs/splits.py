@@ -1,4 +1,5 @@
-"""The train/test split: deterministic, stratified, by content.
+"""A deterministic, stratified split by content: ingest-images' train/test split, train-classifier's
+validation slice of train.
 
 Per label, the distinct images (by sha256) are ordered by sha256(seed:sha256) and the first
 ``round(n * test_fraction)`` of them are ``test``. The order depends on the bytes alone, so the

@@ -1,0 +1,208 @@
+"""Image classifiers: the nets train-classifier trains, the preprocessing that training, the
+evaluation and classify share (one function, so a model sees the same pixels everywhere), the
+model directory, and scoring inside Spark tasks through the per-worker model cache.
+
+Preprocessing: OpenCV decodes the bytes as 3-channel colour (a grey image is repeated into the
+three, an alpha channel dropped), BGR becomes RGB, the image is resized to ``image_size`` square
+(area interpolation when shrinking, bilinear when enlarging), scaled to [0, 1] and normalised by
+the training images' per-channel mean and standard deviation (kept in metadata.json).
+
+torch is imported inside the functions: the core install (and every other job) runs without it.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from mljobs.errors import InputError
+from mljobs.models.artifact import FORMAT_VERSION, now_utc, read_model_dir, save_model_dir
+
+ARCHS = ("small-cnn", "mobilenet_v3_small", "resnet18")
+MODEL_FORMAT = "torch-image-classifier"
+WEIGHTS_FILE = "model.pt"
+WRITTEN_BY = "train-classifier"
+
+
+def build_net(arch: str, classes: int):
+    """A freshly initialised net (nothing is ever downloaded: torchvision's with weights=None)."""
+    import torch.nn as nn
+
+    if arch == "small-cnn":
+        def block(i, o):
+            return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
+
+        return nn.Sequential(*block(3, 32), *block(32, 32), nn.MaxPool2d(2), *block(32, 64), *block(64, 64),
+                             nn.MaxPool2d(2), *block(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Dropout(0.3), nn.Linear(128, classes))
+    import torchvision
+
+    if arch in ("mobilenet_v3_small", "resnet18"):
+        return getattr(torchvision.models, arch)(weights=None, num_classes=classes)
+    raise InputError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHS)}")
+
+
+def to_pixels(data: bytes | None, size: int) -> np.ndarray | None:
+    """One image's bytes as size x size x 3 RGB uint8 (None: OpenCV cannot decode them)."""
+    import cv2
+
+    if not data:
+        return None
+    img = cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR)
+    if img is None or img.size == 0:
+        return None
+    shrink = min(img.shape[:2]) > size
+    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def to_batch(pixels: np.ndarray, mean, std):
+    """N x S x S x 3 uint8 -> the nets' N x 3 x S x S float tensor, normalised."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+@dataclass
+class ImageClassifier:
+    """metadata.json of an image classifier."""
+
+    name: str
+    arch: str
+    labels: list[str]
+    image_size: int
+    mean: list[float]
+    std: list[float]
+    params: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)       # table, rows per split, run_id
+    metrics: dict[str, Any] = field(default_factory=dict)    # validation history, test evaluation
+    model_format: str = MODEL_FORMAT
+    model_file: str = WEIGHTS_FILE
+    format_version: int = FORMAT_VERSION
+    created_at: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    model_sha256: str = ""
+    path: str = ""      # the local directory (a copy for a remote one); not written
+    location: str = ""  # as given; not written
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("path")
+        out.pop("location")
+        return out
+
+    def weights(self) -> bytes:
+        return (Path(self.path) / self.model_file).read_bytes()
+
+
+def versions() -> dict[str, str]:
+    import platform
+
+    import cv2
+    import pyspark
+    import torch
+    import torchvision
+
+    from mljobs import __version__
+
+    return {"mljobs": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "opencv": cv2.__version__, "pyspark": pyspark.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def save_classifier(directory, state_dict_bytes: bytes, meta: ImageClassifier,
+                    extra: dict[str, bytes] | None = None) -> str | Path:
+    """The weights (a torch state dict, as torch.save wrote it), metadata.json and ``extra`` files."""
+    meta.created_at = meta.created_at or now_utc()
+    meta.versions = meta.versions or versions()
+    target, written = save_model_dir(directory, lambda p: Path(p).write_bytes(state_dict_bytes), meta.model_file,
+                                     meta.to_json(), extra)
+    meta.model_sha256, meta.location = written["model_sha256"], str(target)
+    return target
+
+
+def load_classifier(directory) -> ImageClassifier:
+    d, data = read_model_dir(directory, WRITTEN_BY)
+    if data.get("model_format") != MODEL_FORMAT:
+        raise InputError(f"{directory}: a {data.get('model_format', 'xgboost-json')} model, not an image "
+                         f"classifier ({WRITTEN_BY} writes those)")
+    known = set(ImageClassifier.__dataclass_fields__) - {"path", "location"}
+    meta = ImageClassifier(**{k: v for k, v in data.items() if k in known})
+    meta.path, meta.location = str(d), str(directory)
+    return meta
+
+
+def state_dict_of(data: bytes) -> dict:
+    """A torch state dict from bytes (weights only: no pickled code runs)."""
+    import torch
+
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
+        raise InputError(f"not a torch state dict ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state:
+        raise InputError("not a torch state dict (a dict of tensors)")
+    return state
+
+
+def net_of(meta: dict, weights: bytes, device: str = "cpu", threads: int | None = None):
+    """The trained net in eval mode on ``device``."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    net = build_net(meta["arch"], len(meta["labels"]))
+    net.load_state_dict(state_dict_of(weights))
+    return net.to(device).eval()
+
+
+def cached_net(meta: dict, weights: Callable[[], bytes], device: str = "cpu", threads: int = 1):
+    """net_of once per Python worker (mljobs.modelcache), keyed by the weights' sha256."""
+    from mljobs import modelcache
+
+    return modelcache.get(("torch-image", meta["model_sha256"], device, threads),
+                          lambda: net_of(meta, weights(), device, threads))
+
+
+def probabilities(net, pixels: np.ndarray, meta: dict, device: str = "cpu", batch: int = 64) -> np.ndarray:
+    """Softmax probabilities (N x labels, float32) of N preprocessed images."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(pixels), batch):
+            x = to_batch(pixels[i:i + batch], meta["mean"], meta["std"]).to(device)
+            out.append(torch.softmax(net(x), dim=1).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(meta["labels"])), np.float32)
+
+
+def probabilities_udf(meta: dict, weights_broadcast, device: str = "cpu", threads: int = 1, batch: int = 64):
+    """A pandas UDF: encoded image bytes -> array<float> of the labels' probabilities in
+    ``meta['labels']`` order (NULL where OpenCV cannot decode the bytes). The net is loaded
+    once per worker; images are decoded and scored a batch at a time."""
+    from pyspark.sql.functions import pandas_udf
+
+    size = int(meta["image_size"])
+
+    @pandas_udf("array<float>")
+    def score(content: pd.Series) -> pd.Series:
+        net = cached_net(meta, lambda: weights_broadcast.value, device, threads)
+        pixels = [to_pixels(b, size) for b in content]
+        ok = [i for i, p in enumerate(pixels) if p is not None]
+        probs = probabilities(net, np.stack([pixels[i] for i in ok]) if ok else np.zeros((0, size, size, 3), np.uint8),
+                              meta, device, batch)
+        out = [None] * len(pixels)
+        for i, p in zip(ok, probs):
+            out[i] = p
+        return pd.Series(out, dtype=object)
+
+    return score

@@ -13,6 +13,9 @@ sys.path.insert(0, str(ROOT / "lib"))
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ["PYSPARK_PYTHON"] = sys.executable
+# Spark's Python workers import mljobs from this checkout's lib/ too (a venv's editable install may
+# point at another checkout, e.g. a git worktree sharing one .venv).
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")]))
 SESSION_DATA = "mljobs-data"  # the session fixture's data dir (its server runs to the end)
 
 

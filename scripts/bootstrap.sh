@@ -5,7 +5,8 @@
 # Safe to run again: finished steps are skipped.
 #
 #   ./scripts/bootstrap.sh [--test] [--vision] [--jars]
-# --vision adds the image/video jobs' extra (OpenCV, scikit-image); --test implies it.
+# --vision adds the image/video jobs' extra (OpenCV, scikit-image, torch, torchvision: about 3 GB, the
+# CUDA build PyPI serves for Linux, which runs on CPU too); --test implies it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -46,14 +46,22 @@ def build_net(arch: str, classes: int):
     raise InputError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHS)}")
 
 
-def to_pixels(data: bytes | None, size: int) -> np.ndarray | None:
-    """One image's bytes as size x size x 3 RGB uint8 (None: OpenCV cannot decode them)."""
+def decode_bgr(data: bytes | None) -> np.ndarray | None:
+    """One image's bytes as H x W x 3 BGR uint8, as OpenCV reads colour (None: cannot decode them)."""
     import cv2
 
     if not data:
         return None
     img = cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR)
-    if img is None or img.size == 0:
+    return None if img is None or img.size == 0 else img
+
+
+def to_pixels(data: bytes | None, size: int) -> np.ndarray | None:
+    """One image's bytes as size x size x 3 RGB uint8 (None: OpenCV cannot decode them)."""
+    import cv2
+
+    img = decode_bgr(data)
+    if img is None:
         return None
     shrink = min(img.shape[:2]) > size
     img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)

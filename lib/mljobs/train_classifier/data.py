@@ -43,7 +43,7 @@ def with_val(train: DataFrame, fraction: float, seed: int) -> DataFrame:
 def label_index(labels: list[str]):
     """label -> its position in ``labels`` (NULL for another), as a SQL expression."""
     codes = F.create_map(*[x for i, v in enumerate(labels) for x in (F.lit(v), F.lit(i))])
-    return codes.getItem(F.col("label"))
+    return codes[F.col("label")]
 
 
 def load(spark: SparkSession, table: str, val_fraction: float, seed: int, staging: str) -> ImageData:

@@ -133,7 +133,7 @@ def _epoch(spec, proc, model, opt, crit, train, mean, std):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total, seen = total + float(loss) * len(idx), seen + len(idx)
+            total, seen = total + loss.item() * len(idx), seen + len(idx)
         return launch.mean_over_processes(proc, total, seen)
 
     return run

@@ -119,7 +119,7 @@ def plots(spark, cfg, data, meta, y, probs, shas, metrics, plots_dir) -> list[st
     picked = {shas[i]: i for i in wrong}
     content = {r["sha256"]: r["content"] for r in
                data.test.where(F.col("sha256").isin(list(picked))).select("sha256", "content").collect()} if picked else {}
-    images = [vision.to_pixels(content[shas[i]], 96) for i in wrong]
+    images = [vision.decode_bgr(content[shas[i]])[:, :, ::-1] for i in wrong]  # as stored, RGB
     captions = [f"{meta.labels[y[i]]} -> {meta.labels[probs[i].argmax()]} {probs[i].max():.2f}" for i in wrong]
     with fs.output_dir(spark, plots_dir) as out:
         cm = plot_confusion(metrics["confusion"], meta.labels, f"{cfg.model_name}: test accuracy "

@@ -17,6 +17,7 @@ from mljobs.detect.config import DetectConfig
 from mljobs.detect.job import read_frames, run_detect
 from mljobs.detection_metrics.job import DetectionConfig, run_detection_metrics
 from mljobs.errors import InputError, MljobsError
+from mljobs.models.detectors import DETECTION, DetectParams, build_detector, frame_rows, resolve_model
 
 DB = "dettest"
 VIDEO = "photos.mp4"
@@ -124,11 +125,12 @@ def test_hog_finds_the_cameraman_and_equals_plain_opencv(spark, frames):
     assert len(person) == 1 and iou((person[0][1], person[0][3], person[0][2], person[0][4]), CAMERAMAN) > 0.5
     assert {r.label for r in spark.table(f"{DB}.people").collect()} == {"person"}
     assert summary["frames_scored"] == 3 and summary["detections"] == len(got)
-    # --score-min applies to the score written: a higher bar keeps exactly the rows above it
-    bar = sorted(r[5] for r in got)[-1]
-    again = run_detect(spark, DetectConfig(model="opencv:hog-people", frames=f"{DB}.frames", out_table=f"{DB}.people",
-                                           score_min=bar), progress=lambda m: None)
-    assert _rows(spark, f"{DB}.people") == [r for r in got if r[5] >= bar] and again["detections"] == 1
+    # --score-min applies to the score written, inside the tasks' per-frame function (no Spark)
+    spec = resolve_model("opencv:hog-people")
+    bar = max(r[5] for r in got)
+    rows = [r for n, c in frames.items() for r in frame_rows(build_detector(spec), spec, DetectParams(score_min=bar),
+                                                             VIDEO, n, c) if r[0] == DETECTION]
+    assert [(r[2], r[6], r[7], r[8], r[9], r[4]) for r in rows] == [r for r in got if r[5] >= bar]
 
 
 def test_detections_feed_detection_metrics(spark, faces):

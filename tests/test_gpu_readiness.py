@@ -3,7 +3,7 @@
 Each job runs once through ./spark-submit.sh with the RAPIDS SQL extension (its own JVM:
 the extension is a static setting, and Derby allows one JVM per metastore at a time, so
 the jobs run one after the other on one data directory: ingest -> tune -> explain, then
-detection-metrics, train-text -> predict-text and sql). Every operator or expression the
+detection-metrics, ingest-images, classify, train-text -> predict-text and sql). Every operator or expression the
 plugin would leave on the CPU must be listed, with the reason, in ``mljobs.gpu.KNOWN_FALLBACKS``
 (or ``EVERY_JOB``), and every listed one must still be reported, so the table of docs/gpu.md
 (rendered from those lists; this run's report goes to build/gpu-fallbacks.md and .json)
@@ -188,6 +188,33 @@ def test_ingest_images_fallbacks_are_the_known_ones(rapids_jar, work):
                                                           "--max-bad-fraction", "0.5"])
     assert summary["images"] == 4 and summary["quarantined_by_reason"] == {"empty file": 1}
     check("ingest-images")
+
+
+@pytest.mark.slow
+def test_classify_fallbacks_are_the_known_ones(rapids_jar, work):
+    """classify --input over a few PNGs and an empty file, with a seeded untrained net (no training)."""
+    torch = pytest.importorskip("torch")
+    import io
+
+    import cv2
+    import numpy as np
+
+    from mljobs.models import vision
+
+    images = work / "to-label"
+    (images / "sub").mkdir(parents=True, exist_ok=True)
+    for i in range(4):
+        cv2.imwrite(str(images / "sub" / f"{i}.png"), np.full((16, 16), 60 * i, np.uint8))
+    (images / "empty.png").write_bytes(b"")
+    torch.manual_seed(0)
+    weights = io.BytesIO()
+    torch.save(vision.build_net("small-cnn", 2).state_dict(), weights)
+    model = vision.save_classifier(work / "classifier", weights.getvalue(), vision.ImageClassifier(
+        name="gpu", arch="small-cnn", labels=["a", "b"], image_size=16, mean=[0.5] * 3, std=[0.25] * 3))
+    summary = run_job(rapids_jar, work, "classify", ["--model", str(model), "--input", str(images),
+                                                     "--out-table", "gpu.labels", "--top-k", "1"])
+    assert summary["rows_scored"] == 4 and summary["quarantined_by_reason"] == {"empty file": 1}
+    check("classify")
 
 
 @pytest.mark.slow

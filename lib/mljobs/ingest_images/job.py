@@ -14,47 +14,24 @@ import uuid
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from mljobs import fs, tables
+from mljobs import fs, imagefiles, tables
 from mljobs.emr import EmrStep
 from mljobs.errors import BadDataError, InputError
-from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
+from mljobs.gpu import UNSUPPORTED_CLASS, Known
 from mljobs import splits as split
-from mljobs.ingest_images import decode, labels
+from mljobs.ingest_images import labels
 from mljobs.ingest_images.config import IngestImagesConfig
-from mljobs.session import ARROW_BATCH, StageProgress, session_conf
+from mljobs.session import StageProgress, session_conf
 
 IMAGE_COLUMNS = ("path", "label", "split", "format", "width", "height", "channels", "bytes", "sha256",
                  "duplicates", "content")
 QUARANTINE_COLUMNS = ("path", "label", "reason", "detail", "bytes", "manifest_line")
-# The decoding pass: 64 images per Arrow batch (their bytes travel in it); files packed into
-# tasks by their bytes, not by Spark's 4 MB "cost" of opening each (1,797 digits made 113 tasks
-# that took 30 s; packed, 4 s), and at least 4 tasks a core, so no core idles at the end (3
-# tasks on 2 cores took the time of 4).
-DECODE_CONF = {ARROW_BATCH: "64", "spark.sql.files.openCostInBytes": str(64 << 10)}
-TASKS_PER_CORE = 4
 
 
 def list_files(spark: SparkSession, cfg: IngestImagesConfig) -> tuple[str, DataFrame]:
     """(--input as Hadoop spells it, every file under it: path, bytes, content, rel)."""
-    if not fs.exists(spark, cfg.input):
-        raise InputError(f"--input {cfg.input} does not exist")
-    root = fs.qualified(spark, cfg.input)
-    scan = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(root)
-    files = scan.select("path", F.col("length").alias("bytes"), "content").unionByName(empty_files(spark, scan))
+    root, files = imagefiles.list_files(spark, cfg.input)
     return root, files.withColumn("_rel", labels.relative_path(root))
-
-
-def empty_files(spark: SparkSession, scan: DataFrame) -> DataFrame:
-    """The listed files Spark's scan skips, being empty (so they are quarantined, not lost)."""
-    from urllib.parse import unquote
-
-    listed = scan.inputFiles()  # URIs: file:///a%20b; the scan's path column reads file:/a b
-    if len(listed) == scan.count():
-        return spark.createDataFrame([], "path string, bytes long, content binary")
-    paths = [(("file:/" + p[len("file:///"):]) if p.startswith("file:///") else p,) for p in map(unquote, listed)]
-    every = spark.createDataFrame(paths, "path string")
-    return (every.join(scan.select("path"), "path", "left_anti")
-            .select("path", F.lit(0).cast("long").alias("bytes"), F.lit(None).cast("binary").alias("content")))
 
 
 def labelled(spark: SparkSession, cfg: IngestImagesConfig, root: str, files: DataFrame) -> tuple[DataFrame, DataFrame | None]:
@@ -72,11 +49,12 @@ def labelled(spark: SparkSession, cfg: IngestImagesConfig, root: str, files: Dat
     none = {t: F.lit(None).cast(t) for t in ("long", "binary", "string")}
     rows = found.select("path", "bytes", "content", *listed, none["string"].alias("_missing"))
     rows = rows.unionByName(lost.select(F.col("ref").alias("path"), none["long"].alias("bytes"),
-                                        none["binary"].alias("content"), *listed, F.lit(decode.MISSING).alias("_missing")))
+                                        none["binary"].alias("content"), *listed,
+                                        F.lit(imagefiles.MISSING).alias("_missing")))
     bad_rows = entries.where(F.col("error").isNotNull()).select(
         F.col("ref").alias("path"), none["long"].alias("bytes"), none["binary"].alias("content"), "label",
         none["string"].alias(split.GIVEN), F.col("line").alias("manifest_line"),
-        F.lit(decode.BAD_MANIFEST).alias("_missing"), F.col("error").alias("_error"))
+        F.lit(imagefiles.BAD_MANIFEST).alias("_missing"), F.col("error").alias("_error"))
     return rows.withColumn("_error", F.lit(None).cast("string")).unionByName(bad_rows), entries
 
 
@@ -84,8 +62,9 @@ def inspected(cfg: IngestImagesConfig, rows: DataFrame) -> DataFrame:
     """Each row decoded (once, in its task), with its reason to be quarantined (NULL: usable)."""
     if "_missing" not in rows.columns:
         rows = rows.select("*", F.lit(None).cast("string").alias("_missing"), F.lit(None).cast("string").alias("_error"))
-    info = rows.select("*", decode.inspect_udf(int(cfg.min_size))("content").alias("_i"))
-    reason = F.coalesce(F.col("_missing"), F.when(F.col("label").isNull() | (F.col("label") == ""), F.lit(decode.NO_LABEL)),
+    info = rows.select("*", imagefiles.inspect_udf(int(cfg.min_size))("content").alias("_i"))
+    reason = F.coalesce(F.col("_missing"),
+                        F.when(F.col("label").isNull() | (F.col("label") == ""), F.lit(imagefiles.NO_LABEL)),
                         F.col("_i.reason"))
     detail = F.coalesce(F.col("_error"), F.when(F.col("_missing").isNotNull(), F.lit("listed in the manifest, no such "
                         "file under --input")), F.when(F.col("label").isNull(), F.lit("a file directly under --input: "
@@ -138,9 +117,8 @@ def label_counts(images: DataFrame) -> dict[str, dict[str, int]]:
 
 def run(spark: SparkSession, cfg: IngestImagesConfig, progress=print) -> dict:
     """Ingest the images under ``cfg.input`` into ``cfg.table``; returns the summary. Every scan of
-    the files runs under DECODE_CONF (a count with Spark's defaults made 125 tasks of 4,000 JPEGs)."""
-    tasks = {"spark.sql.files.minPartitionNum": str(TASKS_PER_CORE * spark.sparkContext.defaultParallelism)}
-    with session_conf(spark, {**DECODE_CONF, **tasks}):
+    the files runs under imagefiles.scan_conf (a count with Spark's defaults made 125 tasks of 4,000 JPEGs)."""
+    with session_conf(spark, imagefiles.scan_conf(spark)):
         return ingest(spark, cfg, progress)
 
 
@@ -197,19 +175,7 @@ CONFIG = IngestImagesConfig
 EMR_STEP = EmrStep(needs=("images_input", "images_table"), label=lambda p: p.images_table, default=False,
                    args=lambda p: ["--input", p.images_input, "--table", p.images_table])
 GPU_FALLBACKS = [
-    Known("FileSourceScanExec", "unsupported file format: org.apache.spark.sql.execution.datasources.binaryfile."
-          "BinaryFileFormat", "ingest_images/job.py list_files: Spark's binaryFile source",
-          "the files' bytes are read on the CPU (the plugin has no reader for arbitrary files) and decoded by "
-          "OpenCV in the Python tasks; the GPU has nothing to do until the images are decoded"),
+    *imagefiles.LISTING_FALLBACKS,
     Known("Sha2", UNSUPPORTED_CLASS, "splits.py assign: the order of the split (ingest-images, train-classifier)",
           "one sha256 of 64 hex characters per distinct image, in a plan that handles one short row per image"),
-    Known("UnionExec", "unsupported data types in output: BinaryType", "ingest_images/job.py list_files, "
-          "labelled: empty files (Spark's scan skips them) or a manifest's missing files added to the scanned ones",
-          "the plugin has no binary columns in a union; a row per such file, only when there are any",
-          required=False),
-    Known("RDDScanExec", UNSUPPORTED_CLASS, "ingest_images/job.py empty_files: the listed paths",
-          DRIVER_ROWS + "; only when the input holds empty files", columns=("path",), required=False),
-    Known("ShuffleExchangeExec", "Columnar exchange without columnar children", "ingest_images/job.py empty_files: "
-          "the listed paths against the scanned ones", "a shuffle of file paths, only when the input holds empty "
-          "files", required=False),
 ]

@@ -204,13 +204,18 @@ def probabilities_udf(meta: dict, weights_broadcast, device: str = "cpu", thread
     @pandas_udf("array<float>")
     def score(content: pd.Series) -> pd.Series:
         net = cached_net(meta, lambda: weights_broadcast.value, device, threads)
-        pixels = [to_pixels(b, size) for b in content]
-        ok = [i for i, p in enumerate(pixels) if p is not None]
-        probs = probabilities(net, np.stack([pixels[i] for i in ok]) if ok else np.zeros((0, size, size, 3), np.uint8),
-                              meta, device, batch)
-        out = [None] * len(pixels)
-        for i, p in zip(ok, probs):
-            out[i] = p
-        return pd.Series(out, dtype=object)
+        return pd.Series(scored(net, [to_pixels(b, size) for b in content], meta, device, batch), dtype=object)
 
     return score
+
+
+def scored(net, pixels: list, meta: dict, device: str = "cpu", batch: int = 64) -> list:
+    """``probabilities`` of the decoded images of a list (to_pixels' results), None where one is None."""
+    size = int(meta["image_size"])
+    ok = [i for i, p in enumerate(pixels) if p is not None]
+    probs = probabilities(net, np.stack([pixels[i] for i in ok]) if ok else np.zeros((0, size, size, 3), np.uint8),
+                          meta, device, batch)
+    out = [None] * len(pixels)
+    for i, p in zip(ok, probs):
+        out[i] = p
+    return out

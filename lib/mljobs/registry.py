@@ -17,7 +17,7 @@ import sys
 
 from mljobs.errors import MljobsError
 
-JOBS = ("ingest", "ingest-images", "train-classifier", "tune", "predict", "bias", "explain", "train-text", "predict-text", "detection-metrics", "sql")
+JOBS = ("ingest", "ingest-images", "frames", "train-classifier", "tune", "predict", "bias", "explain", "train-text", "predict-text", "detection-metrics", "sql")
 
 
 def package_of(name: str) -> str:

@@ -7,14 +7,14 @@ import re
 from dataclasses import dataclass
 
 from mljobs.argtypes import frame_size
-from mljobs.config import JobConfig, parse_table_name, validate_identifier
+from mljobs.config import JobConfig, WithQuarantine
 from mljobs.errors import InputError, MljobsError
 from mljobs.uris import is_uri, local_of
 from mljobs.video import FORMATS, FrameSpec
 
 
 @dataclass
-class FramesConfig(JobConfig):
+class FramesConfig(WithQuarantine, JobConfig):
     """What to read and where it goes (the flags of ``jobs/frames.py``)."""
 
     videos: str                       # a video, a directory of videos, a glob; local, s3:// or s3a://
@@ -25,8 +25,7 @@ class FramesConfig(JobConfig):
     jpeg_quality: int = 95
 
     def validate(self) -> None:
-        parse_table_name(self.table)
-        validate_identifier(self.output[1] + "_quarantine", "quarantine table name")
+        self.check_tables()
         if not is_uri(self.videos) and not re.search(r"[*?\[{]", str(self.videos)) \
                 and not local_of(self.videos).exists():
             raise InputError(f"--videos {self.videos} does not exist")
@@ -41,14 +40,6 @@ class FramesConfig(JobConfig):
             raise MljobsError(f"--format {self.format!r}: valid are {', '.join(FORMATS)}")
         if not 0 <= int(self.jpeg_quality) <= 100:
             raise MljobsError(f"--jpeg-quality must be in 0..100, got {self.jpeg_quality}")
-
-    @property
-    def output(self) -> tuple[str, str]:
-        return parse_table_name(self.table)
-
-    @property
-    def quarantine(self) -> tuple[str, str]:
-        return self.output[0], self.output[1] + "_quarantine"
 
     @property
     def spec(self) -> FrameSpec:

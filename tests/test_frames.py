@@ -178,3 +178,27 @@ def test_cli_bad_argument_exits_2_before_spark(tmp_path):
     assert [line for line in out.splitlines() if line.startswith("error:")] == [
         "error: --resize: expected WIDTHxHEIGHT such as 640x360, got 'big'"]
     assert last_json(proc.stdout)["status"] == "failed" and "SparkContext" not in out
+
+
+def test_a_remote_video_is_copied_to_a_task_local_file(moto_env, monkeypatch, tmp_path):
+    """s3a:// (and s3://) videos are streamed by pyarrow's S3 client into a temporary file,
+    removed afterwards; a missing key is a 'cannot read' report, not a failed task."""
+    import boto3
+
+    from helpers import PLANTED
+
+    for key, value in {**moto_env, **PLANTED}.items():
+        monkeypatch.setenv(key, value)
+    src = clip("carphone_distorted.mp4")
+    client = boto3.client("s3", endpoint_url=moto_env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    client.create_bucket(Bucket="mljobs-videos")
+    client.upload_file(str(src), "mljobs-videos", "in/carphone.mp4")
+    with video.local_copy("s3a://mljobs-videos/in/carphone.mp4") as local:
+        assert local.read_bytes() == src.read_bytes() and local.name == "carphone.mp4"
+    assert not local.exists() and not local.parent.exists()
+    spec = video.FrameSpec(every=40, format="png")
+    batches = list(video.video_batches("s3://mljobs-videos/in/carphone.mp4", src.stat().st_size, spec))
+    report = batches[-1].iloc[0]
+    assert (report["decoded"], report["kept"], report["reason"]) == (120, 3, None)
+    missing = list(video.video_batches("s3://mljobs-videos/in/nothing.mp4", 10, spec))
+    assert len(missing) == 1 and missing[0].iloc[0]["reason"] == video.CANNOT_READ

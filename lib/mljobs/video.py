@@ -117,7 +117,11 @@ def decoded(spark, videos: list[tuple[str, int]], spec: FrameSpec):
     """A DataFrame of SCHEMA: a row per kept frame (reason NULL, frame set) and a report row per
     video (frame NULL: its declared, decoded and kept frame counts, and the reason it is unusable
     or cut short, else NULL). Decoded lazily, in tasks, a video per task (largest first)."""
-    listing = spark.sparkContext.parallelize(videos, max(1, min(len(videos), MAX_TASKS)))
+    tasks = max(1, min(len(videos), MAX_TASKS))
+    # parallelize cuts the list into consecutive slices: dealt round-robin, each task gets its share
+    # of the large videos when tasks take several
+    dealt = [videos[j] for i in range(tasks) for j in range(i, len(videos), tasks)]
+    listing = spark.sparkContext.parallelize(dealt, tasks)
     return spark.createDataFrame(listing, "path string, bytes long").mapInPandas(decode_videos(spec), SCHEMA)
 
 

@@ -52,3 +52,14 @@ def unit_interval(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
     return value
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """'640x360' -> (640, 360): a frame size, width x height, each 2..16384 pixels."""
+    parts = str(text).lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x360, got {text!r}")
+    width, height = (int(p) for p in parts)
+    if not (2 <= width <= 16384 and 2 <= height <= 16384):
+        raise argparse.ArgumentTypeError(f"each side must be 2..16384 pixels, got {text!r}")
+    return width, height

@@ -55,6 +55,22 @@ def parse_table_name(full: str, default_db: str = "default") -> tuple[str, str]:
     return validate_identifier(db, "database name"), validate_identifier(table, "table name")
 
 
+class WithQuarantine:
+    """For the config of a job that writes ``table`` (DB.NAME) and its ``DB.NAME_quarantine``."""
+
+    def check_tables(self) -> None:
+        parse_table_name(self.table)
+        validate_identifier(self.output[1] + "_quarantine", "quarantine table name")
+
+    @property
+    def output(self) -> tuple[str, str]:
+        return parse_table_name(self.table)
+
+    @property
+    def quarantine(self) -> tuple[str, str]:
+        return self.output[0], self.output[1] + "_quarantine"
+
+
 def split_names(value: Any) -> Any:
     """'a,b' or ['a', 'b,c'] (a flag or a YAML value) as ['a', 'b', 'c']; anything else as given."""
     if isinstance(value, str):

@@ -128,6 +128,8 @@ class Pipeline:
     label: str = "ArrDel15"  # bias: the label column of the table (predict copies it to the predictions)
     images_input: str | None = None  # ingest-images: the image folders (s3://...)
     images_table: str | None = None  # ingest-images: the images table DB.NAME
+    videos_input: str | None = None  # frames: the videos (s3://...)
+    frames_table: str | None = None  # frames: the frames table DB.NAME
     text_table: str | None = None  # train-text / predict-text: the reviews table DB.NAME
     text_col: str = "text"
     text_label_col: str = "label"
@@ -153,7 +155,7 @@ class Pipeline:
             missing = [f"--{n.replace('_', '-')}" for n in _step(job).needs if not getattr(self, n)]
             if missing:
                 raise MljobsError(f"the {job} step needs {' and '.join(missing)}")
-        for t in (self.table, self.images_table, self.text_table):
+        for t in (self.table, self.images_table, self.frames_table, self.text_table):
             if t:
                 parse_table_name(t)
         for kv in self.conf:
@@ -310,6 +312,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--pred", help="detections (table or s3:// path)")
         sp.add_argument("--images-input", metavar="s3://...", help="ingest-images: the folders of labelled images")
         sp.add_argument("--images-table", help="ingest-images: the images table DB.NAME")
+        sp.add_argument("--videos-input", metavar="s3://...", help="frames: the videos (a folder or a glob)")
+        sp.add_argument("--frames-table", help="frames: the frames table DB.NAME")
         sp.add_argument("--text-table", help="train-text / predict-text: the text table DB.NAME")
         sp.add_argument("--text-col", default="text", help="train-text / predict-text: its text column")
         sp.add_argument("--text-label-col", default="label", help="train-text: its label column")
@@ -335,6 +339,7 @@ def main(argv=None) -> int:
             artifacts=args.artifacts, env=args.env, jobs=[j.strip() for j in args.jobs.split(",") if j.strip()],
             input=args.input, table=args.table, study=args.study, where=args.where, gt=args.gt, pred=args.pred,
             facet=args.facet, label=args.label, images_input=args.images_input, images_table=args.images_table,
+            videos_input=args.videos_input, frames_table=args.frames_table,
             text_table=args.text_table, text_col=args.text_col, text_label_col=args.text_label_col,
             results=args.results, action_on_failure=args.action_on_failure, conf=args.conf,
             extra_args={j: shlex.split(getattr(args, f"{j.replace('-', '_')}_args")) for j in pipeline_jobs()},

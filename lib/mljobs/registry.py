@@ -17,8 +17,8 @@ import sys
 
 from mljobs.errors import MljobsError
 
-JOBS = ("ingest", "ingest-images", "train-classifier", "classify", "tune", "predict", "bias", "explain", "train-text", "predict-text",
-        "detect", "detection-metrics", "sql")
+JOBS = ("ingest", "ingest-images", "frames", "train-classifier", "classify", "tune", "predict", "bias", "explain", "train-text",
+        "predict-text", "detect", "detection-metrics", "sql")
 
 
 def package_of(name: str) -> str:

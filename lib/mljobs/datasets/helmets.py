@@ -5,6 +5,7 @@ tests and benchmark (no downloads; seeded, so the same arguments give the same f
 Command line::
 
     python -m mljobs.datasets.helmets generate --plays N --frames F DIR [--seed S] [--force]
+    python -m mljobs.datasets.helmets render --plays N --out DIR [--frames F] [--size WxH] [--fps R] [--seed S]
 
 writes ``DIR/train_labels.csv`` (gameKey, playID, view, video, frame, label, left, width,
 top, height, impact, impactType, confidence, visibility), ``DIR/detections.csv`` (video,
@@ -27,6 +28,13 @@ Late in the play 5-9 of them converge on a ball carrier: in that tackle window (
 * everywhere, a few low-score boxes (score < 0.5) of background, as a real detector
   emits before thresholding (they matter for AP, not at --conf-thr 0.9).
 
+``render`` draws the same plays (the simulation of ``generate`` with the same seed) as real mp4
+videos (OpenCV's mp4v encoder): a mown field with yard lines seen by a camera that follows the
+players and pans, players far to near (so helmets hide behind nearer players), helmets as shaded
+ellipses in team colours filling their boxes, a mild motion blur; and ``DIR/train_labels.csv``
+with the helmets as drawn, in output pixels, clipped to the frame (helmets wholly outside it left
+out). At 640x360 a helmet is 16-36 px.
+
 Impacts: in the tackle window a few pairs of colliding players get impact = 1 for one
 frame each (impactType Helmet/Shoulder/Body, confidence 1-3, visibility 0-3, mostly >= 1)
 so the NFL impact metric has something to find; other rows have impact 0, impactType
@@ -43,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mljobs.argtypes import positive_int
+from mljobs.argtypes import frame_size, positive_float, positive_int
 
 WIDTH, HEIGHT = 1280, 720
 GT_COLUMNS = ["gameKey", "playID", "view", "video", "frame", "label", "left", "width", "top", "height",
@@ -229,14 +237,7 @@ def generate(out_dir: str | Path, plays: int, frames: int, seed: int = 7, force:
     if plays < 1 or frames < 10:
         raise ValueError("need at least 1 play of at least 10 frames")
     t0 = time.monotonic()
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        existing = [out / f for f in FILES if (out / f).exists()]
-        if existing and not force:
-            raise FileExistsError(f"{out} already holds {', '.join(p.name for p in existing)}; pass --force")
-        for p in existing:
-            p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    out = _prepare_out(out_dir, force)
     rng = np.random.default_rng(seed)
     gt_rows = det_rows = 0
     snaps = []
@@ -255,6 +256,169 @@ def generate(out_dir: str | Path, plays: int, frames: int, seed: int = 7, force:
             "dir": str(out.resolve()), "seconds": round(time.monotonic() - t0, 3)}
 
 
+# ---- render: the plays as real mp4 videos, and the boxes of the helmets as drawn
+
+VIEW_W = 640  # the camera's window on the 1280x720 field, in field pixels: helmets 16-36 px at 640x360
+TEAM_BGR = {"H": (38, 32, 150), "V": (150, 82, 24)}  # helmets: maroon (home), navy (visitors)
+JERSEY_BGR = {"H": (48, 40, 175), "V": (232, 232, 232)}  # jerseys: red, white
+RENDER_FOURCC = "mp4v"  # the MPEG-4 Part 2 encoder every opencv-python wheel has (no H.264 encoder there)
+
+
+def render(out_dir: str | Path, plays: int, frames: int = 90, size: tuple[int, int] = (640, 360), fps: float = 30.0,
+           seed: int = 7, force: bool = False) -> dict:
+    """Write ``plays`` plays as ``DIR/<video>`` mp4 files (the simulation of ``generate`` with the same
+    seed, seen by a panning camera) and ``DIR/train_labels.csv``: the helmets as drawn in each frame,
+    clipped to it (helmets wholly outside left out). Same arguments, same OpenCV build: the same bytes."""
+    if plays < 1 or frames < 10:
+        raise ValueError("need at least 1 play of at least 10 frames")
+    if size[1] * VIEW_W > HEIGHT * size[0]:
+        raise ValueError(f"--size {size[0]}x{size[1]} is taller than the field (height at most 1.125 x width)")
+    t0 = time.monotonic()
+    out = _prepare_out(out_dir, force)
+    rng = np.random.default_rng(seed)  # the simulation's draws, as generate makes them
+    paint = np.random.default_rng([seed, 1])  # the rendering's own (grass)
+    field = _field(paint, size[0] / VIEW_W)
+    rows = 0
+    with open(out / "train_labels.csv", "w") as gt_f:
+        for i in range(plays):
+            gt = simulate_play(rng, frames, i)[0]
+            labels = _render_play(out / gt["video"].iloc[0], gt, field, size, fps)
+            labels.to_csv(gt_f, index=False, header=i == 0)
+            rows += len(labels)
+    return {"plays": plays, "frames": plays * frames, "gt_rows": rows, "size": f"{size[0]}x{size[1]}", "fps": fps,
+            "dir": str(out.resolve()), "seconds": round(time.monotonic() - t0, 3)}
+
+
+def _field(rng: np.random.Generator, scale: float) -> np.ndarray:
+    """The whole field at the output scale (BGR): mown stripes, yard lines every 5 yards, hash
+    marks every yard, a little grass noise."""
+    w, h = int(round(WIDTH * scale)), int(round(HEIGHT * scale))
+    yard = WIDTH / 60 * scale  # the camera-side field shows 60 yards
+    x = np.arange(w)
+    stripe = ((x // (5 * yard)).astype(int) % 2)[None, :, None]
+    img = np.where(stripe == 1, np.array([46, 128, 52]), np.array([40, 112, 44])).astype(np.float32)
+    img = np.broadcast_to(img, (h, w, 3)).copy()
+    img += rng.normal(0, 4, (h, w, 1)).astype(np.float32)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    thick = max(1, int(round(2 * scale)))
+    for k in range(0, 61):
+        xk = int(round(k * yard))
+        if k % 5 == 0:
+            _yard_line(img, (xk, 0), (xk, h - 1), thick)
+        else:
+            for yk in (h // 3, 2 * h // 3):
+                _yard_line(img, (xk, yk - int(4 * scale)), (xk, yk + int(4 * scale)), thick)
+    return img
+
+
+def _yard_line(img: np.ndarray, a: tuple[int, int], b: tuple[int, int], thick: int) -> None:
+    import cv2
+
+    cv2.line(img, a, b, (235, 240, 235), thick, cv2.LINE_AA)
+
+
+def _camera(gt: pd.DataFrame, n_frames: int, view: tuple[float, float]) -> np.ndarray:
+    """The window's top-left corner per frame, in field pixels: it follows the helmets' centroid
+    with a lag (and a slow drift, so it pans before the snap too), inside the field."""
+    cx = (gt["left"] + gt["width"] / 2).to_numpy(float).reshape(n_frames, -1).mean(axis=1)
+    cy = (gt["top"] + gt["height"] / 2).to_numpy(float).reshape(n_frames, -1).mean(axis=1)
+    target = np.stack([cx + np.linspace(-60, 60, n_frames), cy], axis=1)
+    cam = np.empty_like(target)
+    c = target[0]
+    for t in range(n_frames):
+        c = c + 0.2 * (target[t] - c)
+        cam[t] = c
+    cam -= np.array(view) / 2
+    cam[:, 0] = np.clip(cam[:, 0], 0, WIDTH - view[0])
+    cam[:, 1] = np.clip(cam[:, 1], 0, HEIGHT - view[1])
+    return cam
+
+
+def _render_play(path: Path, gt: pd.DataFrame, field: np.ndarray, size: tuple[int, int], fps: float) -> pd.DataFrame:
+    """Write one play's video; its labels (train_labels.csv rows) in output pixels."""
+    import cv2
+
+    n_frames = int(gt["frame"].max())
+    scale = size[0] / VIEW_W
+    cam = np.rint(_camera(gt, n_frames, (VIEW_W, size[1] / scale)) * scale).astype(int)
+    cam = np.clip(cam, 0, [field.shape[1] - size[0], field.shape[0] - size[1]])  # rounding stays inside
+    boxes = gt.copy()
+    for c in ("left", "width", "top", "height"):
+        boxes[c] = np.rint(gt[c].to_numpy(float) * scale).astype(int)
+    frame_index = boxes["frame"].to_numpy() - 1
+    boxes["left"] -= cam[frame_index, 0]
+    boxes["top"] -= cam[frame_index, 1]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*RENDER_FOURCC), fps, size)
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV {cv2.__version__} cannot write {RENDER_FOURCC} video to {path}")
+    try:
+        pan = np.diff(cam[:, 0], prepend=cam[0, 0])
+        for t, one in boxes.groupby("frame", sort=True):
+            x0, y0 = cam[t - 1]
+            img = field[y0:y0 + size[1], x0:x0 + size[0]].copy()
+            _draw_players(img, one, scale)
+            writer.write(_motion_blur(img, pan[t - 1]))
+    finally:
+        writer.release()
+    return _clipped(boxes, size)
+
+
+def _draw_players(img: np.ndarray, boxes: pd.DataFrame, scale: float) -> None:
+    """Players far to near (by helmet bottom), so the nearer ones hide parts of the others: a body
+    in jersey colour, then the helmet, a shaded ellipse filling its box, with a face mask."""
+    import cv2
+
+    s = 16  # fixed-point: 4 fractional bits
+    for r in boxes.assign(_bottom=boxes["top"] + boxes["height"]).sort_values(["_bottom", "label"]).itertuples():
+        team = r.label[0]
+        cx, cy, ax, ay = r.left + r.width / 2, r.top + r.height / 2, r.width / 2, r.height / 2
+        body = ((int(cx * s), int((cy + 2.1 * ay) * s)), (int(1.5 * ax * s), int(2.0 * ay * s)))
+        cv2.ellipse(img, body[0], body[1], 0, 0, 360, JERSEY_BGR[team], -1, cv2.LINE_AA, 4)
+        base = np.array(TEAM_BGR[team], float)
+        for k, (shade, shrink, up) in enumerate(((0.6, 1.0, 0.0), (1.0, 0.8, 0.12), (1.6, 0.3, 0.45))):
+            colour = tuple(int(v) for v in np.clip(base * shade + (40 if k == 2 else 0), 0, 255))
+            centre = (int((cx - up * ax * 0.5) * s), int((cy - up * ay) * s))
+            cv2.ellipse(img, centre, (int(ax * shrink * s), int(ay * shrink * s)), 0, 0, 360, colour, -1,
+                        cv2.LINE_AA, 4)
+        mask_x = int((cx + 0.55 * ax) * s)
+        cv2.line(img, (mask_x, int((cy - 0.1 * ay) * s)), (mask_x, int((cy + 0.8 * ay) * s)), (170, 170, 170),
+                 max(1, int(round(scale))), cv2.LINE_AA, 4)
+
+
+def _motion_blur(img: np.ndarray, pan_px: float) -> np.ndarray:
+    """A mild horizontal blur, longer while the camera pans (2 px at rest, at most 6)."""
+    import cv2
+
+    length = int(min(6, 2 + abs(pan_px)))
+    kernel = np.full((1, length), 1.0 / length, np.float32)
+    return cv2.filter2D(img, -1, kernel, borderType=cv2.BORDER_REFLECT)
+
+
+def _clipped(boxes: pd.DataFrame, size: tuple[int, int]) -> pd.DataFrame:
+    """The boxes cut to the frame (integer pixels); those wholly outside it dropped."""
+    x1 = boxes["left"].clip(0, size[0])
+    y1 = boxes["top"].clip(0, size[1])
+    x2 = (boxes["left"] + boxes["width"]).clip(0, size[0])
+    y2 = (boxes["top"] + boxes["height"]).clip(0, size[1])
+    out = boxes.assign(left=x1, top=y1, width=x2 - x1, height=y2 - y1)
+    return out[(out["width"] > 0) & (out["height"] > 0)][GT_COLUMNS].reset_index(drop=True)
+
+
+def _prepare_out(out_dir: str | Path, force: bool, files: tuple[str, ...] = FILES) -> Path:
+    """The output directory, created; FileExistsError when it holds our files and not ``force``
+    (with ``force`` they are removed)."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        existing = [out / f for f in files if (out / f).exists()]
+        if existing and not force:
+            raise FileExistsError(f"{out} already holds {', '.join(p.name for p in existing)}; pass --force")
+        for p in existing:
+            p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mljobs.datasets.helmets", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -264,12 +428,23 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--frames", type=positive_int, required=True, help="frames per play (>= 10)")
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--force", action="store_true", help="replace the files if DIR already has them")
+    ren = sub.add_parser("render", help="write simulated plays as mp4 videos and their train_labels.csv")
+    ren.add_argument("--out", required=True, metavar="DIR")
+    ren.add_argument("--plays", type=positive_int, required=True)
+    ren.add_argument("--frames", type=positive_int, default=90, help="frames per play (>= 10)")
+    ren.add_argument("--size", type=frame_size, default=(640, 360), metavar="WxH", help="frame size (default 640x360)")
+    ren.add_argument("--fps", type=positive_float, default=30.0)
+    ren.add_argument("--seed", type=int, default=7)
+    ren.add_argument("--force", action="store_true", help="replace train_labels.csv if DIR already has it")
     args = parser.parse_args(argv)
     if args.frames < 10:
         parser.error("--frames must be at least 10")
     try:
-        result = generate(args.dir, args.plays, args.frames, args.seed, args.force)
-    except FileExistsError as exc:
+        if args.command == "render":
+            result = render(args.out, args.plays, args.frames, args.size, args.fps, args.seed, args.force)
+        else:
+            result = generate(args.dir, args.plays, args.frames, args.seed, args.force)
+    except (FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, sort_keys=True))

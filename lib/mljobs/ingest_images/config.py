@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mljobs.config import JobConfig, parse_table_name, validate_identifier
+from mljobs.config import JobConfig, WithQuarantine
 from mljobs.errors import InputError, MljobsError
 from mljobs.uris import is_uri, local_of
 
@@ -13,7 +13,7 @@ LABEL_SOURCES = ("folders", "manifest")
 
 
 @dataclass
-class IngestImagesConfig(JobConfig):
+class IngestImagesConfig(WithQuarantine, JobConfig):
     """What to read and where it goes (the flags of ``jobs/ingest_images.py``)."""
 
     input: str
@@ -40,8 +40,7 @@ class IngestImagesConfig(JobConfig):
         return values
 
     def validate(self) -> None:
-        parse_table_name(self.table)
-        validate_identifier(self.output[1] + "_quarantine", "quarantine table name")
+        self.check_tables()
         if self.labels not in LABEL_SOURCES:
             raise MljobsError(f"--labels {self.labels!r}: valid are folders, manifest FILE")
         if self.labels == "manifest" and not self.manifest:
@@ -57,11 +56,3 @@ class IngestImagesConfig(JobConfig):
             raise MljobsError(f"--min-size must be at least 1 pixel, got {self.min_size}")
         if not 0.0 <= float(self.max_bad_fraction) <= 1.0:
             raise MljobsError(f"--max-bad-fraction must be in [0, 1], got {self.max_bad_fraction}")
-
-    @property
-    def output(self) -> tuple[str, str]:
-        return parse_table_name(self.table)
-
-    @property
-    def quarantine(self) -> tuple[str, str]:
-        return self.output[0], self.output[1] + "_quarantine"

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Benchmark: the frames job's frames/s against a single-process OpenCV decode loop over the same videos.
+
+Usage::
+
+    PYTHONPATH=lib .venv/bin/python bench/frames.py [--quick] [--plays N] [--frames F] [--size WxH]
+        [--repeats R] [--workdir DIR] [--json-out FILE]
+
+Data: ``python -m mljobs.datasets.helmets render`` plays (mp4v, 640x360 by default; made once per
+workdir, then reused): N (16; 8 with --quick) videos of F (600; 300 with --quick) frames.
+
+* ours: the ``frames`` job in a local[2] SparkSession, JPEG (quality 95), every frame: the decoding
+  pass (list, decode + encode + sha256 in the tasks, one task per video, staged as Parquet), its
+  ``decode_seconds``; the whole job (table writes included) is reported apart.
+* the loop: one Python process doing the same per frame (``cv2.VideoCapture.read``, ``cv2.imencode``
+  JPEG 95, sha256), OpenCV's and FFmpeg's own threads left on, frames dropped after encoding;
+  ``loop_one_thread`` the same with FFmpeg and OpenCV on one thread (as one of our tasks);
+  ``bare_loop`` is the decode alone (``read``).
+
+``--repeats R`` alternates the two R times (3; 2 with --quick); medians. Peak RSS of the driver's
+process tree (JVM + Python workers) during ours, and of the loop's process. The LAST stdout line is JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import median
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lib"))
+sys.path.insert(0, str(ROOT / "bench"))
+from benchlib import RssPoller, emit, local_spark, log, machine_info  # noqa: E402
+
+
+def make_videos(where: Path, plays: int, frames: int, size: tuple[int, int]) -> list[Path]:
+    from mljobs.datasets import helmets
+
+    done = where / "train_labels.csv"
+    if not done.exists():
+        helmets.render(where, plays=plays, frames=frames, size=size, seed=11, force=True)
+    return sorted(where.glob("*.mp4"))
+
+
+def loop(videos: list[Path], encode: bool, one_thread: bool = False) -> tuple[float, int]:
+    """(frames/s, frames) of one process decoding (and encoding) every frame; ``one_thread``: FFmpeg
+    and OpenCV on one thread, as in a task of ours."""
+    import cv2
+
+    cv2.setNumThreads(1 if one_thread else -1)
+    t0, n = time.perf_counter(), 0
+    for path in videos:
+        cap = (cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1]) if one_thread
+               else cv2.VideoCapture(str(path)))
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                break
+            n += 1
+            if encode:
+                ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                hashlib.sha256(buf.tobytes()).hexdigest()
+        cap.release()
+    return n / (time.perf_counter() - t0), n
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="8 plays of 300 frames, 2 repeats (a few minutes)")
+    p.add_argument("--plays", type=int)
+    p.add_argument("--frames", type=int)
+    p.add_argument("--size", default="640x360")
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--workdir", default=None)
+    p.add_argument("--json-out", default=None)
+    args = p.parse_args(argv)
+    plays = args.plays or (8 if args.quick else 16)
+    frames = args.frames or (300 if args.quick else 600)
+    repeats = args.repeats or (2 if args.quick else 3)
+    size = tuple(int(v) for v in args.size.split("x"))
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="mljobs-bench-frames-"))
+    t0 = time.monotonic()
+    videos = make_videos(work / f"videos-{plays}x{frames}-{args.size}", plays, frames, size)
+    megabytes = sum(v.stat().st_size for v in videos) / 1e6
+    log(f"{len(videos)} videos of {frames} frames at {args.size}, {megabytes:.1f} MB (rendered in "
+        f"{time.monotonic() - t0:.1f}s)")
+    from mljobs.frames.config import FramesConfig
+    from mljobs.frames.job import run
+
+    spark = local_spark("bench-frames", work)
+    ours, job_s, theirs, single, bare, peak = [], [], [], [], [], 0.0
+    for r in range(repeats):
+        with RssPoller() as rss:
+            s = run(spark, FramesConfig(videos=str(videos[0].parent), table="bench.frames"), lambda *_: None)
+        assert s["frames"] == len(videos) * frames and s["quarantined"] == 0, s
+        ours.append(s["frames"] / s["decode_seconds"])
+        job_s.append(s["seconds"])
+        peak = max(peak, rss.peak_mb)
+        theirs.append(loop(videos, encode=True)[0])
+        single.append(loop(videos, encode=True, one_thread=True)[0])
+        bare.append(loop(videos, encode=False)[0])
+        log(f"run {r + 1}: ours {ours[-1]:,.0f} frames/s (decode pass {s['decode_seconds']:.1f}s, job "
+            f"{s['seconds']:.1f}s), loop {theirs[-1]:,.0f} frames/s (one thread: "
+            f"{single[-1]:,.0f}), bare decode loop {bare[-1]:,.0f} frames/s")
+    spark.stop()
+    loop_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the loop ran in this process
+    emit({"bench": "frames", "videos": len(videos), "frames": len(videos) * frames, "size": args.size,
+          "megabytes": round(megabytes, 1), "repeats": repeats,
+          "ours_frames_per_s": round(median(ours), 1), "ours_each": [round(x, 1) for x in ours],
+          "ours_job_seconds_each": job_s, "ours_job_frames_per_s": round(len(videos) * frames / median(job_s), 1),
+          "loop_frames_per_s": round(median(theirs), 1), "loop_each": [round(x, 1) for x in theirs],
+          "loop_one_thread_frames_per_s": round(median(single), 1), "bare_loop_frames_per_s": round(median(bare), 1),
+          "ratio_vs_loop": round(median(ours) / median(theirs), 3), "peak_rss_mb": round(peak, 1),
+          "bench_process_peak_rss_mb": round(loop_peak, 1), "seconds": round(time.monotonic() - t0, 1),
+          "machine": machine_info()}, args.json_out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -46,6 +46,8 @@ SMALL = {
     "FRAMES_PER_PLAY": 20,
     "REVIEWS_EVERY": 6,
     "TEXT_TRIALS": 2,
+    "IMAGE_EPOCHS": 2,
+    "IMAGE_SIZE": 16,
 }
 
 
@@ -379,3 +381,15 @@ def test_notebook_trains_validates_and_labels_the_reviews(executed):
     # the model agrees with the raters: P(positive) is higher for the best-rated snippets than the worst
     assert by_rating["p_positive"].iloc[-1] > by_rating["p_positive"].iloc[0]
     assert len(figures) == 2 and len(figures[1].axes) == 2
+
+
+@pytest.mark.slow
+def test_notebook_trains_an_image_classifier_and_labels_the_images(executed):
+    remote, local, _, _ = executed
+    classifier, labelled = remote["classifier"], remote["labelled"]
+    assert classifier["epochs_run"] == SMALL["IMAGE_EPOCHS"] and classifier["test"]["images"] == 359
+    assert classifier["model_dir"] == str(Path(remote["RESULTS"]) / "models" / "digits_classifier")
+    evaluation = local["digit_eval"]
+    assert list(evaluation["label"]) == [str(d) for d in range(10)] and evaluation["test_images"].sum() == 359
+    assert labelled["images"] == 1797 and labelled["quarantined"] == 0
+    assert labelled["labelled"] + labelled["unlabelled_below_threshold"] == 1797

@@ -227,3 +227,16 @@ def output_dir(spark: SparkSession | None, dest: str | os.PathLike, last: tuple[
         upload_tree(spark, stage, str(dest), last)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def model_and_plot_dirs(spark: SparkSession, model_dir: str | None, plots_dir: str | None, name: str,
+                        kind: str) -> tuple[str, str]:
+    """A training job's model and plot locations: the flags' values, else
+    ``<results root>/models/<name>`` and ``<results root>/plots/<kind>/<name>``; checked reachable."""
+    from mljobs.session import results_root
+
+    model_dir = str(model_dir or join(results_root(spark), "models", name))
+    plots_dir = str(plots_dir or join(results_root(spark), "plots", kind, name))
+    check_location(spark, model_dir, "model directory")
+    check_location(spark, plots_dir, "plot directory")
+    return model_dir, plots_dir

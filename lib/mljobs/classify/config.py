@@ -2,7 +2,7 @@
 the config is built, before Spark starts."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mljobs.config import JobConfig, check_output_columns, parse_table_name, split_names, validate_identifier

@@ -25,7 +25,6 @@ from mljobs.config import parse_table_name
 from mljobs.device import device_for
 from mljobs.emr import EmrStep
 from mljobs.errors import InputError
-from mljobs.gpu import Known
 from mljobs.models import vision
 from mljobs.session import StageProgress, session_conf
 from mljobs.uris import s3_join

@@ -26,7 +26,6 @@ from mljobs.errors import InputError
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
 from mljobs.models import vision
 from mljobs.models.classes import plot_confusion
-from mljobs.session import results_root
 from mljobs.torchtrain import launch
 from mljobs.train_classifier import data as imagedata
 from mljobs.train_classifier import evaluate, fit
@@ -40,11 +39,8 @@ EVAL_SCHEMA = ("model string, label string, precision double, recall double, f1 
 
 
 def output_dirs(spark, cfg: TrainClassifierConfig) -> tuple[str, str]:
-    model_dir = cfg.model_dir or fs.join(results_root(spark), "models", cfg.model_name)
-    plots_dir = cfg.plots_dir or fs.join(results_root(spark), "plots", "images", cfg.model_name)
-    fs.check_location(spark, model_dir, "model directory")
-    fs.check_location(spark, plots_dir, "plot directory")
-    return str(model_dir), str(plots_dir)
+    """The model and plot locations (defaults under the results root), checked reachable."""
+    return fs.model_and_plot_dirs(spark, cfg.model_dir, cfg.plots_dir, cfg.model_name, "images")
 
 
 def init_weights(spark, cfg: TrainClassifierConfig) -> bytes | None:

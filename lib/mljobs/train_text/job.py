@@ -18,7 +18,7 @@ from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
 from mljobs.models.classes import plot_confusion
 from mljobs.models.text import (TextModel, gpu_fallbacks, label_stage, prediction_metrics, prep_stages,
                                 save_text_model)
-from mljobs.session import data_dir_of, results_root
+from mljobs.session import data_dir_of
 from mljobs.studies import study as st
 from mljobs.studies.loop import TrialLoop, best_value, fmt_params
 from mljobs.train_text import report
@@ -28,11 +28,8 @@ from mljobs.train_text.trials import TextTrials
 
 
 def output_dirs(spark, cfg: TrainTextConfig) -> tuple[str, str]:
-    model_dir = cfg.model_dir or fs.join(results_root(spark), "models", cfg.study)
-    plots_dir = cfg.plots_dir or fs.join(results_root(spark), "plots", "text", cfg.study)
-    fs.check_location(spark, model_dir, "model directory")
-    fs.check_location(spark, plots_dir, "plot directory")
-    return str(model_dir), str(plots_dir)
+    """The model and plot locations (defaults under the results root), checked reachable."""
+    return fs.model_and_plot_dirs(spark, cfg.model_dir, cfg.plots_dir, cfg.study, "text")
 
 
 def load_data(spark, cfg: TrainTextConfig, progress) -> TextData:

@@ -13,7 +13,7 @@ from mljobs.emr import EmrStep
 from mljobs.errors import MljobsError
 from mljobs.studies.limits import Interrupted, OpenStudy
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
-from mljobs.session import data_dir_of, results_root
+from mljobs.session import data_dir_of
 from mljobs.studies import study as st
 from mljobs.tune.config import TuneConfig
 from mljobs.tune.data import TrainingData, collect_arrays, load_training_data
@@ -63,11 +63,7 @@ run_tune = run  # the notebook's and bench's name
 # ---- steps
 def output_dirs(spark, cfg: TuneConfig) -> tuple[str, str]:
     """The model and plot locations (defaults under the results root), checked reachable."""
-    model_dir = cfg.model_dir or fs.join(results_root(spark), "models", cfg.study)
-    plots_dir = cfg.plots_dir or fs.join(results_root(spark), "plots", "tune", cfg.study)
-    fs.check_location(spark, model_dir, "model directory")
-    fs.check_location(spark, plots_dir, "plot directory")
-    return model_dir, plots_dir
+    return fs.model_and_plot_dirs(spark, cfg.model_dir, cfg.plots_dir, cfg.study, "tune")
 
 
 def load_data(spark, cfg: TuneConfig, progress) -> TrainingData:

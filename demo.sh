@@ -78,11 +78,14 @@ echo "== 10/11 text: real Amazon review snippets -> reviews.amazon, train-text (
 ./spark-submit.sh sql "SELECT COALESCE(label, 'all') AS label, ROUND(precision, 3) AS p, ROUND(recall, 3) AS r, ROUND(f1, 3) AS f1, support, ROUND(accuracy, 3) AS accuracy FROM reviews.text_validation WHERE study = 'text-reviews-amazon-tfidf-lr' ORDER BY label"
 
 DIGITS="$DATA/raw/digits"
-echo "== 11/11 images: real handwritten digits as PNG folders -> images.digits, train-classifier (15 epochs), per-label test evaluation"
+echo "== 11/11 images: real handwritten digits as PNG folders -> images.digits, train-classifier (15 epochs), per-label test evaluation, classify"
 .venv/bin/python -m mljobs.datasets.images export-digits "$DIGITS"
 ./spark-submit.sh ingest-images --input "$DIGITS" --table images.digits --summary "$DATA/summaries/ingest-images.json"
 ./spark-submit.sh train-classifier --table images.digits --epochs 15 --summary "$DATA/summaries/train-classifier.json"
 ./spark-submit.sh sql "SELECT label, ROUND(precision, 3) AS p, ROUND(recall, 3) AS r, ROUND(f1, 3) AS f1, test_images, ROUND(assumed_threshold, 3) AS assumed_threshold FROM images.digits_classifier_evaluation ORDER BY label"
+./spark-submit.sh classify --model "$DATA/models/digits_classifier" --table images.digits --out-table images.digit_labels \
+    --top-k 1 --keep path split --summary "$DATA/summaries/classify.json"
+./spark-submit.sh sql "SELECT d.split, COUNT(*) AS images, SUM(CAST(p.label IS NULL AS INT)) AS below_threshold, ROUND(AVG(CAST(p.label = d.label AS INT)), 4) AS accuracy_of_labelled FROM images.digit_labels p JOIN images.digits d ON p.path = d.path GROUP BY d.split ORDER BY d.split"
 
 echo
 echo "Plots: $DATA/plots/tune/demo-xgb/ (tuning), $DATA/explain/demo-xgb/ (SHAP: importance, beeswarm, dependence, interactions; analysis.json), $DATA/plots/detection/ (stacked TP/FN/FP per frame, precision/recall per frame), $DATA/plots/text/ (confusion matrix), $DATA/plots/images/digits_classifier/ (confusion matrix, most confident mistakes)"

@@ -34,14 +34,14 @@ def quiet(*_):
     pass
 
 
-def make_model(where: Path, extra: dict[str, bytes] | None = None, seed: int = 0) -> Path:
+def make_model(where: Path, extra: dict[str, bytes] | None = None, seed: int = 0, metrics: dict | None = None) -> Path:
     """A small-cnn with seeded random weights, saved as train-classifier saves one (no training)."""
     torch.manual_seed(seed)
     net = vision.build_net("small-cnn", len(LABELS))
     buf = io.BytesIO()
     torch.save(net.state_dict(), buf)
     meta = vision.ImageClassifier(name="digits_untrained", arch="small-cnn", labels=LABELS, image_size=SIZE,
-                                  mean=[0.2, 0.2, 0.2], std=[0.3, 0.3, 0.3])
+                                  mean=[0.2, 0.2, 0.2], std=[0.3, 0.3, 0.3], metrics=metrics or {})
     return Path(vision.save_classifier(where, buf.getvalue(), meta, extra))
 
 
@@ -251,9 +251,8 @@ def test_min_confidence_rules(tmp_path):
     assert thresholds(plain, "auto")[0] == [FALLBACK_THRESHOLD] * 3
     with pytest.raises(InputError, match="no assumed thresholds"):
         thresholds(plain, "assumed")
-    evaluation = {"per_class": [{"label": "0", "assumed_threshold": 0.61}, {"label": "1", "assumed_threshold": 0.2},
-                                {"label": "2", "assumed_threshold": None}]}
-    evaluated = vision.load_classifier(make_model(tmp_path / "ev", {"evaluation.json": json.dumps(evaluation).encode()}))
+    per_label = {"0": {"assumed_threshold": 0.61}, "1": {"assumed_threshold": 0.2}, "2": {"assumed_threshold": None}}
+    evaluated = vision.load_classifier(make_model(tmp_path / "ev", metrics={"per_label": per_label}))
     for rule in ("auto", "assumed"):
         floors, words = thresholds(evaluated, rule)
         assert floors == [0.61, 0.2, FALLBACK_THRESHOLD] and "assumed threshold" in words and "for 2" in words

@@ -115,6 +115,7 @@ def test_evaluation_equals_scikit_learn_and_the_thresholds_recomputed(spark, dig
         assert got["assumed_threshold"] == pytest.approx(t, abs=1e-6)
         assert got["f1_at_threshold"] == pytest.approx(best_f1)
         assert report["per_class"][i]["assumed_threshold"] == got["assumed_threshold"]
+        assert meta.metrics["per_label"][lab]["assumed_threshold"] == got["assumed_threshold"]  # what classify reads
     assert report["macro_f1"] == pytest.approx(f.mean()) and report["micro_f1"] == pytest.approx((probs.argmax(1) == y).mean())
 
 

@@ -9,7 +9,6 @@ staged as Parquet once; the counts and the checks read the staged rows; only the
 written and swapped in together, so a failed run leaves the previous tables as they were."""
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import replace
@@ -32,7 +31,6 @@ from mljobs.uris import s3_join
 # A label without an assumed threshold (no test images of it), and every label of a model without
 # any, under --min-confidence auto.
 FALLBACK_THRESHOLD = 0.5
-EVALUATION_FILE = "evaluation.json"  # train-classifier's, beside the model
 
 
 def load_model(cfg: ClassifyConfig) -> vision.ImageClassifier:
@@ -45,19 +43,9 @@ def load_model(cfg: ClassifyConfig) -> vision.ImageClassifier:
 
 
 def assumed_thresholds(meta: vision.ImageClassifier) -> dict[str, float | None]:
-    """label -> its assumed threshold, from the model's metrics (``per_label``) or the
-    evaluation.json train-classifier writes beside it; {} when neither has them."""
-    per_label = meta.metrics.get("per_label") or {}
-    if per_label:
-        return {k: (v or {}).get("assumed_threshold") for k, v in per_label.items()}
-    path = fs.local_of(meta.path) / EVALUATION_FILE
-    if not path.is_file():
-        return {}
-    try:
-        rows = json.loads(path.read_text()).get("per_class") or []
-    except (json.JSONDecodeError, AttributeError):
-        return {}
-    return {r["label"]: r.get("assumed_threshold") for r in rows if isinstance(r, dict) and "label" in r}
+    """label -> its assumed threshold, from the model's metadata (``metrics.per_label``, written by
+    train-classifier from its test evaluation); {} when it has none."""
+    return {k: (v or {}).get("assumed_threshold") for k, v in (meta.metrics.get("per_label") or {}).items()}
 
 
 def thresholds(meta: vision.ImageClassifier, min_confidence) -> tuple[list[float], str]:
@@ -68,7 +56,7 @@ def thresholds(meta: vision.ImageClassifier, min_confidence) -> tuple[list[float
     if not any(assumed.get(x) is not None for x in meta.labels):
         if min_confidence == ASSUMED:
             raise InputError(f"--min-confidence assumed: the model {meta.name} has no assumed thresholds "
-                             f"(no per_label metrics, no {EVALUATION_FILE}); give a probability")
+                             "(no per_label metrics in its metadata.json); give a probability")
         return [FALLBACK_THRESHOLD] * len(meta.labels), f"{FALLBACK_THRESHOLD:g} for every label (no assumed thresholds)"
     values = [float(assumed[x]) if assumed.get(x) is not None else FALLBACK_THRESHOLD for x in meta.labels]
     missing = [x for x in meta.labels if assumed.get(x) is None]

@@ -174,6 +174,8 @@ def run(spark: SparkSession, cfg: TrainClassifierConfig, progress=print) -> dict
     y, probs, shas = score_test(spark, meta, weights, data)
     metrics = evaluate.evaluation(y, probs, data.labels)
     meta.metrics["test"] = {k: metrics[k] for k in ("rows", "accuracy", "macro_f1", "micro_f1")}
+    meta.metrics["per_label"] = {c["label"]: {k: c[k] for k in ("precision", "recall", "f1", "support",
+                                 "assumed_threshold", "f1_at_threshold")} for c in metrics["per_class"]}
     where, table = publish(spark, cfg, meta, weights, metrics, run_id, model_dir)
     written = plots(spark, cfg, data, meta, y, probs, shas, metrics, plots_dir)
     progress(f"test: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}; model saved: {where}")

@@ -29,6 +29,27 @@ def rss_tree_bytes(proc, include=None) -> int:
     return total
 
 
+def cpu_tree_seconds(proc=None) -> float:
+    """User + system CPU seconds of proc (default: this process) and every descendant (the driver
+    JVM, its Python workers), including the children each has reaped (psutil's children_* times):
+    a difference of two readings counts work done by processes that exited in between."""
+    import psutil
+
+    proc = proc or psutil.Process(os.getpid())
+    try:
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:  # exited since the listing: its time is in its parent's children_* now
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 def not_jvm(p) -> bool:
     return "java" not in p.name().lower()
 

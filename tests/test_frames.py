@@ -198,7 +198,7 @@ def test_a_remote_video_is_copied_to_a_task_local_file(moto_env, monkeypatch, tm
     assert not local.exists() and not local.parent.exists()
     spec = video.FrameSpec(every=40, format="png")
     batches = list(video.video_batches("s3://mljobs-videos/in/carphone.mp4", src.stat().st_size, spec))
-    report = batches[-1].iloc[0]
+    report = batches[-1].to_pylist()[0]  # pyarrow RecordBatches (the tasks are mapInArrow)
     assert (report["decoded"], report["kept"], report["reason"]) == (120, 3, None)
     missing = list(video.video_batches("s3://mljobs-videos/in/nothing.mp4", 10, spec))
-    assert len(missing) == 1 and missing[0].iloc[0]["reason"] == video.CANNOT_READ
+    assert len(missing) == 1 and missing[0].to_pylist()[0]["reason"] == video.CANNOT_READ

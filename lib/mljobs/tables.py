@@ -9,6 +9,9 @@ One convention for every job:
   full as ``<name>__mljobs_new`` (``stage``) and swapped in by rename (``commit``); a run
   that fails before the commit drops its staged tables (``discard``) and leaves the old ones.
   ``replace_table`` is the three in one for a single table.
+- **Files already written** (Parquet a job staged with the table's columns, and maybe more,
+  which the table does not declare) become ``<name>__mljobs_new`` by moving them into its
+  location (``stage_files``), not by reading and writing every byte again; ``commit`` as above.
 - **Partitioned tables** are published partition by partition: each staged partition
   directory is moved into the table's location, replacing the old one (the rename-based
   commit of Spark's dynamic partition overwrite, minus a second full write), then registered
@@ -72,6 +75,24 @@ def stage(spark: SparkSession, db: str, name: str, df: DataFrame, props: dict[st
         clauses += " PARTITIONED BY (" + ", ".join(f"`{c}`" for c in partition_by) + ")"
     spark.sql(f"CREATE TABLE {new} ({column_ddl(df)}) USING parquet{clauses}{tblproperties_clause(props)}")
     df.write.insertInto(f"{db}.{name}{NEW}", overwrite=True)
+    return f"{db}.{name}{NEW}"
+
+
+def stage_files(spark: SparkSession, db: str, name: str, columns: str, files_dir: str,
+                props: dict[str, str] | None = None, comment: str | None = None) -> str:
+    """Make the Parquet files under ``files_dir`` (same file system as the database) the whole
+    content of ``db.<name>__mljobs_new`` (``columns``: its column DDL, each a column of the
+    files) by moving them into the new table's location; returns that table's name."""
+    new = quoted(db, name + NEW)
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+    spark.sql(f"DROP TABLE IF EXISTS {new}")
+    spark.sql(f"DROP TABLE IF EXISTS {quoted(db, name + OLD)}")
+    clauses = f" COMMENT '{_escaped(comment)}'" if comment else ""
+    spark.sql(f"CREATE TABLE {new} ({columns}) USING parquet{clauses}{tblproperties_clause(props)}")
+    location = table_location(spark, f"{db}.{name}{NEW}").rstrip("/")
+    for _, st in fs.list_files(spark, files_dir):
+        fs.move(spark, st.getPath().toString(), f"{location}/{st.getPath().getName()}")
+    spark.sql(f"REFRESH TABLE {new}")
     return f"{db}.{name}{NEW}"
 
 

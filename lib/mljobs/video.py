@@ -9,6 +9,9 @@ Decisions (docs/frames.md says the same to users):
   out largest first, one per task; a long video is one long task.
 - **Bounded memory.** A task holds one decoded frame at a time; encoded frames leave it in Arrow
   batches of at most ``BATCH_FRAMES`` frames or ``BATCH_BYTES`` bytes. No frame reaches the driver.
+- **Arrow, not pandas.** The tasks are ``mapInArrow``: a batch is built from plain column lists
+  straight into a ``pyarrow.RecordBatch`` (no DataFrame of dicts per batch, no pandas -> Arrow
+  conversion, no pandas import in the workers).
 - **A local file.** ``cv2.VideoCapture`` opens paths, not streams. Local paths (``file:``) are
   opened where they are (local mode, or a mount every executor sees). ``s3://``/``s3a://`` and
   ``hdfs://`` are streamed by pyarrow's file system (8 MB pieces) into a task-local temporary file,
@@ -31,8 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import pandas as pd
-
 from mljobs.uris import local_of, scheme_of
 
 SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".ogv")
@@ -49,8 +50,6 @@ REPORT_COLUMNS = ("bytes", "declared", "decoded", "kept", "reason", "detail")
 SCHEMA = ("video string, path string, frame int, timestamp_ms double, width int, height int, format string, "
           "content binary, sha256 string, bytes long, declared int, decoded int, kept int, reason string, "
           "detail string")
-_TYPES = {"timestamp_ms": "float64", "frame": "Int32", "width": "Int32", "height": "Int32", "bytes": "Int64", "declared": "Int32",
-         "decoded": "Int32", "kept": "Int32"}
 _GLOB = re.compile(r"[*?\[{]")
 
 
@@ -122,28 +121,28 @@ def decoded(spark, videos: list[tuple[str, int]], spec: FrameSpec):
     # of the large videos when tasks take several
     dealt = [videos[j] for i in range(tasks) for j in range(i, len(videos), tasks)]
     listing = spark.sparkContext.parallelize(dealt, tasks)
-    return spark.createDataFrame(listing, "path string, bytes long").mapInPandas(decode_videos(spec), SCHEMA)
+    return spark.createDataFrame(listing, "path string, bytes long").mapInArrow(decode_videos(spec), SCHEMA)
 
 
 # ---- in the tasks
 
 
 def decode_videos(spec: FrameSpec):
-    """mapInPandas' function: (path, bytes) rows -> the frames and the report of each video."""
+    """mapInArrow's function: (path, bytes) rows -> the frames and the report of each video."""
 
-    def decode_batches(listings: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def decode_batches(listings):
         import cv2
 
         cv2.setNumThreads(1)
         for listing in listings:
-            for path, size in zip(listing["path"], listing["bytes"]):
+            for path, size in zip(listing.column("path").to_pylist(), listing.column("bytes").to_pylist()):
                 yield from video_batches(path, int(size), spec)
 
     return decode_batches
 
 
-def video_batches(path: str, size: int, spec: FrameSpec) -> Iterator[pd.DataFrame]:
-    """One video's frames, in bounded batches, then its report row."""
+def video_batches(path: str, size: int, spec: FrameSpec):
+    """One video's frames, in bounded ``pyarrow.RecordBatch``es of SCHEMA, then its report row."""
     from mljobs.errors import error_text
 
     base = {"video": video_name(path), "path": path}
@@ -221,7 +220,7 @@ def encode(pixels, spec: FrameSpec) -> dict:
             "content": data, "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def _local_batches(local: Path, base: dict, size: int, spec: FrameSpec) -> Iterator[pd.DataFrame]:
+def _local_batches(local: Path, base: dict, size: int, spec: FrameSpec):
     import cv2
 
     cap = open_video(local)
@@ -232,18 +231,16 @@ def _local_batches(local: Path, base: dict, size: int, spec: FrameSpec) -> Itera
             return
         declared = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
         counts = {"decoded": 0}
-        batch: list[dict] = []
-        held = kept = 0
+        batch = _Columns(base)
+        kept = 0
         for number, ms, pixels in read_frames(cap, spec.every, counts):
-            row = {**base, "frame": number, "timestamp_ms": ms, **encode(pixels, spec)}
-            batch.append(row)
-            held += len(row["content"])
+            batch.add(number, ms, encode(pixels, spec))
             kept += 1
-            if len(batch) >= BATCH_FRAMES or held >= BATCH_BYTES:
-                yield _frame(batch)
-                batch, held = [], 0
-        if batch:
-            yield _frame(batch)
+            if batch.frames >= BATCH_FRAMES or batch.held >= BATCH_BYTES:
+                yield batch.record_batch()
+                batch = _Columns(base)
+        if batch.frames:
+            yield batch.record_batch()
         reason, detail = verdict(declared, counts["decoded"], kept)
         yield _report(base, size, declared=declared, decoded=counts["decoded"], kept=kept, reason=reason, detail=detail)
     finally:
@@ -275,10 +272,54 @@ def verdict(declared: int, decoded: int, kept: int) -> tuple[str | None, str]:
     return None, f"{decoded} frames decoded, {kept} kept"
 
 
-def _frame(rows: list[dict]) -> pd.DataFrame:
-    # object columns (None, not NaN, where a value is missing): Arrow takes them as strings and bytes
-    return pd.DataFrame(rows, columns=list(FRAME_COLUMNS + REPORT_COLUMNS), dtype=object).astype(_TYPES)
+def arrow_schema():
+    """SCHEMA as a pyarrow schema (the types mapInArrow expects back)."""
+    import pyarrow as pa
+
+    return pa.schema([("video", pa.string()), ("path", pa.string()), ("frame", pa.int32()),
+                      ("timestamp_ms", pa.float64()), ("width", pa.int32()), ("height", pa.int32()),
+                      ("format", pa.string()), ("content", pa.binary()), ("sha256", pa.string()),
+                      ("bytes", pa.int64()), ("declared", pa.int32()), ("decoded", pa.int32()),
+                      ("kept", pa.int32()), ("reason", pa.string()), ("detail", pa.string())])
 
 
-def _report(base: dict, size: int, **fields) -> pd.DataFrame:
-    return _frame([{**base, "bytes": size, **fields}])
+class _Columns:
+    """A batch of one video's frames as column lists (the report columns all NULL)."""
+
+    def __init__(self, base: dict):
+        self.base = base
+        self.frames = self.held = 0
+        self.cols: dict[str, list] = {c: [] for c in ("frame", "timestamp_ms", "width", "height", "format", "content",
+                                                      "sha256")}
+
+    def add(self, number: int, ms: float, encoded: dict) -> None:
+        cols = self.cols
+        cols["frame"].append(number)
+        cols["timestamp_ms"].append(ms)
+        for c in ("width", "height", "format", "content", "sha256"):
+            cols[c].append(encoded[c])
+        self.frames += 1
+        self.held += len(encoded["content"])
+
+    def record_batch(self):
+        import pyarrow as pa
+
+        schema, n = arrow_schema(), self.frames
+        arrays = []
+        for field in schema:
+            if field.name in self.base:
+                arrays.append(pa.array([self.base[field.name]] * n, field.type))
+            elif field.name in self.cols:
+                arrays.append(pa.array(self.cols[field.name], field.type))
+            else:
+                arrays.append(pa.nulls(n, field.type))
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _report(base: dict, size: int, **fields):
+    """A one-row RecordBatch of SCHEMA: a video's report (frame NULL)."""
+    import pyarrow as pa
+
+    row = {**base, "bytes": size, **fields}
+    schema = arrow_schema()
+    return pa.RecordBatch.from_arrays([pa.array([row.get(f.name)], f.type) for f in schema], schema=schema)

@@ -3,9 +3,11 @@ timestamp_ms, width, height, format, the encoded image and its sha256) and
 <db>.<table>_quarantine (every video that gave no frame, or was cut short, with the reason).
 
 The videos are listed on the driver and decoded in tasks, one video per task (mljobs.video);
-one pass stages frames and per-video reports as Parquet; the counts read the staged reports;
-only then are both tables written and swapped in together, so a failed run leaves the previous
-tables as they were."""
+one pass stages frames and per-video reports as Parquet, in two folders (kind=frame,
+kind=report), the frames uncompressed (JPEG and PNG bytes do not compress) and already with their
+lineage columns; the counts and the quarantine read the staged reports only; the staged frame
+files are then moved into the new frames table (never read or written again), and both tables
+are swapped in together, so a failed run leaves the previous tables as they were."""
 from __future__ import annotations
 
 import datetime as dt
@@ -23,12 +25,14 @@ from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
 from mljobs.session import StageProgress
 
 QUARANTINE_COLUMNS = ("path", "video", "reason", "detail", "bytes", "declared", "decoded", "kept")
+LINEAGE = ("ingested_at", "run_id")
+KIND = "kind"  # the staging folders: kind=frame, kind=report
 
 
-def counted(staged: DataFrame) -> dict:
-    """Per-video figures from the staged report rows (one small aggregation): videos, frames
-    decoded and kept, bytes, videos by reason."""
-    rows = (staged.where(F.col("frame").isNull()).groupBy("reason")
+def counted(reports: DataFrame) -> dict:
+    """Per-video figures from the report rows (one small aggregation): videos, frames decoded and
+    kept, bytes, videos by reason."""
+    rows = (reports.where(F.col("frame").isNull()).groupBy("reason")
             .agg(F.count(F.lit(1)).alias("files"), F.sum("decoded").alias("decoded"), F.sum("kept").alias("kept"),
                  F.sum(F.when(F.col("kept") > 0, 1).otherwise(0)).alias("used"), F.sum("bytes").alias("bytes"))
             .collect())
@@ -42,15 +46,34 @@ def _reasons(by: dict[str, int]) -> str:
     return ", ".join(f"{n:,} {r}" for r, n in sorted(by.items())) or "none"
 
 
-def write_tables(spark: SparkSession, cfg: FramesConfig, staged: DataFrame, lineage: list, props: dict) -> None:
-    """Both tables staged in full, then swapped in together (a failure drops the staged ones)."""
+def stage_decoded(spark: SparkSession, decoded: DataFrame, lineage: list, staging: str) -> None:
+    """The decoding pass: frames and reports, with the lineage columns, written once as Parquet
+    under staging/kind=frame and staging/kind=report, uncompressed."""
+    kind = F.when(F.col("frame").isNull(), F.lit("report")).otherwise(F.lit("frame")).alias(KIND)
+    # Two writers open at once in a task, so Spark does not sort each task's rows (every frame's
+    # bytes) by kind before writing them; the setting is this session's, restored after.
+    key = "spark.sql.maxConcurrentOutputFileWriters"
+    before = spark.conf.get(key, "0")
+    spark.conf.set(key, str(max(2, int(before))))
+    try:
+        (decoded.select("*", *lineage, kind).write.partitionBy(KIND).option("compression", "none")
+         .parquet(staging))
+    finally:
+        spark.conf.set(key, before)
+
+
+def write_tables(spark: SparkSession, cfg: FramesConfig, staging: str, reports: DataFrame, props: dict) -> None:
+    """Both tables staged in full, then swapped in together (a failure drops the staged ones):
+    the frames table takes the staged frame files as they are, the quarantine is written from
+    the reports."""
     db, name = cfg.output
     _, qname = cfg.quarantine
+    columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in reports.schema
+                        if f.name in video.FRAME_COLUMNS or f.name in LINEAGE)
     try:
-        frames = staged.where(F.col("frame").isNotNull()).select(*video.FRAME_COLUMNS, *lineage)
-        tables.stage(spark, db, name, frames, props, comment="video frames (frames)")
-        quarantined = staged.where(F.col("frame").isNull() & F.col("reason").isNotNull())
-        tables.stage(spark, db, qname, quarantined.select(*QUARANTINE_COLUMNS, *lineage), props,
+        tables.stage_files(spark, db, name, columns, f"{staging}/{KIND}=frame", props, comment="video frames (frames)")
+        quarantined = reports.where(F.col("reason").isNotNull())
+        tables.stage(spark, db, qname, quarantined.select(*QUARANTINE_COLUMNS, *LINEAGE), props,
                      comment="videos the frames job could not use, or used in part")
         tables.commit(spark, db, [name, qname])
     except BaseException:
@@ -72,16 +95,17 @@ def run(spark: SparkSession, cfg: FramesConfig, progress=print) -> dict:
              f"{' at ' + cfg.resize if cfg.resize else ''}, into {staging}")
     try:
         with StageProgress(spark, progress):
-            video.decoded(spark, videos, cfg.spec).write.parquet(staging)
+            stage_decoded(spark, video.decoded(spark, videos, cfg.spec), lineage, staging)
         seconds = time.monotonic() - t0
-        staged = spark.read.schema(video.SCHEMA).parquet(staging)
-        figures = counted(staged)
+        progress(f"decoded and staged in {seconds:.1f}s; counting and writing the tables")
+        reports = spark.read.parquet(f"{staging}/{KIND}=report")
+        figures = counted(reports)
         if figures["frames"] == 0:
             raise InputError(f"no frame decoded from {figures['files']:,} files under --videos {cfg.videos} "
                              f"({_reasons(figures['quarantined_by_reason'])}); nothing was written")
         props = {"mljobs.videos": cfg.videos, "mljobs.every": str(cfg.every), "mljobs.resize": cfg.resize or "",
                  "mljobs.format": cfg.format, "mljobs.run_id": run_id}
-        write_tables(spark, cfg, staged, lineage, props)
+        write_tables(spark, cfg, staging, reports, props)
     finally:
         fs.remove(spark, staging)
     return summary(cfg, figures, seconds, run_id, t0, progress)
@@ -111,7 +135,7 @@ EMR_STEP = EmrStep(needs=("videos_input", "frames_table"), label=lambda p: p.fra
 GPU_FALLBACKS = [
     Known("RDDScanExec", UNSUPPORTED_CLASS, "video.py decoded: the list of videos (path, bytes)",
           DRIVER_ROWS + "; one row per video, before any decoding", columns=("path", "bytes"), required=False),
-    Known("MapInPandasExec", "", "video.py decoded: OpenCV decodes and encodes the frames in Python tasks",
+    Known("PythonMapInArrowExec", "", "video.py decoded: OpenCV decodes and encodes the frames in Python tasks",
           "FFmpeg decodes on the CPU (OpenCV's wheel has no CUDA decoder); the frames are images, not columns "
           "the plugin could work on", required=False),
 ]

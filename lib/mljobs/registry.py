@@ -17,7 +17,7 @@ import sys
 
 from mljobs.errors import MljobsError
 
-JOBS = ("ingest", "ingest-images", "train-classifier", "tune", "predict", "bias", "explain", "train-text", "predict-text", "detect", "detection-metrics", "sql")
+JOBS = ("ingest", "ingest-images", "train-classifier", "tune", "predict", "bias", "explain", "train-text", "predict-text", "train-detector", "detect", "detection-metrics", "sql")
 
 
 def package_of(name: str) -> str:

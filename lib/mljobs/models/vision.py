@@ -162,6 +162,25 @@ def state_dict_of(data: bytes) -> dict:
     return state
 
 
+def read_init_weights(spark, location: str | None) -> bytes | None:
+    """An --init-weights file's bytes (local or a URI), checked to be a state dict before any
+    training (train-classifier, train-detector)."""
+    if not location:
+        return None
+    from mljobs import fs
+
+    if fs.is_uri(location):
+        local = fs.download_tree(spark, location, fs.temp_dir("mljobs-init-"))
+        raw = [p for p in local.rglob("*") if p.is_file()][0].read_bytes()
+    else:
+        raw = fs.local_of(location).read_bytes()
+    try:
+        state_dict_of(raw)
+    except InputError as exc:
+        raise InputError(f"--init-weights {location}: {exc}") from None
+    return raw
+
+
 def net_of(meta: dict, weights: bytes, device: str = "cpu", threads: int | None = None):
     """The trained net in eval mode on ``device``."""
     import torch

@@ -6,7 +6,8 @@ net's own transform (torchvision's ``GeneralizedRCNNTransform``) normalises with
 statistics and resizes the frame so that neither side exceeds ``image_size`` (aspect kept);
 boxes come back in the frame's own pixels. Scores are the box head's softmax probabilities.
 
-Nets are built with ``weights=None, weights_backbone=None``: nothing is ever downloaded.
+Nets are built with ``weights=None, weights_backbone=None``: nothing is ever downloaded; their
+BatchNorm layers become GroupNorm (``group_norm``: trained from scratch on small batches).
 torch is imported inside the functions: the core install runs without it.
 """
 from __future__ import annotations
@@ -20,8 +21,8 @@ import numpy as np
 from mljobs import modelcache
 from mljobs.errors import InputError
 from mljobs.models import detectors
-from mljobs.models.artifact import FORMAT_VERSION, now_utc, read_model_dir, save_model_dir
-from mljobs.models.vision import decode_bgr, state_dict_of, versions
+from mljobs.models.artifact import FORMAT_VERSION
+from mljobs.models.vision import decode_bgr, load_torch_model, save_torch_model, state_dict_of
 
 ARCHS = ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_resnet50_fpn")
 MODEL_FORMAT = "torch-detector"
@@ -31,8 +32,8 @@ SCORE_THRESH = 0.001   # boxes kept by the net (COCO evaluation's habit); --scor
 MAX_DETS = 100         # boxes per frame, as COCO's maxDets
 # sampled proposals per image while training (torchvision: 2000 / 512 / 256): cheaper on a CPU,
 # and ample for frames of tens of objects
-TRAIN_SAMPLING = {"rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300,
-                  "rpn_batch_size_per_image": 128, "box_batch_size_per_image": 128}
+TRAIN_SAMPLING = {"rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 300,
+                  "rpn_batch_size_per_image": 64, "box_batch_size_per_image": 64}
 
 
 def build_net(arch: str, classes: int, image_size: int):
@@ -42,19 +43,26 @@ def build_net(arch: str, classes: int, image_size: int):
     import torchvision
 
     make = getattr(torchvision.models.detection, arch)
-    return make(weights=None, weights_backbone=None, num_classes=classes + 1, min_size=image_size,
-                max_size=image_size, box_score_thresh=SCORE_THRESH, box_detections_per_img=MAX_DETS,
-                **TRAIN_SAMPLING)
+    net = make(weights=None, weights_backbone=None, num_classes=classes + 1, min_size=image_size,
+               max_size=image_size, box_score_thresh=SCORE_THRESH, box_detections_per_img=MAX_DETS,
+               **TRAIN_SAMPLING)
+    return group_norm(net)
 
 
-def load_matching(net, given: dict) -> tuple[int, int]:
-    """Load the tensors of ``given`` whose name and shape fit ``net`` (e.g. all but the box
-    predictor of a detector with other classes); (loaded, the net's tensors)."""
-    own = net.state_dict()
-    usable = {k: v for k, v in given.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
-    if usable:
-        net.load_state_dict(usable, strict=False)
-    return len(usable), len(own)
+def group_norm(module):
+    """Every BatchNorm2d replaced by a GroupNorm of as many groups (<= 32) as divide its channels.
+    A detector trained from scratch on a few frames a batch (Wu & He, 2018): batch statistics of
+    so few frames are noisy, and the running statistics of BatchNorm lag behind the weights, so
+    in eval mode every frame gave the same boxes; GroupNorm is the same in training and eval."""
+    import torch.nn as nn
+
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            c = child.num_features
+            setattr(module, name, nn.GroupNorm(max(g for g in range(1, 33) if c % g == 0), c))
+        else:
+            group_norm(child)
+    return module
 
 
 def to_image(data: bytes | None):
@@ -116,23 +124,11 @@ class TorchDetector:
 def save_detector(directory, state_dict_bytes: bytes, meta: TorchDetector,
                   extra: dict[str, bytes] | None = None) -> str | Path:
     """The weights (torch.save bytes of the state dict), metadata.json and ``extra`` files."""
-    meta.created_at = meta.created_at or now_utc()
-    meta.versions = meta.versions or versions()
-    target, written = save_model_dir(directory, lambda p: Path(p).write_bytes(state_dict_bytes), meta.model_file,
-                                     meta.to_json(), extra)
-    meta.model_sha256, meta.location = written["model_sha256"], str(target)
-    return target
+    return save_torch_model(directory, state_dict_bytes, meta, extra)
 
 
 def load_detector(directory) -> TorchDetector:
-    d, data = read_model_dir(directory, WRITTEN_BY)
-    if data.get("model_format") != MODEL_FORMAT:
-        raise InputError(f"{directory}: a {data.get('model_format', 'xgboost-json')} model, not a torch detector "
-                         f"({WRITTEN_BY} writes those)")
-    known = set(TorchDetector.__dataclass_fields__) - {"path", "location"}
-    meta = TorchDetector(**{k: v for k, v in data.items() if k in known})
-    meta.path, meta.location = str(d), str(directory)
-    return meta
+    return load_torch_model(directory, TorchDetector, MODEL_FORMAT, WRITTEN_BY, "a torch detector")
 
 
 def net_of(meta: dict, weights: bytes, device: str = "cpu", threads: int | None = None):

@@ -125,9 +125,9 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def save_classifier(directory, state_dict_bytes: bytes, meta: ImageClassifier,
-                    extra: dict[str, bytes] | None = None) -> str | Path:
-    """The weights (a torch state dict, as torch.save wrote it), metadata.json and ``extra`` files."""
+def save_torch_model(directory, state_dict_bytes: bytes, meta, extra: dict[str, bytes] | None = None) -> str | Path:
+    """A torch model directory (image classifier or detector): the weights (a state dict, as
+    torch.save wrote it), metadata.json from ``meta`` (its ``to_json()``) and ``extra`` files."""
     meta.created_at = meta.created_at or now_utc()
     meta.versions = meta.versions or versions()
     target, written = save_model_dir(directory, lambda p: Path(p).write_bytes(state_dict_bytes), meta.model_file,
@@ -136,15 +136,26 @@ def save_classifier(directory, state_dict_bytes: bytes, meta: ImageClassifier,
     return target
 
 
-def load_classifier(directory) -> ImageClassifier:
-    d, data = read_model_dir(directory, WRITTEN_BY)
-    if data.get("model_format") != MODEL_FORMAT:
-        raise InputError(f"{directory}: a {data.get('model_format', 'xgboost-json')} model, not an image "
-                         f"classifier ({WRITTEN_BY} writes those)")
-    known = set(ImageClassifier.__dataclass_fields__) - {"path", "location"}
-    meta = ImageClassifier(**{k: v for k, v in data.items() if k in known})
+def load_torch_model(directory, cls, model_format: str, written_by: str, what: str):
+    """``cls`` (a metadata dataclass with path and location) of a torch model directory."""
+    d, data = read_model_dir(directory, written_by)
+    if data.get("model_format") != model_format:
+        raise InputError(f"{directory}: a {data.get('model_format', 'xgboost-json')} model, not {what} "
+                         f"({written_by} writes those)")
+    known = set(cls.__dataclass_fields__) - {"path", "location"}
+    meta = cls(**{k: v for k, v in data.items() if k in known})
     meta.path, meta.location = str(d), str(directory)
     return meta
+
+
+def save_classifier(directory, state_dict_bytes: bytes, meta: ImageClassifier,
+                    extra: dict[str, bytes] | None = None) -> str | Path:
+    """The weights (a torch state dict, as torch.save wrote it), metadata.json and ``extra`` files."""
+    return save_torch_model(directory, state_dict_bytes, meta, extra)
+
+
+def load_classifier(directory) -> ImageClassifier:
+    return load_torch_model(directory, ImageClassifier, MODEL_FORMAT, WRITTEN_BY, "an image classifier")
 
 
 def state_dict_of(data: bytes) -> dict:
@@ -179,6 +190,19 @@ def read_init_weights(spark, location: str | None) -> bytes | None:
     except InputError as exc:
         raise InputError(f"--init-weights {location}: {exc}") from None
     return raw
+
+
+def load_init(net, raw: bytes, arch: str) -> str:
+    """Load the tensors of the --init-weights state dict whose name and shape fit ``net`` (the
+    others, e.g. a head for another number of labels, stay as they are); "<loaded> of <all>
+    tensors". ValueError when none fits."""
+    given = state_dict_of(raw)
+    own = net.state_dict()
+    usable = {k: v for k, v in given.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not usable:
+        raise ValueError(f"--init-weights: none of its {len(given)} tensors fits a {arch}")
+    net.load_state_dict(usable, strict=False)
+    return f"{len(usable)} of {len(own)} tensors"
 
 
 def net_of(meta: dict, weights: bytes, device: str = "cpu", threads: int | None = None):

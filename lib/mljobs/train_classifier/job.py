@@ -133,17 +133,16 @@ def publish(spark, cfg, meta, weights, metrics, run_id, model_dir) -> tuple[str,
     report = {"model": cfg.model_name, "run_id": run_id, **{k: metrics[k] for k in (
         "rows", "accuracy", "macro_precision", "macro_recall", "macro_f1", "micro_f1", "per_class", "confusion")},
         "labels": meta.labels, "threshold_rule": evaluate.__doc__.split("\n\n")[2].replace("\n", " ")}
-    tables.stage(spark, edb, ename, evaluation_rows(spark, cfg, meta, metrics, run_id),
-                 {"mljobs.model": cfg.model_name, "mljobs.run_id": run_id}, comment="train-classifier test evaluation")
-    try:
+    def save():
         where = vision.save_classifier(model_dir, weights, meta,
                                        {EVALUATION_FILE: (json.dumps(report, indent=2) + "\n").encode()})
         if fs.is_uri(model_dir):
             fs.remove(spark, str(fs.join(model_dir, CHECKPOINTS)))
-        tables.commit(spark, edb, [ename])
-    except BaseException:
-        tables.discard(spark, edb, [ename])
-        raise
+        return where
+
+    where = tables.stage_around(spark, edb, ename, evaluation_rows(spark, cfg, meta, metrics, run_id),
+                                {"mljobs.model": cfg.model_name, "mljobs.run_id": run_id},
+                                "train-classifier test evaluation", save)
     return str(where), f"{edb}.{ename}"
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from mljobs import coco
 from mljobs.models import torchdet
-from mljobs.models.vision import state_dict_of
+from mljobs.models.vision import load_init
 from mljobs.torchtrain import files, launch, loop
 
 
@@ -40,11 +40,7 @@ def initial_net(spec: dict):
     """The detector, random or from the user's state dict (tensors of another shape stay random)."""
     net = torchdet.build_net(spec["arch"], len(spec["classes"]), spec["image_size"])
     if spec.get("init_weights"):
-        given = state_dict_of(spec["init_weights"])
-        loaded, total = torchdet.load_matching(net, given)
-        if not loaded:
-            raise ValueError(f"--init-weights: none of its {len(given)} tensors fits a {spec['arch']}")
-        spec["init_loaded"] = f"{loaded} of {total} tensors"
+        spec["init_loaded"] = load_init(net, spec["init_weights"], spec["arch"])
     return net
 
 
@@ -57,10 +53,7 @@ def train_process(spec: dict) -> dict | None:
         torch.manual_seed(spec["seed"])
         data = staged(spec)
         net = initial_net(spec).to(proc.device)
-        model = net
-        if proc.world > 1:
-            model = torch.nn.parallel.DistributedDataParallel(
-                net, device_ids=None if proc.device == "cpu" else [proc.device])
+        model = launch.distributed(net, proc)
         opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=spec["learning_rate"],
                                 weight_decay=spec["weight_decay"])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec["epochs"])

@@ -128,18 +128,17 @@ def history_rows(spark, history: list[dict], model: str, run_id: str):
 def publish(spark, cfg: TrainDetectorConfig, meta, weights: bytes, run_id: str) -> tuple[str, str]:
     """Stage the history table, save the model (with the plot), swap the table in."""
     db, name = cfg.training
-    tables.stage(spark, db, name, history_rows(spark, meta.metrics["history"], cfg.model_name, run_id),
-                 {"mljobs.model": cfg.model_name, "mljobs.run_id": run_id}, comment="train-detector per-epoch history")
-    try:
+    def save():
         plot = plot_history(meta.metrics["history"], f"{cfg.model_name}: {cfg.arch}, kept epoch "
                                                      f"{meta.metrics['best_epoch']}")
         where = torchdet.save_detector(cfg.model_dir, weights, meta, {PLOT_FILE: plot})
         if fs.is_uri(cfg.model_dir):
             fs.remove(spark, str(fs.join(cfg.model_dir, CHECKPOINTS)))
-        tables.commit(spark, db, [name])
-    except BaseException:
-        tables.discard(spark, db, [name])
-        raise
+        return where
+
+    where = tables.stage_around(spark, db, name, history_rows(spark, meta.metrics["history"], cfg.model_name, run_id),
+                                {"mljobs.model": cfg.model_name, "mljobs.run_id": run_id},
+                                "train-detector per-epoch history", save)
     return str(where), f"{db}.{name}"
 
 

@@ -12,17 +12,16 @@ torch is imported inside the functions: the core install runs without it.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 from mljobs import modelcache
 from mljobs.errors import InputError
 from mljobs.models import detectors
-from mljobs.models.artifact import FORMAT_VERSION
-from mljobs.models.vision import decode_bgr, load_torch_model, save_torch_model, state_dict_of
+from mljobs.models.vision import TorchModelMeta, decode_bgr, load_torch_model, save_torch_model, state_dict_of
 
 ARCHS = ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_resnet50_fpn")
 MODEL_FORMAT = "torch-detector"
@@ -94,31 +93,12 @@ def xywh(boxes: np.ndarray) -> np.ndarray:
     return np.rint(np.column_stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]])).astype(np.int64)
 
 
-@dataclass
-class TorchDetector:
-    """metadata.json of a torch detector."""
+@dataclass(kw_only=True)
+class TorchDetector(TorchModelMeta):
+    """metadata.json of a torch detector: its classes (box label c is classes[c - 1])."""
 
-    name: str
-    arch: str
     classes: list[str]
-    image_size: int
-    params: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)       # frames, labels, videos and frames per part
-    metrics: dict[str, Any] = field(default_factory=dict)    # per-epoch history, the epoch kept
     model_format: str = MODEL_FORMAT
-    model_file: str = WEIGHTS_FILE
-    format_version: int = FORMAT_VERSION
-    created_at: str = ""
-    versions: dict[str, str] = field(default_factory=dict)
-    model_sha256: str = ""
-    path: str = ""      # the local directory (a copy for a remote one); not written
-    location: str = ""  # as given; not written
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in ("path", "location")}
-
-    def weights(self) -> bytes:
-        return (Path(self.path) / self.model_file).read_bytes()
 
 
 def save_detector(directory, state_dict_bytes: bytes, meta: TorchDetector,

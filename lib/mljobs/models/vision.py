@@ -78,20 +78,18 @@ def to_batch(pixels: np.ndarray, mean, std):
     return (x - m) / s
 
 
-@dataclass
-class ImageClassifier:
-    """metadata.json of an image classifier."""
+@dataclass(kw_only=True)
+class TorchModelMeta:
+    """metadata.json of a torch model directory: what every one holds (image classifiers here,
+    detectors in mljobs.models.torchdet add their own fields)."""
 
     name: str
     arch: str
-    labels: list[str]
     image_size: int
-    mean: list[float]
-    std: list[float]
     params: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)       # table, rows per split, run_id
-    metrics: dict[str, Any] = field(default_factory=dict)    # validation history, test evaluation
-    model_format: str = MODEL_FORMAT
+    data: dict[str, Any] = field(default_factory=dict)       # the data it was trained on
+    metrics: dict[str, Any] = field(default_factory=dict)    # validation history, evaluation
+    model_format: str = ""
     model_file: str = WEIGHTS_FILE
     format_version: int = FORMAT_VERSION
     created_at: str = ""
@@ -101,13 +99,20 @@ class ImageClassifier:
     location: str = ""  # as given; not written
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("path")
-        out.pop("location")
-        return out
+        return {k: v for k, v in asdict(self).items() if k not in ("path", "location")}
 
     def weights(self) -> bytes:
         return (Path(self.path) / self.model_file).read_bytes()
+
+
+@dataclass(kw_only=True)
+class ImageClassifier(TorchModelMeta):
+    """metadata.json of an image classifier."""
+
+    labels: list[str]
+    mean: list[float]
+    std: list[float]
+    model_format: str = MODEL_FORMAT
 
 
 def versions() -> dict[str, str]:

@@ -101,8 +101,9 @@ def plot_history(history: list[dict], title: str) -> bytes:
             ap_ax.plot(epochs, [h.get(key) for h in history], style, label=key.replace("val_", "validation "))
     ap_ax.set_ylim(-0.02, 1.02)
     ap_ax.set_ylabel("validation AP")
-    fig.legend(loc="upper center", ncol=3, fontsize=8)
-    loss_ax.set_title(title, fontsize=9, pad=24)
+    handles = [h for ax in (loss_ax, ap_ax) for h in ax.get_legend_handles_labels()[0]]
+    ap_ax.legend(handles, [h.get_label() for h in handles], loc="center right", fontsize=8)
+    loss_ax.set_title(title, fontsize=9)
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=100)

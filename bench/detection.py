@@ -272,7 +272,7 @@ def subset_files(inst_path: Path, det_path: Path, images: int, out: Path) -> tup
 
 def coco_bench(spark, work: Path, images: int, pycoco_images: int) -> dict:
     from mljobs.datasets.cocoboxes import generate as generate_coco
-    from mljobs.detection_metrics import coco
+    from mljobs import coco
     from mljobs.detection_metrics.job import DetectionConfig, run_detection_metrics
 
     data = work / f"coco_{images}"

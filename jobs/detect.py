@@ -15,7 +15,8 @@ from mljobs.jobs_common import JobArgumentParser, run_job
 def parse_args(argv=None) -> argparse.Namespace:
     p = JobArgumentParser(prog="detect", description=__doc__.splitlines()[0], config=DetectConfig)
     p.add_argument("--model", required=True, help="opencv:hog-people (label person) or opencv:haarcascade_<name>, "
-                   "e.g. opencv:haarcascade_frontalface_default (label face); a model directory is not supported yet")
+                   "e.g. opencv:haarcascade_frontalface_default (label face), or a model directory of "
+                   "train-detector (local or s3://; labels: its classes)")
     p.add_argument("--frames", required=True, metavar="DB.NAME",
                    help="frames table (video, frame, content), or an images table (path, content)")
     p.add_argument("--out-table", required=True, metavar="DB.NAME",

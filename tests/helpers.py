@@ -27,6 +27,20 @@ def last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
+def wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 400) -> None:
+    """Until ``text`` shows in the log ``path`` of the running ``proc`` (an AssertionError when
+    the process ends first, or after ``timeout`` seconds)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if text in path.read_text(errors="replace"):
+            return
+        assert proc.poll() is None, path.read_text()[-3000:]
+        time.sleep(0.5)
+    raise AssertionError(f"no {text!r} in {timeout} s")
+
+
 def run_cli(args: list[str], env_extra: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run ./spark-submit.sh (or any command) from the project root; output captured."""
     env = dict(os.environ)

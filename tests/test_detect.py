@@ -148,7 +148,7 @@ def test_detections_feed_detection_metrics(spark, faces):
 def test_bad_arguments_fail_before_scoring(spark, tmp_path):
     with pytest.raises(MljobsError, match="unknown OpenCV model 'opencv:haarcascade_nope'; valid: opencv:hog-people"):
         DetectConfig(model="opencv:haarcascade_nope", frames="a.b", out_table="a.c")
-    with pytest.raises(MljobsError, match="not supported yet: only opencv: models"):
+    with pytest.raises(MljobsError, match="not a model directory \\(no metadata.json\\)"):
         DetectConfig(model=str(tmp_path), frames="a.b", out_table="a.c")
     with pytest.raises(MljobsError, match="--score-min must be a number"):
         DetectConfig(model="opencv:hog-people", frames="a.b", out_table="a.c", score_min="high")

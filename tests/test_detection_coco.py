@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from mljobs.datasets.cocoboxes import generate_dicts
-from mljobs.detection_metrics import coco
+from mljobs import coco
 from mljobs.detection_metrics.job import DetectionConfig, run_detection_metrics
 from mljobs.errors import InputError
 

@@ -9,14 +9,13 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, last_json
+from helpers import ROOT, last_json, wait_for
 from mljobs.datasets import images as datasets
 from mljobs.errors import InputError, MljobsError
 from mljobs.ingest_images.config import IngestImagesConfig
@@ -176,16 +175,6 @@ def test_bad_inputs_fail_before_training(spark, digits3, tmp_path):
     with pytest.raises(InputError, match="does not exist|not found"):
         train(spark, TrainClassifierConfig(table="t_tc.missing", **out), quiet)
     assert not (tmp_path / "m").exists()
-
-
-def wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 400) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if text in path.read_text(errors="replace"):
-            return
-        assert proc.poll() is None, path.read_text()[-3000:]
-        time.sleep(0.5)
-    raise AssertionError(f"no {text!r} in {timeout} s")
 
 
 @pytest.mark.slow

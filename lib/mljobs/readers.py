@@ -9,6 +9,7 @@ string functions, which the RAPIDS Accelerator can run (no Python UDFs).
 from __future__ import annotations
 
 import csv
+import os
 import re
 from functools import reduce
 
@@ -16,9 +17,11 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, StringType, StructField, StructType
 
+from mljobs.config import parse_table_name
 from mljobs.errors import InputError
 from mljobs.fs import read_first_line
-from mljobs.io import InputFile
+from mljobs.io import InputFile, format_of, list_input_files
+from mljobs.session import current_env
 from mljobs.errors import error_text
 
 CORRUPT = "_corrupt_record"
@@ -173,3 +176,30 @@ def read_parquet(spark: SparkSession, files: list[InputFile], types: dict[str, D
         F.lit(None).cast("string").alias(RAW),
     )
     return out
+
+
+def is_path(source: str) -> bool:
+    """A path (file, directory, glob, URI) rather than a table name."""
+    return (
+        "/" in source or "\\" in source or "://" in source
+        or format_of(source) is not None or os.path.exists(source)
+    )
+
+
+def read_source(spark: SparkSession, source: str, what: str) -> DataFrame:
+    """A table or CSV/Parquet path as a DataFrame with ``_malformed`` and ``_raw``
+    (CSV lines Spark could not parse), every column kept as read (CSV: strings)."""
+    if is_path(source):
+        env = current_env(spark.sparkContext.getConf())
+        files = list_input_files(spark, [source], "auto", env)
+        if files[0].format == "csv":
+            return read_csv(spark, csv_headers(spark, files), {}, ",")
+        return read_parquet(spark, files, {})
+    try:
+        db, name = parse_table_name(source)
+    except Exception:
+        raise InputError(f"{what} {source!r} is neither a path nor a valid table name (DB.NAME)") from None
+    if not spark.catalog.tableExists(f"{db}.{name}"):
+        raise InputError(f"{what} table {db}.{name} does not exist (pass a CSV/Parquet path or an existing table)")
+    df = spark.table(f"{db}.{name}")
+    return df.select("*", F.lit(None).cast("string").alias(REASON), F.lit(None).cast("string").alias(RAW))

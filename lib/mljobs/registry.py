@@ -18,7 +18,7 @@ import sys
 from mljobs.errors import MljobsError
 
 JOBS = ("ingest", "ingest-images", "frames", "train-classifier", "classify", "tune", "predict", "bias", "explain", "train-text",
-        "predict-text", "detect", "detection-metrics", "sql")
+        "predict-text", "train-detector", "detect", "detection-metrics", "sql")
 
 
 def package_of(name: str) -> str:

@@ -114,6 +114,21 @@ def commit(spark: SparkSession, db: str, names: list[str]) -> list[str]:
     return [swap_in(spark, db, name) for name in names]
 
 
+def stage_around(spark: SparkSession, db: str, name: str, df: DataFrame, props: dict[str, str] | None,
+                 comment: str | None, write):
+    """Stage ``df`` as db.name, run ``write()`` (e.g. save the model the table describes), then
+    swap the table in; when either fails, the staged table is dropped and the old one stays.
+    Returns what ``write()`` returned."""
+    stage(spark, db, name, df, props, comment=comment)
+    try:
+        out = write()
+        commit(spark, db, [name])
+    except BaseException:
+        discard(spark, db, [name])
+        raise
+    return out
+
+
 def discard(spark: SparkSession, db: str, names: list[str]) -> None:
     """Drop the staged tables of a failed run (best effort: the run is failing anyway)."""
     for name in names:

@@ -24,7 +24,7 @@ def _count(value) -> bool:
 class DetectConfig(JobConfig):
     """Options of one detect run (the flags of ``jobs/detect.py``; conf/detect.yaml may set any)."""
 
-    model: str  # opencv:hog-people or opencv:haarcascade_<name>
+    model: str  # opencv:hog-people, opencv:haarcascade_<name> or a model directory of train-detector
     frames: str  # the frames table DB.NAME (video, frame, content; or an images table: path, content)
     out_table: str  # the detections table DB.NAME (+ <out_table>_quarantine)
     score_min: float = 0.0  # detections with a lower score are not written (score = logistic of the margin)

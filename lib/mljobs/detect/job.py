@@ -1,4 +1,5 @@
-"""The detect job body: a frames table + an OpenCV detector -> <out-table> (+ _quarantine).
+"""The detect job body: a frames table + a detector (OpenCV's, or a torch detector of
+train-detector) -> <out-table> (+ _quarantine).
 
 1. ``read_frames``: the table's (video, frame, content), checked before any work (a frames
    table; an images table of ingest-images counts each image as frame 1 of a video named by
@@ -14,6 +15,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 
@@ -22,12 +24,14 @@ from pyspark.sql import functions as F
 
 from mljobs import fs, modelcache, tables
 from mljobs.config import parse_table_name
+from mljobs.device import device_for
 from mljobs.detect.config import DetectConfig
 from mljobs.errors import InputError
-from mljobs.models import detectors
+from mljobs.models import detectors, torchdet
 from mljobs.session import StageProgress, arrow_batch
 
 # the predictions layout of detection-metrics, then the lineage columns
+SCORES = ("logistic of the detector's margin (not a probability)", "the torch detector's probability")
 OUT_COLUMNS = ["video_frame", "video", "frame", "label", "score", "left", "width", "top", "height", "model", "run_id"]
 
 
@@ -48,10 +52,24 @@ def read_frames(spark: SparkSession, table: str) -> DataFrame:
                      f"columns: {', '.join(df.columns)}")
 
 
-def detect_frames(frames: DataFrame, cfg: DetectConfig, threads: int) -> DataFrame:
-    """Every frame through the detector in Spark tasks: ``detectors.OUT_SCHEMA`` rows."""
+def detect_frames(frames: DataFrame, cfg: DetectConfig, threads: int, torch_model=None) -> DataFrame:
+    """Every frame through the detector in Spark tasks: ``detectors.OUT_SCHEMA`` rows.
+    ``torch_model``: (metadata, broadcast weights, device) of a train-detector model."""
+    if torch_model is not None:
+        meta, weights, device = torch_model
+        return frames.mapInArrow(torchdet.detect_fn(meta, weights, device, cfg.params(threads)), detectors.OUT_SCHEMA)
     modelcache.ship_by_value(detectors)
     return frames.mapInArrow(detectors.detect_fn(cfg.spec, cfg.params(threads)), detectors.OUT_SCHEMA)
+
+
+def torch_model(spark: SparkSession, cfg: DetectConfig):
+    """(metadata, broadcast weights, device) of a torch detector directory, else None; the
+    spec's label becomes its classes."""
+    if cfg.spec.kind != detectors.TORCH:
+        return None
+    meta = torchdet.load_detector(cfg.model)
+    cfg.spec = dataclasses.replace(cfg.spec, label=",".join(meta.classes))
+    return meta.to_json(), spark.sparkContext.broadcast(meta.weights()), device_for(spark)
 
 
 def with_video_frame(df: DataFrame) -> DataFrame:
@@ -95,14 +113,14 @@ def count_rows(staged: DataFrame) -> dict:
 
 
 def stage_detections(spark: SparkSession, cfg: DetectConfig, frames: DataFrame, run_id: str, threads: int,
-                     progress) -> tuple[DataFrame, dict, float]:
+                     progress, model=None) -> tuple[DataFrame, dict, float]:
     """Detect and write every output row once under the run's staging folder; (the staged
     rows, their counts, the seconds it took)."""
     db = cfg.output_tables[0]
     path = tables.staging_path(spark, db, run_id, "rows")
     t = time.monotonic()
     with arrow_batch(spark, cfg.batch_size), StageProgress(spark, progress):
-        detect_frames(frames, cfg, threads).write.parquet(path)
+        detect_frames(frames, cfg, threads, model).write.parquet(path)
     seconds = time.monotonic() - t
     staged = spark.read.parquet(path)
     counts = count_rows(staged)
@@ -121,12 +139,13 @@ def run_detect(spark: SparkSession, cfg: DetectConfig, progress=print) -> dict:
     db, name, quarantine = cfg.output_tables
     run_id = uuid.uuid4().hex[:12]
     threads = int(spark.conf.get("spark.task.cpus", "1"))
+    model = torch_model(spark, cfg)
     props = {"mljobs.model": cfg.model, "mljobs.frames": cfg.frames, "mljobs.run_id": run_id,
              "mljobs.score_min": str(cfg.score_min)}
     progress(f"detecting {cfg.spec.label} boxes in {cfg.frames} with {cfg.model} into {db}.{name} "
              f"({cfg.batch_size} frames per batch, {threads} thread(s) per task)")
     try:
-        staged, counts, seconds = stage_detections(spark, cfg, frames, run_id, threads, progress)
+        staged, counts, seconds = stage_detections(spark, cfg, frames, run_id, threads, progress, model)
         tables.stage(spark, db, name, detection_rows(staged, cfg.model, run_id), props,
                      comment=f"{cfg.spec.label} detections of {cfg.model}")
         tables.stage(spark, db, quarantine, quarantine_rows(staged, run_id), props,
@@ -137,10 +156,12 @@ def run_detect(spark: SparkSession, cfg: DetectConfig, progress=print) -> dict:
         raise
     finally:
         fs.remove(spark, tables.staging_path(spark, db, run_id))
+        if model is not None:
+            model[1].destroy()
     return {"model": cfg.model, "label": cfg.spec.label, "frames_table": cfg.frames, "out_table": done[0],
             "quarantine_table": done[1], **counts,
             "frames_per_s": round(counts["frames"] / max(seconds, 1e-9), 2), "detect_seconds": round(seconds, 2),
-            "score": "logistic of the detector's margin (not a probability)", "score_min": cfg.score_min,
+            "score": SCORES[cfg.spec.kind == detectors.TORCH], "score_min": cfg.score_min,
             "threads_per_task": threads, "run_id": run_id, "seconds": round(time.monotonic() - t0, 2)}
 
 

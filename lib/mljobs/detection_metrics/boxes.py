@@ -23,17 +23,13 @@ columns are an ``InputError`` before any Spark job runs.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from mljobs.config import parse_table_name
 from mljobs.errors import InputError
-from mljobs.readers import RAW, REASON, csv_headers, read_csv, read_parquet, safe_cast
-from mljobs.io import format_of, list_input_files
-from mljobs.session import current_env
+from mljobs.readers import RAW, REASON, safe_cast
 from mljobs.sqljson import json_object
 
 HELMET = "helmet"
@@ -60,33 +56,6 @@ class Layout:
     @property
     def single_class(self) -> bool:
         return self.kind == "train_labels"
-
-
-def is_path(source: str) -> bool:
-    """A path (file, directory, glob, URI) rather than a table name."""
-    return (
-        "/" in source or "\\" in source or "://" in source
-        or format_of(source) is not None or os.path.exists(source)
-    )
-
-
-def read_source(spark: SparkSession, source: str, what: str) -> DataFrame:
-    """A table or CSV/Parquet path as a DataFrame with ``_malformed`` and ``_raw``
-    (CSV lines Spark could not parse), every column kept as read (CSV: strings)."""
-    if is_path(source):
-        env = current_env(spark.sparkContext.getConf())
-        files = list_input_files(spark, [source], "auto", env)
-        if files[0].format == "csv":
-            return read_csv(spark, csv_headers(spark, files), {}, ",")
-        return read_parquet(spark, files, {})
-    try:
-        db, name = parse_table_name(source)
-    except Exception:
-        raise InputError(f"{what} {source!r} is neither a path nor a valid table name (DB.NAME)") from None
-    if not spark.catalog.tableExists(f"{db}.{name}"):
-        raise InputError(f"{what} table {db}.{name} does not exist (pass a CSV/Parquet path or an existing table)")
-    df = spark.table(f"{db}.{name}")
-    return df.select("*", F.lit(None).cast("string").alias(REASON), F.lit(None).cast("string").alias(RAW))
 
 
 def detect_layout(columns: list[str], role: str, what: str) -> Layout:
@@ -296,5 +265,4 @@ class _Columns:
         return found
 
 
-__all__ = ["HELMET", "Layout", "NORMALIZED", "detect_layout", "is_path", "mark_duplicates",
-           "normalize", "read_source"]
+__all__ = ["HELMET", "Layout", "NORMALIZED", "detect_layout", "mark_duplicates", "normalize"]

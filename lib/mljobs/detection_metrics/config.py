@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass, field
 
 from mljobs.config import JobConfig, parse_table_name, validate_identifier
-from mljobs.detection_metrics.boxes import is_path
+from mljobs.readers import is_path
 from mljobs.detection_metrics.matching import MATCH_METHODS, MatchParams
 from mljobs.errors import MljobsError
 from mljobs.uris import output_location

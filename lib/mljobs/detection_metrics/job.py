@@ -29,11 +29,13 @@ from pyspark.sql import functions as F
 
 from mljobs.emr import EmrStep
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
-from mljobs.detection_metrics import coco, matching, nfl
-from mljobs.detection_metrics.boxes import Layout, detect_layout, mark_duplicates, normalize, read_source
+from mljobs import coco
+from mljobs.detection_metrics import matching, nfl
+from mljobs.detection_metrics.boxes import Layout, detect_layout, mark_duplicates, normalize
 from mljobs.detection_metrics.cocojson import GT_LAYOUT, PRED_LAYOUT, Instances, is_coco_json
 from mljobs.detection_metrics.config import DetectionConfig
 from mljobs.detection_metrics.matching import MatchParams
+from mljobs.readers import read_source
 from mljobs.tables import replace_table, staging_path
 from mljobs.errors import BadDataError, InputError
 from mljobs import fs, modelcache

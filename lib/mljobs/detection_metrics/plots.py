@@ -210,7 +210,7 @@ def class_pr_plots(curves: pd.DataFrame, figures: pd.DataFrame, out_dir: Path, m
     """``class_<class>_coco_pr.png`` per class with ground truth (at most ``max_plots``, by
     name): COCO's interpolated precision at the 101 recall points, at IoU .50, .75 and the
     mean over .50:.95 (area all, 100 detections an image); the title has the class's AP."""
-    from mljobs.detection_metrics.coco import REC_THRS
+    from mljobs.coco import REC_THRS
 
     plt = _pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """Object detectors that score encoded frames in Spark tasks (the detect job): OpenCV's HOG
-people detector and its Haar cascades; a torch detector (train-detector) goes beside them.
+people detector and its Haar cascades; a torch detector of train-detector (a model directory)
+is resolved here and scored by ``mljobs.models.torchdet``.
 
 ``resolve_model`` turns ``--model`` into a ``DetectorSpec`` before Spark starts; inside the
 Python workers ``detect_fn`` decodes each frame's bytes, runs the detector built once per
@@ -31,6 +32,7 @@ from mljobs import modelcache
 
 PREFIX = "opencv:"
 HOG_PEOPLE = "hog-people"
+TORCH = "torch"  # a model directory of train-detector (mljobs.models.torchdet)
 HAAR = "haarcascade_"
 # the label written for each cascade's object (by the part of the name after haarcascade_)
 HAAR_LABELS = (("frontalcatface", "cat_face"), ("frontalface", "face"), ("profileface", "face"),
@@ -53,8 +55,9 @@ class ModelError(ValueError):
 
 @dataclass(frozen=True)
 class DetectorSpec:
-    """What to build in the workers: ``kind`` "hog" or "haar", the model name, the label of
-    its boxes, the cascade file (haar) and its last stage's threshold."""
+    """What to build in the workers: ``kind`` "hog", "haar" or "torch", the model name, the
+    label of its boxes, the cascade file (haar; torch: the model directory) and the cascade's
+    last stage's threshold."""
 
     kind: str
     name: str
@@ -101,14 +104,20 @@ def last_stage_threshold(path: str) -> float:
 
 
 def resolve_model(model: str) -> DetectorSpec:
-    """``--model`` as a DetectorSpec; ModelError for a directory (not supported yet) or an
-    unknown name. No Spark: runs when the config is validated."""
+    """``--model`` as a DetectorSpec (kind "torch" for a model directory of train-detector,
+    its label filled in when the job reads it); ModelError for an unknown name or a directory
+    without metadata.json. No Spark: runs when the config is validated."""
     text = str(model or "").strip()
     if not text.startswith(PREFIX):
-        if text and (os.path.isdir(text) or "/" in text or "://" in text):
-            raise ModelError(f"--model {text}: model directories (torch detectors of train-detector) are not "
-                             f"supported yet: only opencv: models ({', '.join(valid_models())})")
-        raise ModelError(f"unknown --model {text!r}; valid: {', '.join(valid_models())}")
+        if "://" in text:
+            return DetectorSpec(TORCH, text, "", text)  # read (and checked) when the job starts
+        if text and (os.path.isdir(text) or "/" in text):
+            if not os.path.isfile(os.path.join(text.removeprefix("file://"), "metadata.json")):
+                raise ModelError(f"--model {text}: not a model directory (no metadata.json); train-detector "
+                                 f"writes one, or use an opencv: model ({', '.join(valid_models())})")
+            return DetectorSpec(TORCH, text, "", text)
+        raise ModelError(f"unknown --model {text!r}; valid: a train-detector model directory or "
+                         f"{', '.join(valid_models())}")
     name = text[len(PREFIX):]
     if name == HOG_PEOPLE:
         return DetectorSpec("hog", text, "person")
@@ -204,12 +213,12 @@ def detect_fn(spec: DetectorSpec, params: DetectParams):
             rows = []
             for video, frame, content in zip(cols["video"], cols["frame"], cols["content"]):
                 rows.extend(frame_rows(detector, spec, params, video, frame, content))
-            yield pa.RecordBatch.from_pylist([dict(zip(OUT_COLUMNS, r)) for r in rows], schema=_arrow_schema())
+            yield pa.RecordBatch.from_pylist([dict(zip(OUT_COLUMNS, r)) for r in rows], schema=arrow_schema())
 
     return fn
 
 
-def _arrow_schema():
+def arrow_schema():
     import pyarrow as pa
 
     types = {"tinyint": pa.int8(), "string": pa.string(), "int": pa.int32(), "double": pa.float64()}

@@ -78,20 +78,18 @@ def to_batch(pixels: np.ndarray, mean, std):
     return (x - m) / s
 
 
-@dataclass
-class ImageClassifier:
-    """metadata.json of an image classifier."""
+@dataclass(kw_only=True)
+class TorchModelMeta:
+    """metadata.json of a torch model directory: what every one holds (image classifiers here,
+    detectors in mljobs.models.torchdet add their own fields)."""
 
     name: str
     arch: str
-    labels: list[str]
     image_size: int
-    mean: list[float]
-    std: list[float]
     params: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)       # table, rows per split, run_id
-    metrics: dict[str, Any] = field(default_factory=dict)    # validation history, test evaluation
-    model_format: str = MODEL_FORMAT
+    data: dict[str, Any] = field(default_factory=dict)       # the data it was trained on
+    metrics: dict[str, Any] = field(default_factory=dict)    # validation history, evaluation
+    model_format: str = ""
     model_file: str = WEIGHTS_FILE
     format_version: int = FORMAT_VERSION
     created_at: str = ""
@@ -101,13 +99,20 @@ class ImageClassifier:
     location: str = ""  # as given; not written
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("path")
-        out.pop("location")
-        return out
+        return {k: v for k, v in asdict(self).items() if k not in ("path", "location")}
 
     def weights(self) -> bytes:
         return (Path(self.path) / self.model_file).read_bytes()
+
+
+@dataclass(kw_only=True)
+class ImageClassifier(TorchModelMeta):
+    """metadata.json of an image classifier."""
+
+    labels: list[str]
+    mean: list[float]
+    std: list[float]
+    model_format: str = MODEL_FORMAT
 
 
 def versions() -> dict[str, str]:
@@ -125,9 +130,9 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def save_classifier(directory, state_dict_bytes: bytes, meta: ImageClassifier,
-                    extra: dict[str, bytes] | None = None) -> str | Path:
-    """The weights (a torch state dict, as torch.save wrote it), metadata.json and ``extra`` files."""
+def save_torch_model(directory, state_dict_bytes: bytes, meta, extra: dict[str, bytes] | None = None) -> str | Path:
+    """A torch model directory (image classifier or detector): the weights (a state dict, as
+    torch.save wrote it), metadata.json from ``meta`` (its ``to_json()``) and ``extra`` files."""
     meta.created_at = meta.created_at or now_utc()
     meta.versions = meta.versions or versions()
     target, written = save_model_dir(directory, lambda p: Path(p).write_bytes(state_dict_bytes), meta.model_file,
@@ -136,15 +141,26 @@ def save_classifier(directory, state_dict_bytes: bytes, meta: ImageClassifier,
     return target
 
 
-def load_classifier(directory) -> ImageClassifier:
-    d, data = read_model_dir(directory, WRITTEN_BY)
-    if data.get("model_format") != MODEL_FORMAT:
-        raise InputError(f"{directory}: a {data.get('model_format', 'xgboost-json')} model, not an image "
-                         f"classifier ({WRITTEN_BY} writes those)")
-    known = set(ImageClassifier.__dataclass_fields__) - {"path", "location"}
-    meta = ImageClassifier(**{k: v for k, v in data.items() if k in known})
+def load_torch_model(directory, cls, model_format: str, written_by: str, what: str):
+    """``cls`` (a metadata dataclass with path and location) of a torch model directory."""
+    d, data = read_model_dir(directory, written_by)
+    if data.get("model_format") != model_format:
+        raise InputError(f"{directory}: a {data.get('model_format', 'xgboost-json')} model, not {what} "
+                         f"({written_by} writes those)")
+    known = set(cls.__dataclass_fields__) - {"path", "location"}
+    meta = cls(**{k: v for k, v in data.items() if k in known})
     meta.path, meta.location = str(d), str(directory)
     return meta
+
+
+def save_classifier(directory, state_dict_bytes: bytes, meta: ImageClassifier,
+                    extra: dict[str, bytes] | None = None) -> str | Path:
+    """The weights (a torch state dict, as torch.save wrote it), metadata.json and ``extra`` files."""
+    return save_torch_model(directory, state_dict_bytes, meta, extra)
+
+
+def load_classifier(directory) -> ImageClassifier:
+    return load_torch_model(directory, ImageClassifier, MODEL_FORMAT, WRITTEN_BY, "an image classifier")
 
 
 def state_dict_of(data: bytes) -> dict:
@@ -160,6 +176,38 @@ def state_dict_of(data: bytes) -> dict:
     if not isinstance(state, dict) or not state:
         raise InputError("not a torch state dict (a dict of tensors)")
     return state
+
+
+def read_init_weights(spark, location: str | None) -> bytes | None:
+    """An --init-weights file's bytes (local or a URI), checked to be a state dict before any
+    training (train-classifier, train-detector)."""
+    if not location:
+        return None
+    from mljobs import fs
+
+    if fs.is_uri(location):
+        local = fs.download_tree(spark, location, fs.temp_dir("mljobs-init-"))
+        raw = [p for p in local.rglob("*") if p.is_file()][0].read_bytes()
+    else:
+        raw = fs.local_of(location).read_bytes()
+    try:
+        state_dict_of(raw)
+    except InputError as exc:
+        raise InputError(f"--init-weights {location}: {exc}") from None
+    return raw
+
+
+def load_init(net, raw: bytes, arch: str) -> str:
+    """Load the tensors of the --init-weights state dict whose name and shape fit ``net`` (the
+    others, e.g. a head for another number of labels, stay as they are); "<loaded> of <all>
+    tensors". ValueError when none fits."""
+    given = state_dict_of(raw)
+    own = net.state_dict()
+    usable = {k: v for k, v in given.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not usable:
+        raise ValueError(f"--init-weights: none of its {len(given)} tensors fits a {arch}")
+    net.load_state_dict(usable, strict=False)
+    return f"{len(usable)} of {len(own)} tensors"
 
 
 def net_of(meta: dict, weights: bytes, device: str = "cpu", threads: int | None = None):

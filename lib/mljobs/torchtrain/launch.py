@@ -5,6 +5,7 @@ leave the process group (gloo on CPU, nccl on CUDA) when there is more than one 
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,9 +55,29 @@ class Process:
         return self.rank == 0
 
 
+def _die_with_parent() -> None:
+    """torchrun starts every worker in a session of its own, so a kill -9 of the job's process
+    group kills the driver and torchrun but left the worker training (and writing checkpoints
+    under a resumed run's feet). On Linux the worker now gets SIGKILL when torchrun dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the call
+        os._exit(1)
+
+
 def start(use_gpu: bool) -> Process:
-    """This process's rank, world size and device; joins the process group when world > 1."""
+    """This process's rank, world size and device; joins the process group when world > 1.
+    The process dies with its parent (``_die_with_parent``)."""
     import torch
+
+    _die_with_parent()
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     device = "cpu"
@@ -69,6 +90,15 @@ def start(use_gpu: bool) -> Process:
 
         dist.init_process_group("nccl" if use_gpu else "gloo")
     return Process(rank, world, device)
+
+
+def distributed(net, proc: Process):
+    """``net`` wrapped in DistributedDataParallel when there are several processes (else itself)."""
+    if proc.world == 1:
+        return net
+    import torch
+
+    return torch.nn.parallel.DistributedDataParallel(net, device_ids=None if proc.device == "cpu" else [proc.device])
 
 
 def stop(proc: Process) -> None:

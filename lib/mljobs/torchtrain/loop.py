@@ -1,9 +1,10 @@
-"""The epoch loop: train an epoch, validate, keep the best weights (lowest validation loss),
+"""The epoch loop: train an epoch, validate, keep the best weights (lowest validation loss, or
+the plan's ``monitor`` figure: train-detector keeps the highest validation AP),
 checkpoint, stop early after ``patience`` epochs without a better one; resume from the last
 checkpoint of the same run (its fingerprint: the data and the options that shape training).
 
 What an epoch does is the job's: ``train_epoch(epoch) -> mean training loss`` and
-``validate() -> {"val_loss": ..., other metrics}`` (or None without a validation set, when the
+``validate() -> {"val_loss" (or the monitor): ..., other metrics}`` (or None without a validation set, when the
 last epoch is the one kept). Seeds derive from (seed, epoch), so a resumed run trains the
 epochs it had left exactly as the uninterrupted run would have."""
 from __future__ import annotations
@@ -25,6 +26,8 @@ class Plan:
     patience: int
     fingerprint: str
     checkpoint_dir: str | None = None
+    monitor: str = "val_loss"       # the validation figure that picks the weights kept
+    higher_is_better: bool = False  # e.g. an AP; a loss is lower-is-better
 
 
 def _resume(plan: Plan, net, optimizer, scheduler, log) -> tuple[int, list, dict]:
@@ -59,7 +62,7 @@ def fit(proc: Process, plan: Plan, net, optimizer, scheduler, train_epoch: Calla
         row = {"epoch": epoch, "train_loss": round(train_loss, 6), **(val or {}),
                "seconds": round(time.monotonic() - t0, 2)}
         history.append(row)
-        score = val["val_loss"] if val else -epoch
+        score = (-val[plan.monitor] if plan.higher_is_better else val[plan.monitor]) if val else -epoch
         if score < best["loss"]:
             best = {"loss": score, "epoch": epoch, "state": copy.deepcopy(net.state_dict())}
         stopped = epoch - best["epoch"] >= plan.patience and epoch < plan.epochs
@@ -70,7 +73,8 @@ def fit(proc: Process, plan: Plan, net, optimizer, scheduler, train_epoch: Calla
                                                    "best": best})
         log(_line(row, plan.epochs))
         if stopped:
-            log(f"stopping early: no better validation loss in {plan.patience} epochs since epoch {best['epoch']}")
+            what = "validation loss" if plan.monitor == "val_loss" else plan.monitor
+            log(f"stopping early: no better {what} in {plan.patience} epochs since epoch {best['epoch']}")
             break
     buf = io.BytesIO()
     torch.save(best["state"] if best["state"] is not None else net.state_dict(), buf)

@@ -67,13 +67,7 @@ def initial_net(spec: dict):
     head with another number of labels, stay random)."""
     net = vision.build_net(spec["arch"], len(spec["labels"]))
     if spec.get("init_weights"):
-        given = vision.state_dict_of(spec["init_weights"])
-        own = net.state_dict()
-        usable = {k: v for k, v in given.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
-        if not usable:
-            raise ValueError(f"--init-weights: none of its {len(given)} tensors fits a {spec['arch']}")
-        net.load_state_dict(usable, strict=False)
-        spec["init_loaded"] = f"{len(usable)} of {len(own)} tensors"
+        spec["init_loaded"] = vision.load_init(net, spec["init_weights"], spec["arch"])
     return net
 
 
@@ -87,9 +81,7 @@ def train_process(spec: dict) -> dict | None:
         data = decoded(spec)
         mean, std = channel_stats(data["train"][0])
         net = initial_net(spec).to(proc.device)
-        model = net
-        if proc.world > 1:
-            model = torch.nn.parallel.DistributedDataParallel(net, device_ids=None if proc.device == "cpu" else [proc.device])
+        model = launch.distributed(net, proc)
         opt = torch.optim.AdamW(net.parameters(), lr=spec["learning_rate"], weight_decay=spec["weight_decay"])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec["epochs"])
         weights = class_weights(data["train"][1], len(spec["labels"]), spec["class_weights"])

@@ -22,7 +22,6 @@ from mljobs import fs, tables
 from mljobs.device import device_for
 from mljobs.config import parse_table_name
 from mljobs.emr import EmrStep
-from mljobs.errors import InputError
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
 from mljobs.models import vision
 from mljobs.models.classes import plot_confusion
@@ -43,23 +42,6 @@ def output_dirs(spark, cfg: TrainClassifierConfig) -> tuple[str, str]:
     return fs.model_and_plot_dirs(spark, cfg.model_dir, cfg.plots_dir, cfg.model_name, "images")
 
 
-def init_weights(spark, cfg: TrainClassifierConfig) -> bytes | None:
-    """The --init-weights file's bytes, checked to be a state dict before any training."""
-    if not cfg.init_weights:
-        return None
-    if fs.is_uri(cfg.init_weights):
-        local = fs.download_tree(spark, cfg.init_weights, fs.temp_dir("mljobs-init-"))
-        files = [p for p in local.rglob("*") if p.is_file()]
-        raw = files[0].read_bytes()
-    else:
-        raw = fs.local_of(cfg.init_weights).read_bytes()
-    try:
-        vision.state_dict_of(raw)
-    except InputError as exc:
-        raise InputError(f"--init-weights {cfg.init_weights}: {exc}") from None
-    return raw
-
-
 def training_spec(spark, cfg: TrainClassifierConfig, data: imagedata.ImageData, staging: str, init: bytes | None,
                   model_dir: str) -> dict:
     """What the torch processes need (plain values) and the fingerprint a resume must match."""
@@ -77,7 +59,7 @@ def training_spec(spark, cfg: TrainClassifierConfig, data: imagedata.ImageData, 
 def train(spark, cfg: TrainClassifierConfig, model_dir: str, run_id: str, progress):
     """(ImageData, the processes' result): stage, train, remove the staged rows."""
     db = parse_table_name(cfg.table)[0]
-    init = init_weights(spark, cfg)
+    init = vision.read_init_weights(spark, cfg.init_weights)
     staging = tables.staging_path(spark, db, f"{cfg.model_name}-{run_id}")
     try:
         progress(f"reading {cfg.table}, holding out {cfg.val_fraction:g} of each label's training images for "
@@ -147,17 +129,16 @@ def publish(spark, cfg, meta, weights, metrics, run_id, model_dir) -> tuple[str,
     report = {"model": cfg.model_name, "run_id": run_id, **{k: metrics[k] for k in (
         "rows", "accuracy", "macro_precision", "macro_recall", "macro_f1", "micro_f1", "per_class", "confusion")},
         "labels": meta.labels, "threshold_rule": evaluate.__doc__.split("\n\n")[2].replace("\n", " ")}
-    tables.stage(spark, edb, ename, evaluation_rows(spark, cfg, meta, metrics, run_id),
-                 {"mljobs.model": cfg.model_name, "mljobs.run_id": run_id}, comment="train-classifier test evaluation")
-    try:
+    def save():
         where = vision.save_classifier(model_dir, weights, meta,
                                        {EVALUATION_FILE: (json.dumps(report, indent=2) + "\n").encode()})
         if fs.is_uri(model_dir):
             fs.remove(spark, str(fs.join(model_dir, CHECKPOINTS)))
-        tables.commit(spark, edb, [ename])
-    except BaseException:
-        tables.discard(spark, edb, [ename])
-        raise
+        return where
+
+    where = tables.stage_around(spark, edb, ename, evaluation_rows(spark, cfg, meta, metrics, run_id),
+                                {"mljobs.model": cfg.model_name, "mljobs.run_id": run_id},
+                                "train-classifier test evaluation", save)
     return str(where), f"{edb}.{ename}"
 
 

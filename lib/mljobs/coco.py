@@ -1,5 +1,6 @@
 """COCO's bbox evaluation, rule for rule as pycocotools' ``COCOeval`` (evaluateImg,
-accumulate, summarize), in numpy: the twelve ``summarize()`` figures.
+accumulate, summarize), in numpy: the twelve ``summarize()`` figures. Plumbing: the
+detection-metrics job and train-detector's validation both use it.
 
 Two steps, both vectorised over many images at once:
 

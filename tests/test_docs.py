@@ -277,6 +277,7 @@ def run_sql_blocks(blocks: list[Block], env: dict, data_dir: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)  # every job's example, torch training included: over the suite's 900 s per test
 def test_examples_run(tmp_path_factory):
     shell, sql = plan(code_blocks())
     work = tmp_path_factory.mktemp("docs")

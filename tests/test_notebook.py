@@ -386,7 +386,7 @@ def test_notebook_trains_validates_and_labels_the_reviews(executed):
 @pytest.mark.slow
 def test_notebook_trains_an_image_classifier_and_labels_the_images(executed):
     remote, local, _, _ = executed
-    classifier, labelled = remote["classifier"], remote["labelled"]
+    classifier, labelled = remote["classifier"], remote["classified"]
     assert classifier["epochs_run"] == SMALL["IMAGE_EPOCHS"] and classifier["test"]["images"] == 359
     assert classifier["model_dir"] == str(Path(remote["RESULTS"]) / "models" / "digits_classifier")
     evaluation = local["digit_eval"]

@@ -12,6 +12,28 @@ from mljobs import uris
 from mljobs.torchtrain.files import filesystem
 
 LAST = "last.pt"
+SUBDIR = "checkpoint"  # a model directory's checkpoints: <model dir>/checkpoint/last.pt
+
+
+def of(model_dir: str) -> str:
+    """Where a training job checkpoints the model it will write to ``model_dir``."""
+    return str(uris.join(str(model_dir), SUBDIR))
+
+
+def discard(model_dir: str) -> None:
+    """Remove the checkpoints of ``model_dir`` once the finished model is saved there (a local
+    save replaces the whole directory, so only an object store still holds them)."""
+    import shutil
+
+    where = of(model_dir)
+    if not uris.is_uri(where):
+        shutil.rmtree(uris.local_of(where), ignore_errors=True)
+        return
+    from pyarrow import fs as pafs
+
+    store, path = filesystem(where)
+    if store.get_file_info(path).type != pafs.FileType.NotFound:
+        store.delete_dir(path)
 
 
 def _remote(directory: str):

@@ -25,12 +25,11 @@ from mljobs.emr import EmrStep
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
 from mljobs.models import vision
 from mljobs.models.classes import plot_confusion
-from mljobs.torchtrain import launch
+from mljobs.torchtrain import checkpoint, launch
 from mljobs.train_classifier import data as imagedata
 from mljobs.train_classifier import evaluate, fit
 from mljobs.train_classifier.config import TrainClassifierConfig
 
-CHECKPOINTS = "checkpoint"
 EVALUATION_FILE = "evaluation.json"
 EVAL_SCHEMA = ("model string, label string, precision double, recall double, f1 double, test_images int, "
                "assumed_threshold double, f1_at_threshold double, model_sha256 string, run_id string, "
@@ -53,7 +52,7 @@ def training_spec(spark, cfg: TrainClassifierConfig, data: imagedata.ImageData, 
                 "counts": data.counts, "init": hashlib.sha256(init).hexdigest() if init else None, **shaping}
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return {**shaping, "data": staging, "labels": data.labels, "init_weights": init, "fingerprint": fingerprint,
-            "checkpoint_dir": str(fs.join(model_dir, CHECKPOINTS)), "use_gpu": device_for(spark) == "cuda"}
+            "checkpoint_dir": checkpoint.of(model_dir), "use_gpu": device_for(spark) == "cuda"}
 
 
 def train(spark, cfg: TrainClassifierConfig, model_dir: str, run_id: str, progress):
@@ -132,8 +131,7 @@ def publish(spark, cfg, meta, weights, metrics, run_id, model_dir) -> tuple[str,
     def save():
         where = vision.save_classifier(model_dir, weights, meta,
                                        {EVALUATION_FILE: (json.dumps(report, indent=2) + "\n").encode()})
-        if fs.is_uri(model_dir):
-            fs.remove(spark, str(fs.join(model_dir, CHECKPOINTS)))
+        checkpoint.discard(model_dir)
         return where
 
     where = tables.stage_around(spark, edb, ename, evaluation_rows(spark, cfg, meta, metrics, run_id),

@@ -25,12 +25,11 @@ from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
 from mljobs.models import torchdet
 from mljobs.models.vision import read_init_weights
 from mljobs.readers import is_path
-from mljobs.torchtrain import launch
+from mljobs.torchtrain import checkpoint, launch
 from mljobs.train_detector import data as detdata
 from mljobs.train_detector import fit
 from mljobs.train_detector.config import TrainDetectorConfig
 
-CHECKPOINTS = "checkpoint"
 PLOT_FILE = "training.png"
 HISTORY_SCHEMA = "epoch int, train_loss double, val_ap double, val_ap50 double, model string, run_id string"
 SHAPING = ("arch", "image_size", "epochs", "batch_size", "learning_rate", "weight_decay", "patience", "val_fraction",
@@ -53,7 +52,7 @@ def training_spec(spark, cfg: TrainDetectorConfig, data: detdata.DetectionData, 
                 "init": hashlib.sha256(init).hexdigest() if init else None, **shaping}
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return {**shaping, "data": staging, "classes": data.classes, "init_weights": init, "fingerprint": fingerprint,
-            "checkpoint_dir": str(fs.join(cfg.model_dir, CHECKPOINTS)), "use_gpu": device_for(spark) == "cuda"}
+            "checkpoint_dir": checkpoint.of(cfg.model_dir), "use_gpu": device_for(spark) == "cuda"}
 
 
 def train(spark, cfg: TrainDetectorConfig, run_id: str, progress):
@@ -132,8 +131,7 @@ def publish(spark, cfg: TrainDetectorConfig, meta, weights: bytes, run_id: str) 
         plot = plot_history(meta.metrics["history"], f"{cfg.model_name}: {cfg.arch}, kept epoch "
                                                      f"{meta.metrics['best_epoch']}")
         where = torchdet.save_detector(cfg.model_dir, weights, meta, {PLOT_FILE: plot})
-        if fs.is_uri(cfg.model_dir):
-            fs.remove(spark, str(fs.join(cfg.model_dir, CHECKPOINTS)))
+        checkpoint.discard(cfg.model_dir)
         return where
 
     where = tables.stage_around(spark, db, name, history_rows(spark, meta.metrics["history"], cfg.model_name, run_id),

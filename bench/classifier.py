@@ -39,7 +39,7 @@ from statistics import median
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 sys.path.insert(0, str(ROOT / "bench"))
-from benchlib import RssPoller, emit, local_spark, log, machine_info  # noqa: E402
+from benchlib import RssPoller, cpu_tree_seconds, emit, local_spark, log, machine_info  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -101,22 +101,6 @@ def train(spark, table: str, name: str, work: Path, epochs: int | None) -> dict:
     return out
 
 
-def tree_cpu_seconds() -> float:
-    """User + system CPU seconds of this process and every descendant alive now (the JVM, Python
-    workers), plus what its waited-for children used: a measure the machine's other load does
-    not inflate as it does wall time."""
-    import psutil
-
-    me = psutil.Process()
-    total = sum(me.cpu_times()[:4])
-    for child in me.children(recursive=True):
-        try:
-            total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            pass
-    return total
-
-
 def loop_images_per_s(model_dir: str, contents: list[bytes]) -> tuple[float, float]:
     """One process: decode, preprocess and score every image, 64 at a time, torch on 2 threads;
     (images per wall second, images per CPU second)."""
@@ -138,9 +122,9 @@ def classify_images_per_s(spark, model_dir: str, table: str) -> tuple[float, flo
     from mljobs.classify.job import run
 
     with RssPoller() as rss:
-        c0 = tree_cpu_seconds()
+        c0 = cpu_tree_seconds()
         s = run(spark, ClassifyConfig(model=model_dir, table=table, out_table="bench.labelled"), quiet)
-        cpu = tree_cpu_seconds() - c0
+        cpu = cpu_tree_seconds() - c0
     return s["images_per_s"], s["rows_scored"] / cpu, rss.peak_mb
 
 

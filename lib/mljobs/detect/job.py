@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 from mljobs import fs, modelcache, tables, video
 from mljobs.config import parse_table_name
 from mljobs.device import device_for
+from mljobs.emr import EmrStep
 from mljobs.detect.config import DetectConfig
 from mljobs.errors import InputError
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
@@ -262,7 +263,9 @@ def run_detect(spark: SparkSession, cfg: DetectConfig, progress=print) -> dict:
 NAME = "detect"
 CONFIG = DetectConfig
 run = run_detect
-EMR_STEP = None
+EMR_STEP = EmrStep(needs=("frames_table",), label=lambda p: p.frames_table, default=False,
+                   args=lambda p: ["--model", p.detector or p.detector_dir(), "--frames", p.frames_table,
+                                   "--out-table", p.detections_table()])
 # OpenCV and torch run in Python tasks (mapInArrow), which are not fallbacks (docs/gpu.md); with
 # --videos the videos' listing is a plan of its own, as in the frames job
 GPU_FALLBACKS = [

@@ -1,6 +1,7 @@
 """spark-submit entry point: object detection over a frames table, or video files, with an OpenCV or torch detector.
 
-./spark-submit.sh detect --model opencv:NAME|DIR (--frames DB.NAME | --videos DIR|GLOB|s3://...) --out-table DB.NAME [options]
+./spark-submit.sh detect --model opencv:NAME|DIR (--frames DB.NAME | --videos DIR|GLOB|s3://...) --out-table DB.NAME
+    [options]
 """
 from __future__ import annotations
 

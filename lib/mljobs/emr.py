@@ -326,7 +326,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--videos-input", metavar="s3://...", help="frames: the videos (a folder or a glob)")
         sp.add_argument("--frames-table", help="frames: the frames table DB.NAME (train-detector and detect read it)")
         sp.add_argument("--labels-input", metavar="s3://...|DB.NAME",
-                        help="train-detector: the boxes (video, frame, left, width, top, height), CSV/Parquet or a table")
+                        help="train-detector: the boxes (video, frame, left, width, top, height): CSV/Parquet, "
+                        "or a table")
         sp.add_argument("--detector", metavar="MODEL", help="detect: opencv:NAME or a model directory (default: the "
                         "train-detector step's, RESULTS/models/detector-<db>-<name>)")
         sp.add_argument("--text-table", help="train-text / predict-text: the text table DB.NAME")

@@ -28,9 +28,9 @@ from pyspark.sql import functions as F
 
 from mljobs import fs, modelcache, tables, video
 from mljobs.config import parse_table_name
+from mljobs.detect.config import DetectConfig
 from mljobs.device import device_for
 from mljobs.emr import EmrStep
-from mljobs.detect.config import DetectConfig
 from mljobs.errors import InputError
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
 from mljobs.models import detectors, torchdet

@@ -252,6 +252,41 @@ def test_steps_json_for_the_image_and_text_steps():
     assert proc.returncode == 2 and "the ingest-images step needs --images-input" in proc.stderr
 
 
+def test_steps_json_for_the_video_detection_steps():
+    """frames -> train-detector -> detect -> detection-metrics: the model goes to
+    RESULTS/models/detector-<db>-<name>, which detect reads unless --detector names another."""
+    gt = "s3://mljobs-data/helmets/train_labels.csv"
+    video_args = ["--jobs", "detection-metrics,detect,train-detector,frames", "--videos-input", "s3://mljobs-data/plays/",
+                  "--frames-table", "helmets.frames", "--labels-input", gt, "--gt", gt,
+                  "--pred", "helmets.frames_detections"]
+    proc = py("-m", "mljobs.emr", "steps", "--artifacts", ART, *video_args)
+    assert proc.returncode == 0, proc.stderr
+    steps = json.loads(proc.stdout)
+    assert [s["Name"] for s in steps] == ["mljobs frames helmets.frames", "mljobs train-detector helmets.frames",
+                                          "mljobs detect helmets.frames", "mljobs detection-metrics detection"]
+    args = [s["HadoopJarStep"]["Args"] for s in steps]
+    tails = [a[a.index(f"{ART}/jobs/{job}.py"):] for a, job in zip(args, ("frames", "train_detector", "detect",
+                                                                           "detection_metrics"))]
+    model = f"{ART}/results/models/detector-helmets-frames"
+    assert tails == [
+        [f"{ART}/jobs/frames.py", "--videos", "s3://mljobs-data/plays/", "--table", "helmets.frames"],
+        [f"{ART}/jobs/train_detector.py", "--frames", "helmets.frames", "--labels", gt, "--model-dir", model],
+        [f"{ART}/jobs/detect.py", "--model", model, "--frames", "helmets.frames", "--out-table",
+         "helmets.frames_detections"],
+        [f"{ART}/jobs/detection_metrics.py", "--gt", gt, "--pred", "helmets.frames_detections"],
+    ]
+    proc = py("-m", "mljobs.emr", "steps", "--artifacts", ART, "--jobs", "detect", "--frames-table", "helmets.frames",
+              "--detector", "opencv:hog-people", "--detect-args", "--score-min 0.6")
+    args = json.loads(proc.stdout)[0]["HadoopJarStep"]["Args"]
+    assert args[args.index(f"{ART}/jobs/detect.py"):] == [
+        f"{ART}/jobs/detect.py", "--model", "opencv:hog-people", "--frames", "helmets.frames", "--out-table",
+        "helmets.frames_detections", "--score-min", "0.6"]
+    proc = py("-m", "mljobs.emr", "steps", "--artifacts", ART, "--jobs", "train-detector", "--frames-table", "h.f")
+    assert proc.returncode == 2 and "the train-detector step needs --labels-input" in proc.stderr
+    proc = py("-m", "mljobs.emr", "steps", "--artifacts", ART, "--jobs", "detect")
+    assert proc.returncode == 2 and "the detect step needs --frames-table" in proc.stderr
+
+
 def test_cluster_configurations_are_valid_emr_input(aws):
     """boto3 validates Configurations against the EMR API model before sending; moto keeps them."""
     _, emr = aws

@@ -48,6 +48,7 @@ SMALL = {
     "TEXT_TRIALS": 2,
     "IMAGE_EPOCHS": 2,
     "IMAGE_SIZE": 16,
+    "VIDEO_FRAMES": 12,
 }
 
 
@@ -393,3 +394,19 @@ def test_notebook_trains_an_image_classifier_and_labels_the_images(executed):
     assert list(evaluation["label"]) == [str(d) for d in range(10)] and evaluation["test_images"].sum() == 359
     assert labelled["images"] == 1797 and labelled["quarantined"] == 0
     assert labelled["labelled"] + labelled["unlabelled_below_threshold"] == 1797
+
+
+@pytest.mark.slow
+def test_notebook_runs_the_video_chain_on_tables(executed):
+    remote, local, _, _ = executed
+    plays, kept = remote["VIDEO_PLAYS"], -(-SMALL["VIDEO_FRAMES"] // remote["VIDEO_EVERY"])
+    frames, boxes, metrics = remote["play_frames"], remote["play_boxes"], remote["play_metrics"]
+    assert (frames["videos"], frames["frames"], frames["quarantined"]) == (plays, plays * kept, 0)
+    assert boxes["frames_scored"] == plays * kept and boxes["out_table"] == f"{remote['DB']}.play_boxes"
+    counts = local["play_counts"]
+    assert list(counts["frames"]) == [kept] * plays and counts["boxes"].sum() == boxes["detections"]
+    # the ground truth is that of the kept frames; each of its helmets is found (TP) or missed (FN)
+    gt = remote["spark"].table(f"{remote['DB']}.play_labels").select("frame").toPandas()["frame"]
+    assert ((gt - 1) % remote["VIDEO_EVERY"] == 0).all() and gt.max() <= SMALL["VIDEO_FRAMES"]
+    drawn, overall = len(gt), metrics["overall"]
+    assert overall["tp"] + overall["fn"] == drawn > 0 and overall["tp"] + overall["fp"] <= boxes["detections"]

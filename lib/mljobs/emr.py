@@ -129,7 +129,9 @@ class Pipeline:
     images_input: str | None = None  # ingest-images: the image folders (s3://...)
     images_table: str | None = None  # ingest-images: the images table DB.NAME
     videos_input: str | None = None  # frames: the videos (s3://...)
-    frames_table: str | None = None  # frames: the frames table DB.NAME
+    frames_table: str | None = None  # frames: the frames table DB.NAME (train-detector and detect read it)
+    labels_input: str | None = None  # train-detector: the boxes (CSV/Parquet s3://... or a table DB.NAME)
+    detector: str | None = None  # detect: its --model (default: the model of the train-detector step)
     text_table: str | None = None  # train-text / predict-text: the reviews table DB.NAME
     text_col: str = "text"
     text_label_col: str = "label"
@@ -172,6 +174,15 @@ class Pipeline:
     def text_model_dir(self) -> str:
         """Where the train-text step writes its model and predict-text reads it."""
         return s3_join(self.results_dir(), "models", "text-" + "-".join(parse_table_name(self.text_table)))
+
+    def detector_dir(self) -> str:
+        """Where the train-detector step writes its model and the detect step reads it."""
+        return s3_join(self.results_dir(), "models", "detector-" + "-".join(parse_table_name(self.frames_table)))
+
+    def detections_table(self) -> str:
+        """The detect step's output: <frames table>_detections (a --pred of detection-metrics)."""
+        db, name = parse_table_name(self.frames_table)
+        return f"{db}.{name}_detections"
 
     def predictions_table(self) -> str:
         """The predict step's output, which the bias step reads: <db of --table>.predictions."""
@@ -313,7 +324,12 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--images-input", metavar="s3://...", help="ingest-images: the folders of labelled images")
         sp.add_argument("--images-table", help="ingest-images: the images table DB.NAME")
         sp.add_argument("--videos-input", metavar="s3://...", help="frames: the videos (a folder or a glob)")
-        sp.add_argument("--frames-table", help="frames: the frames table DB.NAME")
+        sp.add_argument("--frames-table", help="frames: the frames table DB.NAME (train-detector and detect read it)")
+        sp.add_argument("--labels-input", metavar="s3://...|DB.NAME",
+                        help="train-detector: the boxes (video, frame, left, width, top, height): CSV/Parquet, "
+                        "or a table")
+        sp.add_argument("--detector", metavar="MODEL", help="detect: opencv:NAME or a model directory (default: the "
+                        "train-detector step's, RESULTS/models/detector-<db>-<name>)")
         sp.add_argument("--text-table", help="train-text / predict-text: the text table DB.NAME")
         sp.add_argument("--text-col", default="text", help="train-text / predict-text: its text column")
         sp.add_argument("--text-label-col", default="label", help="train-text: its label column")
@@ -339,7 +355,8 @@ def main(argv=None) -> int:
             artifacts=args.artifacts, env=args.env, jobs=[j.strip() for j in args.jobs.split(",") if j.strip()],
             input=args.input, table=args.table, study=args.study, where=args.where, gt=args.gt, pred=args.pred,
             facet=args.facet, label=args.label, images_input=args.images_input, images_table=args.images_table,
-            videos_input=args.videos_input, frames_table=args.frames_table,
+            videos_input=args.videos_input, frames_table=args.frames_table, labels_input=args.labels_input,
+            detector=args.detector,
             text_table=args.text_table, text_col=args.text_col, text_label_col=args.text_label_col,
             results=args.results, action_on_failure=args.action_on_failure, conf=args.conf,
             extra_args={j: shlex.split(getattr(args, f"{j.replace('-', '_')}_args")) for j in pipeline_jobs()},

@@ -21,6 +21,7 @@ from pyspark.sql import SparkSession
 from mljobs import fs, tables
 from mljobs.config import parse_table_name
 from mljobs.device import device_for
+from mljobs.emr import EmrStep
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
 from mljobs.models import torchdet
 from mljobs.models.vision import read_init_weights
@@ -163,8 +164,9 @@ def run(spark: SparkSession, cfg: TrainDetectorConfig, progress=print) -> dict:
 # ---- what the rest of the system knows about this job (see mljobs.registry)
 NAME = "train-detector"
 CONFIG = TrainDetectorConfig
-# Not a step of the EMR pipeline yet: the pipeline has no frames table or labels fields.
-EMR_STEP = None
+EMR_STEP = EmrStep(needs=("frames_table", "labels_input"), label=lambda p: p.frames_table, default=False,
+                   args=lambda p: ["--frames", p.frames_table, "--labels", p.labels_input,
+                                   "--model-dir", p.detector_dir()])
 GPU_FALLBACKS = [
     Known("RDDScanExec", UNSUPPORTED_CLASS, "train_detector/job.py history_rows: the training history table's rows",
           "one row per epoch, computed by the training processes; " + DRIVER_ROWS,

@@ -28,11 +28,14 @@ FIELDS = ("format", "width", "height", "channels", "sha256", "reason", "detail")
 
 # The decoding pass: 64 images per Arrow batch (their bytes travel in it); files packed into
 # tasks by their bytes, not by Spark's 4 MB "cost" of opening each (1,797 digits made 113 tasks
-# that took 30 s; packed, 4 s), and at least 4 tasks a core, so no core idles at the end (3
-# tasks on 2 cores took the time of 4).
+# that took 30 s; packed, 4 s), and into few tasks: 2 a core, up to 1 GB each, not the 64 MB
+# partitions of conf/local.properties. A Python task costs ~0.2 s of CPU before its first image
+# (16,000 JPEGs read in 26 tasks: 7.2 s of CPU; in 4: 2.2 s); 2 a core still leave no core idle
+# at the end (3 tasks on 2 cores took the time of 4).
 IMAGES_PER_BATCH = 64
 OPEN_COST = 64 << 10
-TASKS_PER_CORE = 4
+TASKS_PER_CORE = 2
+MAX_TASK_BYTES = 1 << 30
 
 # What the RAPIDS Accelerator leaves on the CPU when files are listed (list_files); in the
 # GPU_FALLBACKS of the jobs that list files.
@@ -137,8 +140,9 @@ def inspect_udf(min_size: int):
 
 def scan_conf(spark: SparkSession, batch: int = IMAGES_PER_BATCH) -> dict[str, str]:
     """The session settings for a pass over image files: ``batch`` images per Arrow batch, files
-    packed into tasks by their bytes, TASKS_PER_CORE tasks a core at least."""
+    packed into tasks by their bytes, TASKS_PER_CORE tasks a core (more past MAX_TASK_BYTES a task)."""
     return {ARROW_BATCH: str(batch), "spark.sql.files.openCostInBytes": str(OPEN_COST),
+            "spark.sql.files.maxPartitionBytes": str(MAX_TASK_BYTES),
             "spark.sql.files.minPartitionNum": str(TASKS_PER_CORE * spark.sparkContext.defaultParallelism)}
 
 

@@ -1,11 +1,13 @@
 """mljobs: Spark-native data and ML jobs (spark-submit, EMR steps, SparkMagic)."""
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 ROOT = Path(__file__).parent
-version = {}
-exec((ROOT / "lib" / "mljobs" / "__init__.py").read_text(), version)
+# Read, not run: mljobs/__init__.py imports the package (mljobs.pyworker), which is not on the
+# path while pip builds it.
+VERSION = re.search(r'^__version__ = "(.+)"', (ROOT / "lib" / "mljobs" / "__init__.py").read_text(), re.M)[1]
 
 # Pins: PySpark 3.5.5 is the newest 3.5 release with a shim in the newest
 # rapids-4-spark that Maven Central serves here (25.04.0: spark320..spark355).
@@ -30,7 +32,7 @@ INSTALL_REQUIRES = [
 
 setup(
     name="mljobs",
-    version=version["__version__"],
+    version=VERSION,
     description=__doc__,
     long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
     long_description_content_type="text/markdown",

@@ -30,14 +30,14 @@ matter for speed.
   batch of 16 (detect's batch size and functions), the net from ``torchdet.net_of`` on 2 torch
   threads.
 
-``--repeats R`` alternates the two R times (3; 2 with --quick); medians. CPU per frame beside
+``--repeats R`` alternates the two R times (3; 1 with --quick); medians. CPU per frame beside
 wall: for ours the user + system seconds of this process's whole tree (driver JVM, Python
 workers, exited children included; ``benchlib.cpu_tree_seconds``); for the loop its own
 ``process_time``. ``ratio_cpu`` = the loop's CPU per frame over ours: the wall ratio if both had
 the same idle cores. Peak RSS of the driver's process tree (JVM + Python workers, this process
 included) during ours; memory flatness: the job's peak on the frames C times and 2C times.
 
-``--hog-frames N`` (default 240; 0: off): the same comparison, once, for ``opencv:hog-people``
+``--hog-frames N`` (default 240, --quick 96; 0: off): the same comparison, once, for ``opencv:hog-people``
 on the first N frames of bench.frames (its loop: ``detectors.frame_rows`` per frame, OpenCV on
 2 threads). The LAST stdout line is JSON.
 """
@@ -122,8 +122,8 @@ def ours(spark, model: str, table: str) -> dict:
     n = s["frames_scored"]
     assert n == s["frames"] and s["quarantined"] == 0, s
     return {"frames": n, "frames_per_s": n / s["detect_seconds"], "job_seconds": s["seconds"],
-            "detect_seconds": s["detect_seconds"], "cpu_ms": cpu * 1e3 / n, "pass_cpu_ms": (marks["pass"] - c0) * 1e3 / n,
-            "peak_mb": rss.peak_mb, "detections": s["detections"]}
+            "detect_seconds": s["detect_seconds"], "cpu_ms": cpu * 1e3 / n,
+            "pass_cpu_ms": (marks["pass"] - c0) * 1e3 / n, "peak_mb": rss.peak_mb, "detections": s["detections"]}
 
 
 def torch_loop(model: str, contents: list[bytes]) -> dict:
@@ -161,7 +161,7 @@ def rounded(d: dict) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="2 copies (480 frames), 2 repeats (a few minutes)")
+    p.add_argument("--quick", action="store_true", help="2 copies (480 frames), 1 repeat, 96 HOG frames")
     p.add_argument("--model", default=None, help="a train-detector model directory (default: train one here)")
     p.add_argument("--plays", type=int, default=4)
     p.add_argument("--frames", type=int, default=60)
@@ -170,12 +170,13 @@ def main(argv=None) -> int:
     p.add_argument("--image-size", type=int, default=160, help="of the model trained here")
     p.add_argument("--epochs", type=int, default=1, help="of the model trained here")
     p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--hog-frames", type=int, default=240)
+    p.add_argument("--hog-frames", type=int, default=None, help="240; --quick 96; 0: off")
     p.add_argument("--workdir", default=None)
     p.add_argument("--json-out", default=None)
     args = p.parse_args(argv)
     copies = args.copies or (2 if args.quick else 5)
-    repeats = args.repeats or (2 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 3)
+    hog_frames = (96 if args.quick else 240) if args.hog_frames is None else args.hog_frames
     work = Path(args.workdir or tempfile.mkdtemp(prefix="mljobs-bench-detect-"))
     t_start = time.monotonic()
     spark = local_spark("bench-detect", work)
@@ -236,10 +237,10 @@ def main(argv=None) -> int:
                               "frames_per_s_2x": round(double["frames_per_s"], 2)},
               "load_avg_1m_each": loads}
 
-    if args.hog_frames:
+    if hog_frames:
         hog_table = "bench.frames_hog"
         spark.sql(f"DROP TABLE IF EXISTS {hog_table}")
-        spark.table("bench.frames").orderBy("video", "frame").limit(args.hog_frames).repartition(2) \
+        spark.table("bench.frames").orderBy("video", "frame").limit(hog_frames).repartition(2) \
             .write.saveAsTable(hog_table)
         rows = [(r["video"], r["frame"], r["content"]) for r in
                 spark.table(hog_table).select("video", "frame", "content").collect()]

@@ -227,11 +227,12 @@ def prediction_metrics(pred, labels: list[str]) -> dict[str, Any]:
 
 
 # ---- GPU readiness: what both text jobs' plans leave on the CPU (tests/test_gpu_readiness.py)
-def gpu_fallbacks() -> list:
-    """The fallbacks of the text pipeline itself, reported by train-text and predict-text alike."""
+def gpu_fallbacks(ngrams: bool = True) -> list:
+    """The fallbacks of the text pipeline itself, reported by train-text and predict-text alike
+    (predict-text makes its n-grams in Python: ``ngrams=False``)."""
     from mljobs.gpu import Known
 
-    return [
+    known = [
         Known("Alias|AttributeReference|CaseWhen|Cast|CollectLimitExec|FileSourceScanExec|FilterExec|"
               "InsertIntoHadoopFsRelationCommand|IsNull|ScalaUDF|ShuffleExchangeExec|WriteFilesExec",
               "org.apache.spark.ml.linalg.", "models/text.py: features, probabilities and the saved stages' data "
@@ -249,3 +250,4 @@ def gpu_fallbacks() -> list:
               "the plugin's regular expressions have no Unicode classes (\\p{L}, \\p{N}), and the tokens are letters "
               "and digits of any script; models saved with RegexTokenizer run a Scala UDF there, on the CPU too"),
     ]
+    return [k for k in known if ngrams or "NGram" not in k.reason]

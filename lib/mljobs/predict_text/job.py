@@ -15,6 +15,7 @@ from mljobs import tables
 from mljobs.emr import EmrStep
 from mljobs.errors import InputError
 from mljobs.gpu import Known
+from mljobs.models import textscore
 from mljobs.models.text import (TEXT, TextModel, gpu_fallbacks, label_columns, load_text_model,
                                 probability_model)
 from mljobs.predict_text.config import PROBS, RESERVED, PredictTextConfig
@@ -49,16 +50,25 @@ def select(spark: SparkSession, cfg: PredictTextConfig, meta: TextModel) -> tupl
 
 
 
-def predictions(model, rows: DataFrame, passthrough: list[str], meta: TextModel, run_id: str, scored_at) -> DataFrame:
-    """passthrough, predicted_label, probability (of that label), probabilities (label -> p) and lineage.
-
-    The classifier adds only its probability vector, turned into an array once (its own
-    projection: Spark does not inline a UDF used three times); the label, its probability and the
-    map are array expressions over that column."""
+def class_probabilities(model, rows: DataFrame, passthrough: list[str]) -> tuple[DataFrame, str]:
+    """(passthrough + the class probabilities as an array, which scorer made them): Arrow batches in
+    the Python workers (``mljobs.models.textscore``) for the pipelines train-text writes, Spark ML's
+    own transform for any other."""
     from pyspark.ml.functions import vector_to_array
 
+    fast = textscore.plan(model)
+    if fast is not None:
+        tokens, scorer = fast
+        return textscore.score(tokens.transform(rows), scorer, passthrough, PROBS), "arrow"
     keep = [F.col(f"`{c}`") for c in passthrough]
-    scored = probability_model(model).transform(rows).select(*keep, vector_to_array("probability").alias(PROBS))
+    return probability_model(model).transform(rows).select(*keep, vector_to_array("probability").alias(PROBS)), \
+        "spark-ml"
+
+
+def predictions(scored: DataFrame, passthrough: list[str], meta: TextModel, run_id: str, scored_at) -> DataFrame:
+    """passthrough, predicted_label, probability (of that label), probabilities (label -> p) and
+    lineage, from the probabilities array: array expressions, each reading the one column."""
+    keep = [F.col(f"`{c}`") for c in passthrough]
     label, top, by_label = label_columns(F.col(PROBS), meta.labels)
     return scored.select(
         *keep, label.alias("predicted_label"), top.alias("probability"), by_label.alias("probabilities"),
@@ -78,7 +88,8 @@ def run(spark: SparkSession, cfg: PredictTextConfig, progress=print) -> dict:
     progress(f"labelling {cfg.table} with {meta.study} ({meta.algorithm}, classes {', '.join(meta.labels)}) "
              f"into {db}.{name}")
     try:
-        out = predictions(model, rows, passthrough, meta, run_id, scored_at)
+        probs, scorer = class_probabilities(model, rows, passthrough)
+        out = predictions(probs, passthrough, meta, run_id, scored_at)
         t = time.monotonic()
         with StageProgress(spark, progress):
             staged = tables.stage(spark, db, name, out, props, comment=f"text predictions of {meta.study}")
@@ -95,7 +106,7 @@ def run(spark: SparkSession, cfg: PredictTextConfig, progress=print) -> dict:
     progress(f"labelled {n:,} rows in {seconds:.1f}s ({n / max(seconds, 1e-9):,.0f} rows/s)")
     return {"model": meta.location, "study": meta.study, "algorithm": meta.algorithm, "table": cfg.table,
             "where": cfg.where, "out_table": done[0], "id_col": passthrough[0], "labels": meta.labels,
-            "rows_scored": n, "predicted_counts": dict(sorted(counts.items())),
+            "rows_scored": n, "scorer": scorer, "predicted_counts": dict(sorted(counts.items())),
             "rows_per_s": round(n / max(seconds, 1e-9), 1), "score_seconds": round(seconds, 2), "run_id": run_id,
             "seconds": round(time.monotonic() - t0, 2)}
 
@@ -106,7 +117,7 @@ CONFIG = PredictTextConfig
 EMR_STEP = EmrStep(needs=("text_table",), label=lambda p: p.text_table, default=False,
                    args=lambda p: ["--model", p.text_model_dir(), "--table", p.text_table, "--text-col", p.text_col])
 GPU_FALLBACKS = [
-    *gpu_fallbacks(),
+    *gpu_fallbacks(ngrams=False),
     Known("CollectLimitExec", "has been disabled", "models/text.py load_text_model: Spark ML's readers take each "
           "stage's data with head()",
           "the plugin leaves a collect with a limit on the CPU by default; a few rows of model data, once per run"),

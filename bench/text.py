@@ -30,7 +30,6 @@ stderr; the LAST stdout line is JSON.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 sys.path.insert(0, str(ROOT / "bench"))
-from benchlib import emit, local_spark, machine_info, parquet_table, write_parquet  # noqa: E402
+from benchlib import cpu_tree_seconds, emit, local_spark, machine_info, parquet_table, write_parquet  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -109,16 +108,6 @@ def ours(spark, algorithm: str, trials: int, work: Path) -> dict:
             "cv_value": s["best_value"], "rows_validation": v["rows"], "model_dir": s["model_dir"]}
 
 
-def jvm_cpu_seconds(spark) -> float | None:
-    """CPU seconds the driver JVM has used (in local mode all of Spark's work); None off Linux."""
-    pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def median(values: list[float]) -> float:
     return sorted(values)[(len(values) - 1) // 2]  # the lower middle for even counts
 
@@ -126,7 +115,8 @@ def median(values: list[float]) -> float:
 def speed(spark, rows: pd.DataFrame, n: int, model_dir: str, pipe, work: Path, repeats: int = 1) -> dict:
     """predict-text's scoring stage and scikit-learn's predict_proba on the same n texts, each
     ``repeats`` times (the ratio is of the medians; the first Spark run includes JIT warm-up).
-    Also rows per CPU second of each (the JVM's CPU over the whole job; the Python process's):
+    Also rows per CPU second of each (over the whole job: this process, the driver JVM and its
+    Python workers; scikit-learn: this process over predict_proba):
     on a machine shared with other work, 2 x ours / theirs estimates the ratio on 2 idle cores."""
     from mljobs.predict_text.config import PredictTextConfig
     from mljobs.predict_text.job import run
@@ -138,10 +128,9 @@ def speed(spark, rows: pd.DataFrame, n: int, model_dir: str, pipe, work: Path, r
     cfg = PredictTextConfig(model=model_dir, table="bench.reviews_big", id_col="row", out_table="bench.text_predictions")
     texts, ours, sk, ours_cpu, sk_cpu = big.text.tolist(), [], [], [], []
     for _ in range(repeats):
-        c0 = jvm_cpu_seconds(spark)
+        c0 = cpu_tree_seconds()
         ours.append(run(spark, cfg, lambda m: log(f"  predict-text: {m}")))
-        if c0 is not None:
-            ours_cpu.append(n / (jvm_cpu_seconds(spark) - c0))
+        ours_cpu.append(n / (cpu_tree_seconds() - c0))
         t0, c0 = time.monotonic(), time.process_time()
         pipe.predict_proba(texts)
         sk.append(n / (time.monotonic() - t0))
@@ -151,9 +140,8 @@ def speed(spark, rows: pd.DataFrame, n: int, model_dir: str, pipe, work: Path, r
            "ours_job_seconds": mid["seconds"], "ours_rows_per_s_each": [s["rows_per_s"] for s in ours],
            "sklearn_rows_per_s": round(median(sk), 1), "sklearn_rows_per_s_each": [round(r, 1) for r in sk],
            "ratio_vs_sklearn": round(mid["rows_per_s"] / median(sk), 3), "target_ratio": 0.8}
-    if ours_cpu:
-        out.update({"ours_rows_per_cpu_s": round(median(ours_cpu), 1), "sklearn_rows_per_cpu_s": round(median(sk_cpu), 1),
-                    "ratio_2_idle_cores_estimate": round(2 * median(ours_cpu) / median(sk_cpu), 3)})
+    out.update({"ours_rows_per_cpu_s": round(median(ours_cpu), 1), "sklearn_rows_per_cpu_s": round(median(sk_cpu), 1),
+                "ratio_2_idle_cores_estimate": round(2 * median(ours_cpu) / median(sk_cpu), 3)})
     return out
 
 

@@ -54,3 +54,24 @@ def test_a_worker_that_imports_mljobs_keeps_sparks_archives(spark):
 
     assert set(spark.sparkContext.parallelize(range(4), 4).mapPartitions(probe).collect()) == {(True, True)}
     assert not pyworker.in_worker()
+
+
+def test_local_workers_run_the_jobs_interpreter(tmp_path):
+    """A session built without PYSPARK_PYTHON (a notebook kernel, a script run as .venv/bin/python):
+    its Python workers are this interpreter, with its packages, not the first python3 on PATH."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "PYSPARK_PYTHON"}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if Path(p).resolve() != Path(sys.executable).parent.resolve())
+    code = ("from mljobs.session import build_session\n"
+            f"s = build_session('t', data_dir={str(tmp_path)!r}, conf={{'spark.master': 'local[1]', "
+            "'spark.ui.enabled': 'false'})\n"
+            "print(s.sparkContext.parallelize([0], 1).map(lambda _: __import__('sys').executable).collect()[0])\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == sys.executable

@@ -9,6 +9,7 @@ whatever metastore the cluster is configured with (Glue or Hive).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -158,6 +159,9 @@ def build_session(
         settings.update(local_hive_conf(ddir, metastore_mode(spark_conf, (conf or {}).get(METASTORE_CONF))))
         settings.update(s3a_env_conf())
         settings.setdefault("spark.master", "local[*]")
+        # Local Python workers run the interpreter that runs the job (its packages), not whatever
+        # `python3` is first on PATH; read once, when this process starts the SparkContext.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings.update(conf or {})
     settings["spark.mljobs.env"] = env
     settings["spark.mljobs.dataDir"] = str(ddir)

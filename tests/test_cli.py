@@ -25,6 +25,25 @@ def test_dry_run_prints_the_exact_command(env):
         assert "spark.plugins=com.nvidia.spark.SQLPlugin" in cmd and "spark.executor.resource.gpu.amount=1" in cmd
 
 
+def test_driver_java_options_are_merged_not_replaced(spark):
+    """spark-submit keeps one --driver-java-options: conf/local.properties' JIT flag, our log4j file
+    and the user's own options all reach the driver, the user's last (the JVM takes the last)."""
+    import shlex
+
+    proc = run_cli(["./spark-submit.sh", "--dry-run", "--conf", "spark.driver.extraJavaOptions=-Dmine=1 -Xss4m",
+                    "tune", "--table", "a.b"])
+    assert proc.returncode == 0, proc.stderr
+    args = shlex.split(proc.stdout.strip())
+    assert args.count("--driver-java-options") == 1 and not any(a.startswith("spark.driver.extraJavaOptions") for a in args)
+    opts = args[args.index("--driver-java-options") + 1].split()
+    assert opts[0] == "-XX:TieredStopAtLevel=1" and opts[-2:] == ["-Dmine=1", "-Xss4m"]
+    assert any(o.startswith("-Dlog4j2.configurationFile=") for o in opts)
+    # build_session merges the same way (the test session passes its own options too)
+    jvm = spark.sparkContext._jvm
+    running = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    assert "-XX:TieredStopAtLevel=1" in running and any(o.startswith("-Dderby.system.home=") for o in running)
+
+
 def test_unknown_env_and_job_list_the_valid_ones():
     proc = run_cli(["./spark-submit.sh", "--env", "prod", "ingest"])
     assert proc.returncode == 2 and "valid: local emr emr-gpu" in proc.stderr

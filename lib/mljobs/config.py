@@ -41,6 +41,7 @@ def validate_identifier(name: str, what: str = "name") -> str:
 
 # Root of the jobs' default model/plot/report locations (mljobs.session.results_root).
 RESULTS_CONF = "spark.mljobs.resultsDir"
+JAVA_OPTIONS = "spark.driver.extraJavaOptions"  # merged, not replaced: conf/<env>.properties, ours, the caller's
 
 
 def parse_table_name(full: str, default_db: str = "default") -> tuple[str, str]:

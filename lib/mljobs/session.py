@@ -17,7 +17,7 @@ from pathlib import Path
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
-from mljobs.config import ENVS, RESULTS_CONF, conf_dir, env_properties
+from mljobs.config import ENVS, JAVA_OPTIONS, RESULTS_CONF, conf_dir, env_properties
 from mljobs.datadir import DATA_DIR_ENV, DEFAULT_DATA_DIR, resolve_data_dir  # noqa: F401 (re-exported)
 from mljobs.errors import MljobsError
 from mljobs.uris import is_uri, local_of
@@ -98,7 +98,7 @@ def local_hive_conf(data_dir: Path, mode: str) -> dict[str, str]:
         **metastore_conf(data_dir, mode),
         # derby.log goes to the data dir instead of the working directory; Spark logs
         # warnings only (a JVM started by spark-submit.sh gets the same file there).
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={data_dir} "
+        JAVA_OPTIONS: f"-Dderby.system.home={data_dir} "
         f"-Dlog4j2.configurationFile=file:{conf_dir() / 'log4j2.properties'}",
     }
 
@@ -154,15 +154,21 @@ def build_session(
     settings: dict[str, str] = dict(SESSION_DEFAULTS)
     settings.update(env_properties(env))
     ddir = resolve_data_dir(data_dir)
+    java_opts = [settings.pop(JAVA_OPTIONS, "")]  # the environment's, ours, the caller's: all kept, in that order
     if env == "local":
         ddir.mkdir(parents=True, exist_ok=True)
-        settings.update(local_hive_conf(ddir, metastore_mode(spark_conf, (conf or {}).get(METASTORE_CONF))))
+        hive = local_hive_conf(ddir, metastore_mode(spark_conf, (conf or {}).get(METASTORE_CONF)))
+        java_opts.append(hive.pop(JAVA_OPTIONS, ""))
+        settings.update(hive)
         settings.update(s3a_env_conf())
         settings.setdefault("spark.master", "local[*]")
         # Local Python workers run the interpreter that runs the job (its packages), not whatever
         # `python3` is first on PATH; read once, when this process starts the SparkContext.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    java_opts.append((conf or {}).get(JAVA_OPTIONS, ""))
     settings.update(conf or {})
+    if any(java_opts):
+        settings[JAVA_OPTIONS] = " ".join(o for o in java_opts if o)
     settings["spark.mljobs.env"] = env
     settings["spark.mljobs.dataDir"] = str(ddir)
 

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from mljobs import __version__
-from mljobs.config import ENVS, env_properties, project_root
+from mljobs.config import ENVS, JAVA_OPTIONS, env_properties, project_root
 from mljobs.errors import MljobsError
 from mljobs.registry import JOBS, check_name, package_of
 from mljobs.uris import s3_join
@@ -50,6 +50,8 @@ def shipped_env_conf() -> dict[str, str]:
 
 def _conf_args(env: str, artifacts: str | None, extra_conf) -> list[str]:
     props = {k: v for k, v in env_properties(env).items() if not (artifacts and k in PYTHON_KEYS)}
+    if env == "local":
+        props.pop(JAVA_OPTIONS, None)  # joined into --driver-java-options (_local_args), which would drop it
     props["spark.mljobs.env"] = env
     if artifacts:
         props.update(shipped_env_conf())
@@ -61,8 +63,11 @@ def _conf_args(env: str, artifacts: str | None, extra_conf) -> list[str]:
     return out
 
 
-def _local_args(root: Path, names: list[str], dry_run: bool) -> list[str]:
-    args = ["--driver-java-options", f"-Dlog4j2.configurationFile=file:{root / 'conf' / 'log4j2.properties'}"]
+def _local_args(root: Path, names: list[str], dry_run: bool, user_java: list[str] = ()) -> list[str]:
+    # One --driver-java-options (spark-submit keeps only one): conf/local.properties', ours, the user's last.
+    opts = [env_properties("local").get(JAVA_OPTIONS, ""),
+            f"-Dlog4j2.configurationFile=file:{root / 'conf' / 'log4j2.properties'}", *user_java]
+    args = ["--driver-java-options", " ".join(o for o in opts if o)]
     # The Derby client for the local metastore server: on the driver's class path before the
     # JVM starts (spark-submit starts it before any Python runs).
     from mljobs import metastore
@@ -105,10 +110,12 @@ def command(env: str, job: str, job_args: list[str], artifacts: str | None = Non
             artifacts = s3_join(artifacts)
         except MljobsError:
             raise MljobsError(f"--artifacts must be s3://BUCKET[/PREFIX], got {artifacts!r}") from None
-    cmd = [submit, *_conf_args(env, artifacts, extra_conf)]
+    user_java = [kv.split("=", 1)[1] for kv in extra_conf if env == "local" and kv.startswith(f"{JAVA_OPTIONS}=")]
+    cmd = [submit, *_conf_args(env, artifacts, [kv for kv in extra_conf if not kv.startswith(f"{JAVA_OPTIONS}=")
+                                                or env != "local"])]
     job_file = f"{package_of(job)}.py"
     if env == "local":
-        cmd += _local_args(root, [*job_args, *extra_conf], dry_run)
+        cmd += _local_args(root, [*job_args, *extra_conf], dry_run, user_java)
         return cmd + [str(root / "jobs" / job_file), *job_args]
     cmd += _cluster_args(root, artifacts, dry_run)
     return cmd + [s3_join(artifacts, "jobs", job_file) if artifacts else str(root / "jobs" / job_file), *job_args]

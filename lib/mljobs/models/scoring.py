@@ -97,11 +97,39 @@ def binary_metrics(df: DataFrame, label: str, threshold: float = 0.5, prob: str 
     n, tp, fp, fn, tn = (int(c[k] or 0) for k in ("n", "tp", "fp", "fn", "tn"))
     if n == 0:
         return {"rows": 0}
+    return _metrics(threshold, tp, fp, fn, tn, float(c["logloss"]), auc(rows))
+
+
+def binary_metrics_of(prob, label, threshold: float = 0.5) -> dict:
+    """binary_metrics of probabilities and 0/1 labels held in memory: the same definitions, keys
+    and clip (tune's refit metrics, whose rows the driver holds already)."""
+    import numpy as np
+
+    p, y = np.asarray(prob, dtype=np.float64), np.asarray(label, dtype=np.float64)
+    if len(y) == 0:
+        return {"rows": 0}
+    hit, pos = p > float(threshold), y == 1
+    tp, fp = int(np.sum(hit & pos)), int(np.sum(hit & ~pos))
+    fn, tn = int(np.sum(~hit & pos)), int(np.sum(~hit & ~pos))
+    pc = np.clip(p, _EPS, 1.0 - _EPS)
+    logloss = float(np.mean(-(y * np.log(pc) + (1 - y) * np.log(1 - pc))))
+    scores, inverse = np.unique(p, return_inverse=True)
+    n_pos = np.bincount(inverse, weights=y, minlength=len(scores))
+    n_neg = np.bincount(inverse, minlength=len(scores)) - n_pos
+    area = None
+    if n_pos.sum() and n_neg.sum():
+        below = np.cumsum(n_neg) - n_neg
+        area = float(np.sum(n_pos * (below + 0.5 * n_neg)) / (n_pos.sum() * n_neg.sum()))
+    return _metrics(threshold, tp, fp, fn, tn, logloss, area)
+
+
+def _metrics(threshold: float, tp: int, fp: int, fn: int, tn: int, logloss: float, area: float | None) -> dict:
+    n = tp + fp + fn + tn
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
-    return {"rows": n, "threshold": float(threshold), "accuracy": (tp + tn) / n, "auc": auc(rows),
-            "logloss": float(c["logloss"]), "precision": precision, "recall": recall, "f1": f1,
+    return {"rows": n, "threshold": float(threshold), "accuracy": (tp + tn) / n, "auc": area,
+            "logloss": logloss, "precision": precision, "recall": recall, "f1": f1,
             "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn}}
 
 

@@ -131,12 +131,14 @@ def numeric_rows(df: DataFrame, label: str, features: list[str], maps: dict[str,
 
 
 def collect_arrays(data: TrainingData) -> dict:
-    """The training matrix on the driver, in a deterministic row order (fold, row key)."""
+    """The training matrix on the driver, in a deterministic row order (fold, row keys): sorted
+    here, after the collect, rather than by a Spark sort (a shuffle) before it."""
     import numpy as np
 
-    pdf = (data.df.orderBy(FOLD_COL, KEY_COL, KEY2_COL)
-               .select(*[F.col(f"`{f}`").cast("float").alias(f) for f in data.features],
-                       F.col(f"`{data.label}`").cast("tinyint").alias("_y"), F.col(FOLD_COL).cast("tinyint").alias("_f"))
+    pdf = (data.df.select(*[F.col(f"`{f}`").cast("float").alias(f) for f in data.features],
+                          F.col(f"`{data.label}`").cast("tinyint").alias("_y"),
+                          F.col(FOLD_COL).cast("tinyint").alias("_f"), KEY_COL, KEY2_COL)
                .toPandas())
-    X = np.ascontiguousarray(pdf[data.features].to_numpy(dtype=np.float32))
-    return {"X": X, "y": pdf["_y"].to_numpy(dtype=np.float32), "fold": pdf["_f"].to_numpy(dtype=np.int8)}
+    order = np.lexsort((pdf[KEY2_COL].to_numpy(), pdf[KEY_COL].to_numpy(), pdf["_f"].to_numpy()))
+    X = np.ascontiguousarray(pdf[data.features].to_numpy(dtype=np.float32)[order])
+    return {"X": X, "y": pdf["_y"].to_numpy(dtype=np.float32)[order], "fold": pdf["_f"].to_numpy(dtype=np.int8)[order]}

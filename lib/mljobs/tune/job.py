@@ -102,13 +102,23 @@ def open_study(spark, cfg: TuneConfig, data: TrainingData, progress) -> OpenStud
 def make_executor(spark, cfg: TuneConfig, data: TrainingData, plan: Plan, device: str):
     """ParallelTrials over the arrays on the driver, or DistributedTrials over the persisted rows."""
     if plan.mode == "parallel":
-        return ParallelTrials(spark, collect_arrays(data), cfg.family, cfg.seed, cfg.metric, plan.nthread, device)
+        return ParallelTrials(spark, collect_arrays(data), cfg.family, cfg.seed, cfg.metric, plan.nthread, device,
+                              final_nthread=refit_threads(spark, plan.nthread))
     from pyspark import StorageLevel
 
     df = data.df.persist(StorageLevel.MEMORY_AND_DISK)
     df.count()
     return DistributedTrials(spark, df, data.features, data.label, cfg.family, cfg.seed, cfg.metric,
                              plan.num_workers, device)
+
+
+def refit_threads(spark, nthread: int) -> int:
+    """xgboost threads of the refit, which runs alone after the trials: a whole executor's cores
+    (locally every task slot), never fewer than a trial's."""
+    conf = spark.sparkContext.getConf()
+    if conf.get("spark.master", "").startswith("local"):
+        return max(nthread, task_slots(spark))
+    return max(nthread, int(conf.get("spark.executor.cores", "1")) // int(conf.get("spark.task.cpus", "1")))
 
 
 def summarize(opened: OpenStudy, cfg: TuneConfig, data: TrainingData, plan: Plan, loop: TrialLoop,
@@ -142,11 +152,16 @@ def study_summary(study) -> dict:
     return out
 
 
-def refit_metrics(booster, data: TrainingData) -> dict:
-    """The refit model's metrics on the rows it was trained on, scored in Spark by the same code
-    as the predict job (mljobs.models.scoring), so a user can check one against the other."""
-    from mljobs.models import scoring
+def refit_metrics(booster, data: TrainingData, arrays: dict | None = None) -> dict:
+    """The refit model's metrics on the rows it was trained on, scored by the predict job's code
+    (mljobs.models.inference / scoring), so a user can check one against the other: on the
+    driver's arrays in parallel mode (the rows the refit was trained on, no Spark job), in Spark
+    over the training rows in distributed mode."""
+    from mljobs.models import inference, scoring
 
+    if arrays is not None:
+        _, prob = inference.score_matrix(booster, arrays["X"], "binary:logistic")
+        return scoring.binary_metrics_of(prob, arrays["y"])
     scored = scoring.score_inputs(data.df, data.features, data.features, [data.label], bytes(booster.save_raw("json")),
                                   "binary:logistic")
     return scoring.binary_metrics(scored, data.label)
@@ -167,7 +182,7 @@ def save_best_model(spark, cfg: TuneConfig, study, ex, data: TrainingData, model
         pass
     progress(f"refitting trial #{best.number} {fmt_params(best.params)} on all {data.rows:,} rows")
     booster = ex.fit_final(best.params)
-    train_metrics = refit_metrics(booster, data)
+    train_metrics = refit_metrics(booster, data, getattr(ex, "arrays", None))
     progress(f"refit on its training rows: accuracy {train_metrics['accuracy']:.4f}, AUC {train_metrics['auc']:.4f}")
     rec = recipe(cfg.family, best.params, cfg.seed)
     art = ModelArtifact(study=cfg.study, family=cfg.family, label=data.label, features=data.features,

@@ -73,18 +73,20 @@ class ParallelTrials:
     mode = "parallel"
 
     def __init__(self, spark, data: dict[str, np.ndarray], family: str, seed: int, metric: str,
-                 nthread: int, device: str | None = None):
+                 nthread: int, device: str | None = None, final_nthread: int | None = None):
         self.spark = spark
         self.sc = spark.sparkContext
         self.family, self.seed, self.metric = family, seed, metric
         self.nthread, self.device = nthread, device
+        self.final_nthread = final_nthread or nthread  # the refit runs alone: it may use a whole executor
         self.data_id = uuid.uuid4().hex
+        self.arrays = data  # the driver's copy: the refit's training metrics are scored on it
         self.bc = self.sc.broadcast(data)
         self.rows = int(len(data["y"]))
 
     def _run(self, hp: dict, fold: int | None, time_left_s: float | None) -> dict:
         args = (self.data_id, self.bc, self.family, dict(hp), fold, self.seed, self.metric,
-                self.nthread, self.device, time_left_s)
+                self.final_nthread if fold is None else self.nthread, self.device, time_left_s)
         return self.sc.parallelize([0], 1).map(lambda _: fold_task(*args)).collect()[0]
 
     def evaluate_fold(self, hp: dict, fold: int, time_left_s: float | None) -> dict:

@@ -147,26 +147,43 @@ class TrialLoop:
             self.sc.setLocalProperty("spark.jobGroup.id", None)
 
     def _run_folds(self, r: Running) -> dict:
+        """The trial's folds one after the other (a pruner decides after each), or, with no pruner
+        and an executor that can, all in one Spark job: its tasks fill the free slots as they come."""
         cfg, limit = self.cfg, self.limit
         deadline = r.started + limit if limit else None
-        for fold in range(cfg.cv_folds):
+        together = cfg.pruner == "none" and hasattr(self.ex, "evaluate_folds")
+        if together:
             left = deadline - time.time() if deadline else None
-            if left is not None and left <= 0:
-                return {"state": st.TIMEOUT, "error": f"past max_runtime_per_trial ({limit:g} s)"}
-            res = self.ex.evaluate_fold(r.params, fold, left)
-            if r.timed_out:
-                return {"state": st.TIMEOUT, "error": f"stopped at max_runtime_per_trial ({limit:g} s)"}
-            if res["status"] == "timeout":
-                return {"state": st.TIMEOUT, "error": f"past max_runtime_per_trial ({limit:g} s): {res.get('error')}"}
-            if res["status"] != "ok":
-                return {"state": st.FAILED, "error": res.get("error")}
-            value = float(res["value"])
-            if math.isnan(value):
-                return {"state": st.FAILED, "error": f"{cfg.metric} is undefined on fold {fold}"}
-            r.fold_values.append(value)
-            if cfg.pruner != "none" and fold < cfg.cv_folds - 1 and self._pruned(r, fold):
-                return {"state": st.PRUNED}
+            results = self.ex.evaluate_folds(r.params, list(range(cfg.cv_folds)), left)
+        for fold in range(cfg.cv_folds):
+            if together:
+                res = results[fold]
+            else:
+                left = deadline - time.time() if deadline else None
+                if left is not None and left <= 0:
+                    return {"state": st.TIMEOUT, "error": f"past max_runtime_per_trial ({limit:g} s)"}
+                res = self.ex.evaluate_fold(r.params, fold, left)
+            end = self._fold_end(r, fold, res)
+            if end is not None:
+                return end
         return {"state": st.COMPLETE}
+
+    def _fold_end(self, r: Running, fold: int, res: dict) -> dict | None:
+        """The trial's end state after this fold's result, or None to go on (its value recorded)."""
+        limit = self.limit
+        if r.timed_out:
+            return {"state": st.TIMEOUT, "error": f"stopped at max_runtime_per_trial ({limit:g} s)"}
+        if res["status"] == "timeout":
+            return {"state": st.TIMEOUT, "error": f"past max_runtime_per_trial ({limit:g} s): {res.get('error')}"}
+        if res["status"] != "ok":
+            return {"state": st.FAILED, "error": res.get("error")}
+        value = float(res["value"])
+        if math.isnan(value):
+            return {"state": st.FAILED, "error": f"{self.cfg.metric} is undefined on fold {fold}"}
+        r.fold_values.append(value)
+        if self.cfg.pruner != "none" and fold < self.cfg.cv_folds - 1 and self._pruned(r, fold):
+            return {"state": st.PRUNED}
+        return None
 
     def _pruned(self, r: Running, fold: int) -> bool:
         with self.lock:

@@ -92,6 +92,18 @@ class ParallelTrials:
     def evaluate_fold(self, hp: dict, fold: int, time_left_s: float | None) -> dict:
         return self._run(hp, fold, time_left_s)
 
+    def evaluate_folds(self, hp: dict, folds: list[int], time_left_s: float | None) -> list[dict]:
+        """Several folds of one trial as one Spark job, a task each (results in ``folds`` order). The
+        trial's time limit is a wall-clock deadline: a task that waited for a slot has less time."""
+        const = (self.data_id, self.bc, self.family, dict(hp))
+        rest = (self.seed, self.metric, self.nthread, self.device)
+        at = time.time() + time_left_s if time_left_s is not None else None
+
+        def one(f):
+            return fold_task(*const, f, *rest, None if at is None else max(at - time.time(), 1e-3))
+
+        return self.sc.parallelize(list(folds), len(folds)).map(one).collect()
+
     def fit_final(self, hp: dict, time_left_s: float | None = None):
         import xgboost as xgb
 

@@ -110,9 +110,10 @@ def command(env: str, job: str, job_args: list[str], artifacts: str | None = Non
             artifacts = s3_join(artifacts)
         except MljobsError:
             raise MljobsError(f"--artifacts must be s3://BUCKET[/PREFIX], got {artifacts!r}") from None
-    user_java = [kv.split("=", 1)[1] for kv in extra_conf if env == "local" and kv.startswith(f"{JAVA_OPTIONS}=")]
-    cmd = [submit, *_conf_args(env, artifacts, [kv for kv in extra_conf if not kv.startswith(f"{JAVA_OPTIONS}=")
-                                                or env != "local"])]
+    # Locally the user's driver options join --driver-java-options (_local_args) instead of a --conf it would drop.
+    is_java = [env == "local" and kv.startswith(f"{JAVA_OPTIONS}=") for kv in extra_conf]
+    user_java = [kv.split("=", 1)[1] for kv, j in zip(extra_conf, is_java) if j]
+    cmd = [submit, *_conf_args(env, artifacts, [kv for kv, j in zip(extra_conf, is_java) if not j])]
     job_file = f"{package_of(job)}.py"
     if env == "local":
         cmd += _local_args(root, [*job_args, *extra_conf], dry_run, user_java)

@@ -15,20 +15,21 @@ product does. Probabilities can differ in the last bit where the C library's ``e
 do. ``plan`` returns None for a pipeline of any other shape; predict-text then scores with
 Spark ML itself.
 
-This module is shipped to the workers by value (``modelcache.ship_by_value``) and imports
-nothing else from mljobs but the model cache.
+This module is shipped to the workers by value (``modelcache.ship_by_value``); what it takes
+from mljobs.models.text is column names, carried as plain strings.
 """
 from __future__ import annotations
 
 import hashlib
 import pickle
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mljobs import modelcache
+from mljobs.models.text import FEATURES, TERMS, TOKENS
 
-TOKENS, TERMS, FEATURES = "_tokens", "_terms", "_features"  # the column names of mljobs.models.text
 SEED = 42  # Spark ML HashingTF's MurmurHash3 seed
 _C1, _C2 = np.uint32(0xCC9E2D51), np.uint32(0x1B873593)
 
@@ -217,8 +218,7 @@ def plan(model) -> tuple | None:
     PipelineModel, or None when its stages are not the ones train-text writes."""
     from pyspark.ml import PipelineModel
     from pyspark.ml.classification import LogisticRegressionModel
-    from pyspark.ml.feature import (CountVectorizerModel, HashingTF, IDFModel, IndexToString, NGram, RegexTokenizer,
-                                    SQLTransformer, Word2VecModel)
+    from pyspark.ml.feature import IndexToString, NGram, RegexTokenizer, SQLTransformer
 
     stages = [s for s in model.stages if not isinstance(s, IndexToString)]
     if len(stages) < 3 or not isinstance(stages[-1], LogisticRegressionModel):
@@ -242,35 +242,33 @@ def plan(model) -> tuple | None:
         return None
     if lr.getFeaturesCol() != FEATURES:
         return None
-    scorer = _features_of(rest, tuple(s.getN() for s in grams),
-                          (CountVectorizerModel, HashingTF, IDFModel, Word2VecModel))
-    if scorer is None:
+    features = _features_of(rest, tuple(s.getN() for s in grams))
+    if features is None:
         return None
-    scorer.coef = lr.coefficientMatrix.toArray().astype(np.float64)
-    scorer.intercept = lr.interceptVector.toArray().astype(np.float64)
-    scorer.multinomial = scorer.coef.shape[0] > 1
+    coef = lr.coefficientMatrix.toArray().astype(np.float64)
+    scorer = TextScorer(coef=coef, intercept=lr.interceptVector.toArray().astype(np.float64),
+                        multinomial=coef.shape[0] > 1, **features)
     return PipelineModel(stages=[tok]), scorer
 
 
-def _features_of(stages: list, ngrams: tuple[int, ...], kinds: tuple) -> TextScorer | None:
-    """The TextScorer (no classifier yet) of the feature stages, or None when unknown."""
-    cv_model, hashing, idf_model, w2v_model = kinds
-    empty = np.zeros((0, 0))
-    if len(stages) == 1 and isinstance(stages[0], hashing) and stages[0].getInputCol() == TERMS \
-            and stages[0].getOutputCol() == FEATURES:
-        s = stages[0]
-        return TextScorer("hash", empty, empty, False, ngrams, num_features=s.getNumFeatures(), binary=s.getBinary())
-    if len(stages) == 2 and isinstance(stages[0], cv_model) and isinstance(stages[1], idf_model) \
-            and stages[0].getInputCol() == TERMS and stages[1].getInputCol() == stages[0].getOutputCol() \
+def _features_of(stages: list, ngrams: tuple[int, ...]) -> dict | None:
+    """The TextScorer fields of the feature stages, or None when they are not train-text's."""
+    from pyspark.ml.feature import CountVectorizerModel, HashingTF, IDFModel, Word2VecModel
+
+    first = stages[0] if stages else None
+    if len(stages) == 1 and isinstance(first, HashingTF) and first.getInputCol() == TERMS \
+            and first.getOutputCol() == FEATURES:
+        return {"kind": "hash", "ngrams": ngrams, "num_features": first.getNumFeatures(), "binary": first.getBinary()}
+    if len(stages) == 2 and isinstance(first, CountVectorizerModel) and isinstance(stages[1], IDFModel) \
+            and first.getInputCol() == TERMS and stages[1].getInputCol() == first.getOutputCol() \
             and stages[1].getOutputCol() == FEATURES:
-        cv, idf = stages
-        return TextScorer("vocab", empty, empty, False, ngrams, binary=cv.getBinary(), min_tf=float(cv.getMinTF()),
-                          idf=idf.idf.toArray().astype(np.float64), terms=list(cv.vocabulary))
-    if len(stages) == 1 and isinstance(stages[0], w2v_model) and not ngrams \
-            and stages[0].getInputCol() == TOKENS and stages[0].getOutputCol() == FEATURES:
-        rows = stages[0].getVectors().collect()
+        return {"kind": "vocab", "ngrams": ngrams, "binary": first.getBinary(), "min_tf": float(first.getMinTF()),
+                "idf": stages[1].idf.toArray().astype(np.float64), "terms": list(first.vocabulary)}
+    if len(stages) == 1 and isinstance(first, Word2VecModel) and not ngrams \
+            and first.getInputCol() == TOKENS and first.getOutputCol() == FEATURES:
+        rows = first.getVectors().collect()
         vectors = np.array([r["vector"].toArray() for r in rows], dtype=np.float32).reshape(len(rows), -1)
-        return TextScorer("w2v", empty, empty, False, (), terms=[r["word"] for r in rows], vectors=vectors)
+        return {"kind": "w2v", "terms": [r["word"] for r in rows], "vectors": vectors}
     return None
 
 
@@ -278,8 +276,6 @@ def score(df, scorer: TextScorer, passthrough: list[str], probs_col: str):
     """``passthrough`` + ``probs_col`` (array<double>, the classes in the model's order) per row of
     ``df``, which has the passthrough columns and ``_tokens``."""
     from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
-
-    import sys
 
     blob = pickle.dumps(scorer, protocol=pickle.HIGHEST_PROTOCOL)
     key = hashlib.sha256(blob).hexdigest()

@@ -114,11 +114,11 @@ def make_executor(spark, cfg: TuneConfig, data: TrainingData, plan: Plan, device
 
 def refit_threads(spark, nthread: int) -> int:
     """xgboost threads of the refit, which runs alone after the trials: a whole executor's cores
-    (locally every task slot), never fewer than a trial's."""
-    conf = spark.sparkContext.getConf()
-    if conf.get("spark.master", "").startswith("local"):
-        return max(nthread, task_slots(spark))
-    return max(nthread, int(conf.get("spark.executor.cores", "1")) // int(conf.get("spark.task.cpus", "1")))
+    (locally the local master's), never fewer than a trial's."""
+    sc = spark.sparkContext
+    if sc.master.startswith("local"):
+        return max(nthread, sc.defaultParallelism)
+    return max(nthread, int(sc.getConf().get("spark.executor.cores", "1")))
 
 
 def summarize(opened: OpenStudy, cfg: TuneConfig, data: TrainingData, plan: Plan, loop: TrialLoop,

@@ -9,7 +9,7 @@ import sys
 
 from mljobs.argtypes import unit_interval
 from mljobs.ingest import schema
-from mljobs.ingest.config import FORMATS, MODES, PARTITION_FLAG, IngestConfig
+from mljobs.ingest.config import FORMATS, MODES, PARTITION_FLAG, READERS, IngestConfig
 from mljobs.jobs_common import JobArgumentParser, run_job
 
 
@@ -26,6 +26,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"comma-separated partition columns, '' for none (airline: {','.join(schema.PARTITION_BY)}; byod: none)")
     p.add_argument("--max-bad-fraction", type=unit_interval, help="abort when more rows than this are malformed")
     p.add_argument("--delimiter", help="CSV field delimiter")
+    p.add_argument("--reader", choices=list(READERS),
+                   help="CSV parser: arrow (pyarrow in the Python workers), spark (Spark's own), auto (arrow "
+                        "for airline-mode CSV except under emr-gpu)")
     return p.parse_args(argv)
 
 

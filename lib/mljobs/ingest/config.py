@@ -10,6 +10,9 @@ from mljobs.ingest import schema
 
 MODES = ("airline", "byod")
 FORMATS = ("auto", "csv", "parquet")
+# auto: arrow for airline-mode CSV on CPU environments, Spark's own reader otherwise
+# (under emr-gpu the RAPIDS CSV scan runs it). See mljobs.ingest.arrowstage.
+READERS = ("auto", "arrow", "spark")
 # --partition-by arrives under its own key: a YAML partition_by applies in airline mode
 # only, the flag in every mode ('' = no partitioning). See IngestConfig.coerce.
 PARTITION_FLAG = "partition_by_flag"
@@ -34,6 +37,7 @@ class IngestConfig(JobConfig):
     partition_by: list[str] | None = None
     max_bad_fraction: float = 0.01
     delimiter: str = ","
+    reader: str = "auto"
     db: str = field(init=False, default="")
     name: str = field(init=False, default="")
 
@@ -70,6 +74,11 @@ class IngestConfig(JobConfig):
             raise MljobsError(f"--max-bad-fraction must be a number, got {self.max_bad_fraction!r}") from None
         if not (0.0 <= self.max_bad_fraction <= 1.0):
             raise MljobsError(f"--max-bad-fraction must be within [0, 1], got {self.max_bad_fraction}")
+        if self.reader not in READERS:
+            raise MljobsError(f"unknown reader {self.reader!r}; valid: {', '.join(READERS)}")
+        if self.reader == "arrow" and (self.mode != "airline" or self.format == "parquet"):
+            raise MljobsError("--reader arrow reads airline-mode CSV; byod mode and Parquet inputs use Spark's reader "
+                              "(leave --reader auto)")
         if len(self.delimiter) != 1:
             raise MljobsError(f"--delimiter must be one character, got {self.delimiter!r}")
         if self.mode == "byod" and not self.label:

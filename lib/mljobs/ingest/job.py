@@ -19,7 +19,7 @@ from mljobs.emr import EmrStep
 from mljobs.ingest.checks import check_counts, count_staged, staged_partitions
 from mljobs.ingest.config import IngestConfig  # noqa: F401  (also imported from here by the notebook)
 from mljobs.ingest.publish import check_same_schema, create_table, publish, read_staged, write_quarantine
-from mljobs.ingest.stage import STATUS, stage_frame
+from mljobs.ingest.stage import STATUS, choose_reader, stage_frame
 from mljobs.io import InputFile, list_input_files
 from mljobs.session import StageProgress, current_env
 
@@ -28,7 +28,9 @@ def run(spark: SparkSession, cfg: IngestConfig, progress=print) -> dict:
     """Ingest cfg.inputs into cfg.table; returns the job summary."""
     t0 = time.monotonic()
     files = list_inputs(spark, cfg, progress)
-    staged, columns, meta = stage_frame(spark, cfg, files)
+    reader = choose_reader(spark, cfg, files)
+    progress(f"CSV parsed by the {reader} reader" if files[0].format == "csv" else "reading Parquet")
+    staged, columns, meta = stage_frame(spark, cfg, files, reader)
     existed = check_target(spark, cfg, staged.select(*columns))
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     staging = tables.staging_path(spark, cfg.db, f"{cfg.name}-{run_id}")
@@ -55,6 +57,7 @@ def run(spark: SparkSession, cfg: IngestConfig, progress=print) -> dict:
         table=cfg.full_name,
         quarantine_table=cfg.quarantine_name,
         mode=cfg.mode,
+        reader=reader,
         files=len(files),
         partitions_written=len(partitions) if cfg.partition_by else 1,
         run_id=run_id,

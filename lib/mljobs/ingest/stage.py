@@ -6,16 +6,36 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, DecimalType, DoubleType, FloatType, IntegerType, LongType, ShortType, ByteType
 
 from mljobs.errors import InputError
-from mljobs.ingest import airline, schema
+from mljobs.ingest import airline, arrowstage, schema
 from mljobs.ingest.config import IngestConfig
 from mljobs.io import InputFile, source_file
 from mljobs.readers import RAW, REASON, SOURCE, csv_headers, csv_options, read_csv, read_parquet, sanitize_name
+from mljobs.session import current_env
 
-STATUS = "_status"
+STATUS = arrowstage.STATUS
 
 
-def stage_frame(spark: SparkSession, cfg: IngestConfig, files: list[InputFile]) -> tuple[DataFrame, list[str], dict]:
+def choose_reader(spark: SparkSession, cfg: IngestConfig, files: list[InputFile]) -> str:
+    """arrow or spark (see IngestConfig.reader); an explicit arrow it cannot honour is an error."""
+    if cfg.reader == "spark" or cfg.mode != "airline":
+        return "spark"
+    big = [f.path for f in files if f.size > arrowstage.MAX_FILE_BYTES]
+    if cfg.reader == "arrow":
+        if files[0].format != "csv":
+            raise InputError("--reader arrow reads CSV files; these inputs are Parquet (leave --reader auto)")
+        if big:
+            raise InputError(f"--reader arrow parses each file in one task, up to {arrowstage.MAX_FILE_BYTES >> 20} MiB; "
+                             f"bigger: {', '.join(big[:5])} (use --reader spark, which splits them)")
+        return "arrow"
+    gpu = current_env(spark.sparkContext.getConf()) == "emr-gpu"
+    return "arrow" if files[0].format == "csv" and not big and not gpu else "spark"
+
+
+def stage_frame(spark: SparkSession, cfg: IngestConfig, files: list[InputFile],
+                reader: str = "spark") -> tuple[DataFrame, list[str], dict]:
     """Parse the input and tag each row accepted / quarantined / excluded with a reason."""
+    if reader == "arrow":
+        return _airline_arrow(spark, cfg, files)
     build = _airline if cfg.mode == "airline" else _byod
     df, raw_columns, quarantine, excluded, columns, out_cols, meta = build(spark, cfg, files)
     staged = tag_rows(df, quarantine, excluded, raw_columns, out_cols)
@@ -47,6 +67,18 @@ def partitioned_if_accepted(staged: DataFrame, partition_by: list[str]) -> DataF
     return staged.select(*[F.when(accepted, F.col(c)).alias(c) if c in partition_by else F.col(c) for c in staged.columns])
 
 
+def _airline_arrow(spark: SparkSession, cfg: IngestConfig, files: list[InputFile]):
+    """The airline rows parsed by pyarrow in the Python workers (mljobs.ingest.arrowstage)."""
+    groups = csv_headers(spark, files, cfg.delimiter)
+    for header, paths in groups.items():
+        _require(schema.missing_required(header), paths)
+    staged = arrowstage.staged_frame(spark, files, groups, cfg.delimiter)
+    return partitioned_if_accepted(staged, cfg.partition_by), list(schema.OUTPUT_TYPES), _AIRLINE_META
+
+
+_AIRLINE_META = {"mljobs.label": schema.LABEL, "mljobs.features": ",".join(schema.FEATURES)}
+
+
 def _airline(spark: SparkSession, cfg: IngestConfig, files: list[InputFile]):
     types = schema.PARSE_TYPES
     if files[0].format == "csv":
@@ -61,8 +93,7 @@ def _airline(spark: SparkSession, cfg: IngestConfig, files: list[InputFile]):
     df = airline.prepare(df)
     quarantine = F.coalesce(F.col(REASON), airline.invalid_reason(df))
     excluded = airline.exclusion_reason(df)
-    meta = {"mljobs.label": schema.LABEL, "mljobs.features": ",".join(schema.FEATURES)}
-    return df, raw_columns, quarantine, excluded, list(schema.OUTPUT_TYPES), airline.output_columns(df), meta
+    return df, raw_columns, quarantine, excluded, list(schema.OUTPUT_TYPES), airline.output_columns(df), _AIRLINE_META
 
 
 def _byod(spark: SparkSession, cfg: IngestConfig, files: list[InputFile]):

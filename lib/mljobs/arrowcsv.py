@@ -1,0 +1,312 @@
+"""CSV parsed with pyarrow in the Python workers, the way Spark's CSV reader parses it.
+
+Spark's reader (line records, PERMISSIVE mode, explicit types) is what the jobs' tables and
+quarantine rows are defined by; this module reproduces it at pyarrow's speed, so a job can
+parse in its Python workers and get the same rows, the same NULLs and the same malformed rows:
+
+* a record is a line (``\\n``, ``\\r\\n`` or ``\\r``); the first non-blank line of a file is its
+  header; lines that are blank after Java's ``trim`` are skipped; a quote opens a field only at
+  its start and ``""`` inside it is a quote;
+* an empty field is NULL; integers parse as Java's ``Integer.parseInt``, doubles as
+  ``Double.parseDouble`` (surrounding control characters and spaces, ``1d``, ``0x1p3``,
+  ``Infinity``) plus Spark's own spellings ``NaN``, ``Inf`` and ``-Inf``;
+* a row is malformed when its field count differs from the header's or a typed value does not
+  parse; its line is kept (:func:`malformed_reason` says why, as mljobs.readers does in SQL).
+
+The common spellings are converted vectorised with Arrow compute; only values outside them
+(rare: whitespace, ``+7``, ``Infinity``, garbage) take the per-value Java-rule path.
+"""
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+JAVA_SPACE = "".join(map(chr, range(33)))  # what Java's String.trim() strips
+INT32 = (-(2**31), 2**31 - 1)
+_INT_FAST = r"^-?[0-9]{1,9}$"
+_DOUBLE_FAST = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_JAVA_INT = re.compile(r"[+-]?\d+")  # Character.digit takes any Unicode decimal digit, as \d does
+_JAVA_DECIMAL = re.compile(r"[+-]?(NaN|Infinity|(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?[fFdD]?)", re.ASCII)
+_JAVA_HEX = re.compile(r"([+-]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)[pP][+-]?\d+)[fFdD]?", re.ASCII)
+_SPARK_DOUBLE = {"NaN": math.nan, "Inf": math.inf, "-Inf": -math.inf}  # CSV options nanValue etc.
+
+
+def java_int(text: str) -> int | None:
+    """Integer.parseInt, or None where it throws."""
+    if not _JAVA_INT.fullmatch(text):
+        return None
+    value = int(text)
+    return value if INT32[0] <= value <= INT32[1] else None
+
+
+def java_double(text: str) -> float | None:
+    """Spark's CSV double: its NaN/Inf spellings, else Double.parseDouble; None where it throws."""
+    if text in _SPARK_DOUBLE:
+        return _SPARK_DOUBLE[text]
+    t = text.strip(JAVA_SPACE)
+    m = _JAVA_DECIMAL.fullmatch(t)
+    if m:
+        body = t.rstrip("fFdD") if m.group(2) else t
+        return float(body.replace("Infinity", "inf"))
+    m = _JAVA_HEX.fullmatch(t)
+    return float.fromhex(m.group(1)) if m else None
+
+
+def java_double_text(x: float) -> str:
+    """Double.toString (what Spark's cast to string writes)."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    if x == 0:
+        return "-0.0" if math.copysign(1, x) < 0 else "0.0"
+    if 1e-3 <= abs(x) < 1e7:
+        s = repr(x)
+        return s if "." in s or "e" in s else s + ".0"
+    _, digits, exponent = Decimal(repr(abs(x))).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    sign = "-" if x < 0 else ""
+    return f"{sign}{text[0]}.{text[1:] or '0'}E{len(text) - 1 + exponent}"
+
+
+def _convert(col: pa.Array, fast: str, fast_type: pa.DataType, slow, out_type: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+    """Strings -> out_type by Java's rules; also which non-NULL strings did not parse."""
+    matched = pc.fill_null(pc.match_substring_regex(col, fast), False)
+    values = pc.cast(pc.if_else(matched, col, pa.scalar(None, pa.string())), fast_type)
+    given = col.is_valid().to_numpy(zero_copy_only=False)
+    ok = matched.to_numpy(zero_copy_only=False).copy()
+    slow_rows = np.flatnonzero(given & ~ok)
+    if not slow_rows.size:
+        return values.cast(out_type), given & ~ok
+    arr = values.fill_null(0).to_numpy(zero_copy_only=False).astype(fast_type.to_pandas_dtype(), copy=True)
+    for i, text in zip(slow_rows, col.take(pa.array(slow_rows)).to_pylist()):
+        parsed = slow(text)
+        if parsed is not None:
+            arr[i], ok[i] = parsed, True
+    return pa.array(arr, mask=~ok, type=out_type), given & ~ok
+
+
+def parse_typed(col: pa.Array, kind: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+    """A string column as int32 / double / string, and the rows whose value did not parse."""
+    if kind == pa.int32():
+        return _convert(col, _INT_FAST, pa.int64(), java_int, pa.int32())
+    if kind == pa.float64():
+        return _convert(col, _DOUBLE_FAST, pa.float64(), java_double, pa.float64())
+    return col, np.zeros(len(col), dtype=bool)
+
+
+# ---------------------------------------------------------------------------- lines
+
+
+@dataclass
+class Lines:
+    """A file's lines (Hadoop's LineReader: ``\\n``, ``\\r\\n`` or ``\\r`` ends one), as byte spans."""
+
+    data: bytes
+    starts: np.ndarray
+    ends: np.ndarray  # exclusive, terminator left out
+
+    @classmethod
+    def of(cls, data: bytes) -> Lines:
+        a = np.frombuffer(data, dtype=np.uint8)
+        nl = np.flatnonzero(a == 10)
+        if b"\r" in data:
+            cr = np.flatnonzero(a == 13)
+            lone = cr[(cr + 1 >= a.size) | (a[np.minimum(cr + 1, a.size - 1)] != 10)]
+            term = np.sort(np.concatenate([nl, lone]))
+            ends = term - ((a[np.maximum(term - 1, 0)] == 13) & (a[term] == 10) & (term > 0))
+        else:
+            term = ends = nl
+        starts = np.concatenate([[0], term + 1])
+        ends = np.concatenate([ends, [a.size]])
+        if starts[-1] >= a.size:  # nothing after the last terminator
+            starts, ends = starts[:-1], ends[:-1]
+        return cls(data, starts.astype(np.int64), ends.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def text(self, i: int) -> str:
+        return self.data[self.starts[i]:self.ends[i]].decode("utf-8", "replace")
+
+    def blank(self, i: int) -> bool:
+        return not self.text(i).strip(JAVA_SPACE)
+
+
+def decompress(data: bytes, path: str) -> bytes:
+    """The file's bytes, decompressed as Spark would by its extension."""
+    low = path.lower()
+    if low.endswith(".gz"):
+        return gzip.decompress(data)
+    if low.endswith(".bz2"):
+        return bz2.decompress(data)
+    return data
+
+
+# ---------------------------------------------------------------------------- records
+
+
+def tokenize(line: str, delimiter: str) -> list[str | None]:
+    """One line's fields as Spark's parser reads them (empty -> None): a quote opens a field
+    only at its start, ``""`` inside is a quote, text after the closing quote is kept, and an
+    unclosed quote runs to the end of the line."""
+    out: list[str | None] = []
+    i, n = 0, len(line)
+    while True:
+        if i < n and line[i] == '"':
+            value, i = _quoted(line, i + 1)
+            end = line.find(delimiter, i)
+            end = n if end < 0 else end
+            value += line[i:end]
+            i = end
+        else:
+            end = line.find(delimiter, i)
+            end = n if end < 0 else end
+            value, i = line[i:end], end
+        out.append(value if value != "" else None)
+        if i >= n:
+            return out
+        i += 1
+        if i == n:
+            out.append(None)
+            return out
+
+
+def _quoted(line: str, i: int) -> tuple[str, int]:
+    parts = []
+    while True:
+        k = line.find('"', i)
+        if k < 0:
+            parts.append(line[i:])
+            return "".join(parts), len(line)
+        if k + 1 < len(line) and line[k + 1] == '"':
+            parts.append(line[i:k + 1])
+            i = k + 2
+            continue
+        parts.append(line[i:k])
+        return "".join(parts), k + 1
+
+
+def malformed_reason(raw: str, header: list[str], typed: set[str], unparsed: set[str], delimiter: str) -> str:
+    """mljobs.readers.malformed_reason for one line (the same rules, in Python)."""
+    if raw.count('"') % 2:
+        return "broken quoting"
+    tokens = re.sub('"[^"]*"', "", raw).count(delimiter) + 1
+    if tokens != len(header):
+        return f"wrong token count: {tokens} (expected {len(header)})"
+    parts = raw.split(delimiter)
+    which = [name for i, name in enumerate(header)
+             if name in typed and name in unparsed and i < len(parts) and parts[i].strip(" ") != ""]
+    return "unparseable value in " + ", ".join(which) if which else "malformed row"
+
+
+@dataclass
+class Parsed:
+    """A file's data rows: the typed columns, the line of each row, and the malformed rows
+    (their line, their reason) in line order."""
+
+    columns: dict[str, pa.Array]
+    line_of_row: np.ndarray
+    malformed: dict[int, str]  # row -> reason
+    lines: Lines
+    header: list[str]
+
+    def __len__(self) -> int:
+        return len(self.line_of_row)
+
+
+def parse_file(data: bytes, header: list[str], types: dict[str, pa.DataType], delimiter: str = ",") -> Parsed:
+    """Parse a CSV file's bytes (header included) as Spark would, every column of ``header``
+    typed by ``types`` (else string)."""
+    lines = Lines.of(data)
+    first = next((i for i in range(len(lines)) if lines.ends[i] > lines.starts[i] and not lines.blank(i)), len(lines))
+    body = np.arange(first + 1, len(lines))
+    body = body[lines.ends[body] > lines.starts[body]]  # pyarrow skips empty lines too
+    strings = _arrow_strings(lines, body, header, delimiter)
+    if strings is None:
+        strings = _python_strings(lines, body, header, delimiter)
+    cols, rows, wrong = strings
+    typed = {name for name in header if types.get(name, pa.string()) != pa.string()}
+    columns, unparsed = {}, {}
+    for name in header:
+        columns[name], bad = parse_typed(cols[name], types.get(name, pa.string()))
+        for r in np.flatnonzero(bad):
+            unparsed.setdefault(int(r), set()).add(name)
+    malformed = {}
+    for r in sorted(set(unparsed) | set(wrong)):
+        raw = lines.text(rows[r])
+        malformed[r] = malformed_reason(raw, header, typed, unparsed.get(r, set()) | wrong.get(r, set()), delimiter)
+    return Parsed(columns, rows, malformed, lines, header)
+
+
+def _arrow_strings(lines: Lines, body: np.ndarray, header: list[str], delimiter: str):
+    """pyarrow's parse of the body lines, or None when its records are not the lines (a quote
+    left open runs over line ends in pyarrow, never in Spark)."""
+    if not body.size:
+        return {n: pa.array([], pa.string()) for n in header}, body, {}
+    rejected: list[tuple[int, str]] = []
+
+    def handler(row):
+        rejected.append((row.number - 1, row.text))
+        return "skip"
+
+    buf = lines.data[lines.starts[body[0]]:]
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(buf),
+            read_options=pacsv.ReadOptions(column_names=header, use_threads=False, block_size=1 << 26),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=handler),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in header}, null_values=[""],
+                                                 strings_can_be_null=True, quoted_strings_can_be_null=True),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    if table.num_rows + len(rejected) != body.size:
+        return None
+    keep = np.ones(body.size, dtype=bool)
+    keep[[i for i, _ in rejected]] = False
+    wrong_lines = [body[i] for i, text in rejected if text.strip(JAVA_SPACE)]
+    return _with_rejected(
+        {n: table.column(n).combine_chunks() for n in header}, body[keep], wrong_lines, lines, header, delimiter)
+
+
+def _with_rejected(cols: dict, rows: np.ndarray, wrong_lines: list, lines: Lines, header: list[str], delimiter: str):
+    """Append the rows of the wrong field count (Spark keeps them, malformed) in line order."""
+    if not wrong_lines:
+        return cols, rows, {}
+    extra = [tokenize(lines.text(i), delimiter) for i in wrong_lines]
+    for j, name in enumerate(header):
+        cols[name] = pa.concat_arrays([cols[name], pa.array([t[j] if j < len(t) else None for t in extra], pa.string())])
+    all_rows = np.concatenate([rows, np.asarray(wrong_lines, dtype=np.int64)])
+    order = np.argsort(all_rows, kind="stable")
+    cols = {n: c.take(pa.array(order)) for n, c in cols.items()}
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    wrong = {int(position[rows.size + k]): {"(field count)"} for k in range(len(wrong_lines))}
+    return cols, all_rows[order], wrong
+
+
+def _python_strings(lines: Lines, body: np.ndarray, header: list[str], delimiter: str):
+    """The slow path: every body line tokenized in Python (files pyarrow reads otherwise)."""
+    rows, tokens, wrong = [], [], {}
+    for i in body:
+        text = lines.text(i)
+        if not text.strip(JAVA_SPACE):
+            continue
+        t = tokenize(text, delimiter)
+        if len(t) != len(header):
+            wrong[len(rows)] = {"(field count)"}
+        rows.append(i)
+        tokens.append(t)
+    cols = {name: pa.array([t[j] if j < len(t) else None for t in tokens], pa.string()) for j, name in enumerate(header)}
+    return cols, np.asarray(rows, dtype=np.int64), wrong

@@ -1,0 +1,223 @@
+"""The Arrow reader of airline-mode CSV: stage_frame's rows, made in the Python workers.
+
+Spark hands each task whole files (``binaryFile``, so any file system Spark reads works);
+each file is parsed by mljobs.arrowcsv (Spark's CSV rules at pyarrow's speed) and the
+airline rules of mljobs.ingest.airline are applied to whole Arrow columns with numpy. The
+rows are the ones stage.py's SQL produces — same values, same reasons, same raw lines —
+and go through the same staging write, counts and publish (tests/test_ingest_arrow.py
+compares both readers on randomly corrupted files).
+"""
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession
+
+from mljobs import arrowcsv
+from mljobs.ingest.schema import LABEL, OUTPUT_TYPES, PARSE_TYPES
+from mljobs.io import InputFile
+from mljobs.readers import RAW, REASON, SOURCE
+
+STATUS = "_status"  # as mljobs.ingest.stage.STATUS (stage imports this module)
+ARROW_TYPES = {"int": pa.int32(), "double": pa.float64(), "string": pa.string(), "date": pa.date32()}
+_PARSE_ARROW = {name: ARROW_TYPES[t.simpleString()] if t.simpleString() in ARROW_TYPES else pa.string()
+                for name, t in PARSE_TYPES.items()}
+STAGED_DDL = ", ".join(f"`{n}` {t}" for n, t in OUTPUT_TYPES.items()) + \
+    f", {SOURCE} string, {REASON} string, {RAW} string, {STATUS} string"
+MAX_FILE_BYTES = 1 << 30  # binaryFile hands a task each file whole
+_DATE = re.compile(r"([+-]?\d{4,7})(?:-(\d{1,2})(?:-(\d{1,2})(?:[T ].*)?)?)?", re.ASCII | re.DOTALL)
+_EPOCH = date(1970, 1, 1).toordinal()
+
+
+def staged_frame(spark: SparkSession, files: list[InputFile], groups: dict[tuple[str, ...], list[str]],
+                 delimiter: str) -> DataFrame:
+    """Every row of the files with its output columns, source, reason, raw line and status."""
+    header_of = {path: list(header) for header, paths in groups.items() for path in paths}
+    uri_of = {f.path: f.uri for f in files}
+
+    def stage(batches):
+        for batch in batches:
+            for path, content in zip(batch.column("path").to_pylist(), batch.column("content").to_pylist()):
+                data = arrowcsv.decompress(content, path)
+                yield from stage_file(data, header_of[path], uri_of[path], delimiter)
+
+    raw = spark.read.format("binaryFile").load([f.path for f in files]).select("path", "content")
+    return raw.mapInArrow(stage, STAGED_DDL)
+
+
+def stage_file(data: bytes, header: list[str], uri: str, delimiter: str, batch_rows: int = 200_000):
+    """One file's staged rows as Arrow record batches."""
+    parsed = arrowcsv.parse_file(data, header, _PARSE_ARROW, delimiter)
+    table = staged_table(parsed, uri)
+    yield from table.to_batches(max_chunksize=batch_rows)
+
+
+def staged_table(parsed: arrowcsv.Parsed, uri: str) -> pa.Table:
+    """airline.prepare, invalid_reason, exclusion_reason and stage.tag_rows over whole columns."""
+    n = len(parsed)
+    cols = prepared(parsed.columns, n)
+    reason = np.full(n, None, dtype=object)
+    for r, why in parsed.malformed.items():
+        reason[r] = why
+    invalid = invalid_reasons(cols, n)
+    checked = (reason == None) & (invalid != None)  # noqa: E711  (object arrays)
+    reason = np.where(reason == None, invalid, reason)  # noqa: E711
+    excluded = exclusion_reasons(cols, n)
+    status = np.where(reason != None, "quarantined", np.where(excluded != None, "excluded", "accepted"))  # noqa: E711
+    raw = np.full(n, None, dtype=object)
+    for r in parsed.malformed:
+        raw[r] = parsed.lines.text(parsed.line_of_row[r])
+    for r in np.flatnonzero(checked):
+        raw[r] = fields_text(parsed, cols, int(r))
+    out = {name: _as(cols[name], ARROW_TYPES[t]) for name, t in OUTPUT_TYPES.items()}
+    out.update({SOURCE: pa.array([uri] * n, pa.string()), REASON: pa.array(np.where(reason == None, excluded, reason),  # noqa: E711
+                                                                               pa.string()),
+                RAW: pa.array(raw, pa.string()), STATUS: pa.array(status, pa.string())})
+    return pa.table(out)
+
+
+def _as(col: pa.Array, kind: pa.DataType) -> pa.Array:
+    return col if col.type == kind else col.cast(kind)
+
+
+# ---------------------------------------------------------------- airline.prepare
+
+
+def prepared(columns: dict[str, pa.Array], n: int) -> dict[str, pa.Array]:
+    """FlightDate as a date, Quarter and DayOfWeek when absent, the delay flags filled in."""
+    cols = dict(columns)
+    if "FlightDate" in cols:
+        cols["FlightDate"] = spark_dates(cols["FlightDate"])
+    else:
+        cols["FlightDate"] = made_dates(cols["Year"], cols["Month"], cols["DayofMonth"])
+    if "Quarter" not in cols:
+        cols["Quarter"] = _int_array(np.floor((_num(cols["Month"]) - 1) / 3) + 1)
+    if "DayOfWeek" not in cols:
+        days = _num(cols["FlightDate"].cast(pa.int32()))
+        cols["DayOfWeek"] = _int_array(((days + 4) % 7 + 1 + 5) % 7 + 1)
+    for flag, delay in (("DepDel15", "DepDelay"), (LABEL, "ArrDelay")):
+        cols[flag] = _coalesce(_flag(cols.get(flag), n), _del15(cols.get(delay), n))
+    return cols
+
+
+def _valid(col: pa.Array) -> np.ndarray:
+    return col.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _flag(col: pa.Array | None, n: int) -> pa.Array:
+    """CAST(flag AS INT) without ANSI: truncated, NaN -> 0, clamped to int's range."""
+    if col is None:
+        return pa.nulls(n, pa.int32())
+    x = np.nan_to_num(col.fill_null(0).to_numpy(zero_copy_only=False).astype(float), nan=0.0, posinf=np.inf, neginf=-np.inf)
+    return pa.array(np.clip(np.trunc(x), *arrowcsv.INT32).astype(np.int32), mask=~_valid(col))
+
+
+def _del15(col: pa.Array | None, n: int) -> pa.Array:
+    """CAST(delay >= 15 AS INT); NaN is above every number in Spark's ordering."""
+    if col is None:
+        return pa.nulls(n, pa.int32())
+    x = col.fill_null(0).to_numpy(zero_copy_only=False).astype(float)
+    return pa.array(((x >= 15) | np.isnan(x)).astype(np.int32), mask=~_valid(col))
+
+
+def _coalesce(first: pa.Array, second: pa.Array) -> pa.Array:
+    return pa.array(np.where(_valid(first), first.fill_null(0).to_numpy(zero_copy_only=False),
+                             second.fill_null(0).to_numpy(zero_copy_only=False)).astype(np.int32),
+                    mask=~(_valid(first) | _valid(second)))
+
+
+def _num(col: pa.Array) -> np.ndarray:
+    """A column without NaN values (ints, dates) as float64, NaN for NULL."""
+    return col.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+
+
+def _int_array(values: np.ndarray) -> pa.Array:
+    """Whole numbers as int32, NaN as NULL."""
+    nan = np.isnan(values)
+    return pa.array(np.where(nan, 0, values).astype(np.int32), mask=nan)
+
+
+def spark_dates(text: pa.Array) -> pa.Array:
+    """CAST(string AS DATE): 'yyyy[-m[m][-d[d][T... or ' '...]]]', surrounding spaces trimmed;
+    NULL where invalid. 'yyyy-mm-dd' is done vectorised, anything else per value."""
+    fast = pc.fill_null(pc.match_substring_regex(text, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), False)
+    part = lambda a, b: pc.cast(pc.utf8_slice_codeunits(pc.if_else(fast, text, "0000-00-00"), a, b), pa.int64()).to_numpy()
+    y, m, d = part(0, 4), part(5, 7), part(8, 10)
+    month = ((y - 1970) * 12 + np.clip(m, 1, 12) - 1).astype("datetime64[M]")
+    first = month.astype("datetime64[D]")
+    length = ((month + 1).astype("datetime64[D]") - first).astype(np.int64)
+    ok = fast.to_numpy(zero_copy_only=False) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= length)
+    days = (first.astype(np.int64) + d - 1).astype(object)
+    days[~ok] = None
+    for i in np.flatnonzero(~fast.to_numpy(zero_copy_only=False) & _valid(text)):
+        days[i] = _spark_date(text[int(i)].as_py())
+    return pa.array(days, pa.int32()).cast(pa.date32())
+
+
+def _spark_date(text: str) -> int | None:
+    m = _DATE.fullmatch(text.strip(arrowcsv.JAVA_SPACE))
+    if not m:
+        return None
+    year, month, day = int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1)
+    try:
+        return date(year, month, day).toordinal() - _EPOCH
+    except ValueError:
+        return None
+
+
+def made_dates(year: pa.Array, month: pa.Array, day: pa.Array) -> pa.Array:
+    """make_date(Year, Month, DayofMonth) without ANSI: NULL where not a date."""
+    out = []
+    for y, m, d in zip(year.to_pylist(), month.to_pylist(), day.to_pylist()):
+        try:
+            out.append(None if None in (y, m, d) else date(y, m, d).toordinal() - _EPOCH)
+        except ValueError:
+            out.append(None)
+    return pa.array(out, pa.int32()).cast(pa.date32())
+
+
+# ---------------------------------------------------------------- checks
+
+
+def invalid_reasons(cols: dict[str, pa.Array], n: int) -> np.ndarray:
+    """airline.invalid_reason: the first failed check of each row, else None."""
+    year_null = ~_valid(cols["Year"])
+    month = _num(cols["Month"])
+    date_null = ~_valid(cols["FlightDate"])
+    distance = cols["Distance"].fill_null(0).to_numpy(zero_copy_only=False)
+    return _first([(year_null, "missing value in Year"), (np.isnan(month) | (month < 1) | (month > 12), "invalid Month"),
+                   (date_null, "invalid FlightDate"), (distance < 0, "negative Distance")], n)
+
+
+def exclusion_reasons(cols: dict[str, pa.Array], n: int) -> np.ndarray:
+    """airline.exclusion_reason: cancelled, diverted, missing arrival (NaN = 1 is false)."""
+    cancelled = (cols["Cancelled"].fill_null(0).to_numpy(zero_copy_only=False) == 1) if "Cancelled" in cols else np.zeros(n, bool)
+    diverted = (cols["Diverted"].fill_null(0).to_numpy(zero_copy_only=False) == 1) if "Diverted" in cols else np.zeros(n, bool)
+    missing = ~_valid(cols[LABEL])
+    return _first([(cancelled, "cancelled"), (diverted, "diverted"), (missing, "missing_arrival")], n)
+
+
+def _first(cases: list[tuple[np.ndarray, str]], n: int) -> np.ndarray:
+    """CASE WHEN ... : the label of each row's first true condition, else None."""
+    out = np.full(n, None, dtype=object)
+    for cond, label in reversed(cases):
+        out[cond] = label
+    return out
+
+
+def fields_text(parsed: arrowcsv.Parsed, cols: dict[str, pa.Array], r: int) -> str:
+    """stage.tag_rows's raw text of a row that parsed but failed a check: 'name=value' pairs
+    of the file's columns, values as Spark casts them to string."""
+    return ", ".join(f"{name}={_text(cols.get(name, parsed.columns[name])[r].as_py())}" for name in parsed.header)
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return arrowcsv.java_double_text(value)
+    return value.isoformat() if isinstance(value, date) else str(value)

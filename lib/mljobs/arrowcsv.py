@@ -220,40 +220,73 @@ class Parsed:
     malformed: dict[int, str]  # row -> reason
     lines: Lines
     header: list[str]
+    delimiter: str
+
+    def fields(self, r: int) -> list[str | None]:
+        """Row r's fields as strings (tokenized again: for the rare row that needs them all)."""
+        return tokenize(self.lines.text(self.line_of_row[r]), self.delimiter)
 
     def __len__(self) -> int:
         return len(self.line_of_row)
 
 
 def parse_file(data: bytes, header: list[str], types: dict[str, pa.DataType], delimiter: str = ",") -> Parsed:
-    """Parse a CSV file's bytes (header included) as Spark would, every column of ``header``
-    typed by ``types`` (else string)."""
+    """Parse a CSV file's bytes (header included) as Spark would: the columns of ``header``
+    named in ``types``, typed so (the other columns are checked for their count only)."""
     lines = Lines.of(data)
     first = next((i for i in range(len(lines)) if lines.ends[i] > lines.starts[i] and not lines.blank(i)), len(lines))
     body = np.arange(first + 1, len(lines))
     body = body[lines.ends[body] > lines.starts[body]]  # pyarrow skips empty lines too
-    strings = _arrow_strings(lines, body, header, delimiter)
-    if strings is None:
-        strings = _python_strings(lines, body, header, delimiter)
-    cols, rows, wrong = strings
-    typed = {name for name in header if types.get(name, pa.string()) != pa.string()}
+    wanted = {n: t for n, t in types.items() if n in header}
+    read = (_arrow_read(lines, body, header, wanted, delimiter)  # typed by pyarrow: the common case
+            or _arrow_read(lines, body, header, {n: pa.string() for n in wanted}, delimiter)  # a value pyarrow refuses
+            or _python_read(lines, body, header, wanted, delimiter))  # records that are not lines
+    cols, rows, wrong = read
+    typed = {n for n, t in wanted.items() if t != pa.string()}
     columns, unparsed = {}, {}
-    for name in header:
-        columns[name], bad = parse_typed(cols[name], types.get(name, pa.string()))
+    for name, kind in wanted.items():
+        columns[name], bad = _typed(cols[name], kind, lines, rows, header.index(name), delimiter)
         for r in np.flatnonzero(bad):
             unparsed.setdefault(int(r), set()).add(name)
+    for r in wrong:  # their values were read loosely: which of them Java refuses
+        fields = tokenize(lines.text(rows[r]), delimiter)
+        unparsed.setdefault(r, set()).update(
+            n for n in typed if header.index(n) < len(fields) and fields[header.index(n)] is not None
+            and _loose(fields[header.index(n)], wanted[n]) is None)
     malformed = {}
     for r in sorted(set(unparsed) | set(wrong)):
         raw = lines.text(rows[r])
-        malformed[r] = malformed_reason(raw, header, typed, unparsed.get(r, set()) | wrong.get(r, set()), delimiter)
-    return Parsed(columns, rows, malformed, lines, header)
+        malformed[r] = malformed_reason(raw, header, typed, unparsed.get(r, set()), delimiter)
+    return Parsed(columns, rows, malformed, lines, header, delimiter)
 
 
-def _arrow_strings(lines: Lines, body: np.ndarray, header: list[str], delimiter: str):
-    """pyarrow's parse of the body lines, or None when its records are not the lines (a quote
+def _typed(col: pa.Array, kind: pa.DataType, lines: Lines, rows: np.ndarray, j: int, delimiter: str):
+    """The column as ``kind`` by Java's rules, and the rows whose value did not parse. A column
+    pyarrow typed itself is right except where it read a non-finite double: Java spells
+    those differently ('Infinity', not 'inf'), so their text is looked at again."""
+    if col.type == pa.string():
+        return parse_typed(col, kind)
+    bad = np.zeros(len(col), dtype=bool)
+    if kind != pa.float64():
+        return col, bad
+    x = col.fill_null(0).to_numpy(zero_copy_only=False)
+    odd = np.flatnonzero(~np.isfinite(x))
+    if not odd.size:
+        return col, bad
+    x, valid = x.copy(), col.is_valid().to_numpy(zero_copy_only=False).copy()
+    for r in odd:
+        value = java_double(tokenize(lines.text(rows[r]), delimiter)[j])
+        valid[r], bad[r] = value is not None, value is None
+        x[r] = value if value is not None else 0.0
+    return pa.array(x, mask=~valid), bad
+
+
+def _arrow_read(lines: Lines, body: np.ndarray, header: list[str], types: dict[str, pa.DataType], delimiter: str):
+    """pyarrow's parse of the body lines: (columns, line of each row, rows of the wrong field
+    count), or None when a value does not convert or the records are not the lines (a quote
     left open runs over line ends in pyarrow, never in Spark)."""
     if not body.size:
-        return {n: pa.array([], pa.string()) for n in header}, body, {}
+        return {n: pa.array([], t) for n, t in types.items()}, body, {}
     rejected: list[tuple[int, str]] = []
 
     def handler(row):
@@ -266,7 +299,7 @@ def _arrow_strings(lines: Lines, body: np.ndarray, header: list[str], delimiter:
             io.BytesIO(buf),
             read_options=pacsv.ReadOptions(column_names=header, use_threads=False, block_size=1 << 26),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=handler),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in header}, null_values=[""],
+            convert_options=pacsv.ConvertOptions(column_types=types, include_columns=list(types), null_values=[""],
                                                  strings_can_be_null=True, quoted_strings_can_be_null=True),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError):
@@ -276,8 +309,8 @@ def _arrow_strings(lines: Lines, body: np.ndarray, header: list[str], delimiter:
     keep = np.ones(body.size, dtype=bool)
     keep[[i for i, _ in rejected]] = False
     wrong_lines = [body[i] for i, text in rejected if text.strip(JAVA_SPACE)]
-    return _with_rejected(
-        {n: table.column(n).combine_chunks() for n in header}, body[keep], wrong_lines, lines, header, delimiter)
+    cols = {n: table.column(n).combine_chunks() for n in types}
+    return _with_rejected(cols, body[keep], wrong_lines, lines, header, delimiter)
 
 
 def _with_rejected(cols: dict, rows: np.ndarray, wrong_lines: list, lines: Lines, header: list[str], delimiter: str):
@@ -285,28 +318,40 @@ def _with_rejected(cols: dict, rows: np.ndarray, wrong_lines: list, lines: Lines
     if not wrong_lines:
         return cols, rows, {}
     extra = [tokenize(lines.text(i), delimiter) for i in wrong_lines]
-    for j, name in enumerate(header):
-        cols[name] = pa.concat_arrays([cols[name], pa.array([t[j] if j < len(t) else None for t in extra], pa.string())])
+    for name in cols:
+        j = header.index(name)
+        added = [_loose(t[j], cols[name].type) if j < len(t) else None for t in extra]
+        cols[name] = pa.concat_arrays([cols[name], pa.array(added, cols[name].type)])
     all_rows = np.concatenate([rows, np.asarray(wrong_lines, dtype=np.int64)])
     order = np.argsort(all_rows, kind="stable")
     cols = {n: c.take(pa.array(order)) for n, c in cols.items()}
     position = np.empty_like(order)
     position[order] = np.arange(order.size)
-    wrong = {int(position[rows.size + k]): {"(field count)"} for k in range(len(wrong_lines))}
+    wrong = {int(position[rows.size + k]) for k in range(len(wrong_lines))}
     return cols, all_rows[order], wrong
 
 
-def _python_strings(lines: Lines, body: np.ndarray, header: list[str], delimiter: str):
-    """The slow path: every body line tokenized in Python (files pyarrow reads otherwise)."""
-    rows, tokens, wrong = [], [], {}
+def _loose(text: str | None, kind: pa.DataType):
+    """A field of a row of the wrong field count, in its column's type (None where it does
+    not parse: the row is malformed anyway)."""
+    if text is None or kind == pa.string():
+        return text
+    return java_int(text) if kind == pa.int32() else java_double(text)
+
+
+def _python_read(lines: Lines, body: np.ndarray, header: list[str], types: dict[str, pa.DataType], delimiter: str):
+    """The slow path: every body line tokenized in Python (files pyarrow reads otherwise);
+    the columns as strings."""
+    rows, tokens, wrong = [], [], set()
     for i in body:
         text = lines.text(i)
         if not text.strip(JAVA_SPACE):
             continue
         t = tokenize(text, delimiter)
         if len(t) != len(header):
-            wrong[len(rows)] = {"(field count)"}
+            wrong.add(len(rows))
         rows.append(i)
         tokens.append(t)
-    cols = {name: pa.array([t[j] if j < len(t) else None for t in tokens], pa.string()) for j, name in enumerate(header)}
+    index = {name: header.index(name) for name in types}
+    cols = {name: pa.array([t[j] if j < len(t) else None for t in tokens], pa.string()) for name, j in index.items()}
     return cols, np.asarray(rows, dtype=np.int64), wrong

@@ -60,24 +60,41 @@ def staged_table(parsed: arrowcsv.Parsed, uri: str) -> pa.Table:
     """airline.prepare, invalid_reason, exclusion_reason and stage.tag_rows over whole columns."""
     n = len(parsed)
     cols = prepared(parsed.columns, n)
-    reason = np.full(n, None, dtype=object)
+    invalid, excluded = invalid_codes(cols, n), exclusion_codes(cols, n)
+    malformed = np.zeros(n, dtype=bool)
+    malformed[list(parsed.malformed)] = True
+    checked = (invalid > 0) & ~malformed
+    quarantined = malformed | checked
+    labels = list(INVALID) + list(EXCLUDED) + sorted(set(parsed.malformed.values()))
+    reason = np.where(excluded > 0, len(INVALID) + excluded - 1, -1)
+    reason = np.where(invalid > 0, invalid - 1, reason)
     for r, why in parsed.malformed.items():
-        reason[r] = why
-    invalid = invalid_reasons(cols, n)
-    checked = (reason == None) & (invalid != None)  # noqa: E711  (object arrays)
-    reason = np.where(reason == None, invalid, reason)  # noqa: E711
-    excluded = exclusion_reasons(cols, n)
-    status = np.where(reason != None, "quarantined", np.where(excluded != None, "excluded", "accepted"))  # noqa: E711
-    raw = np.full(n, None, dtype=object)
-    for r in parsed.malformed:
-        raw[r] = parsed.lines.text(parsed.line_of_row[r])
-    for r in np.flatnonzero(checked):
-        raw[r] = fields_text(parsed, cols, int(r))
+        reason[r] = labels.index(why)
+    status = np.where(quarantined, 2, np.where(excluded > 0, 1, 0))
+    raw = {r: parsed.lines.text(parsed.line_of_row[r]) for r in parsed.malformed}
+    raw.update({int(r): fields_text(parsed, cols, int(r)) for r in np.flatnonzero(checked)})
     out = {name: _as(cols[name], ARROW_TYPES[t]) for name, t in OUTPUT_TYPES.items()}
-    out.update({SOURCE: pa.array([uri] * n, pa.string()), REASON: pa.array(np.where(reason == None, excluded, reason),  # noqa: E711
-                                                                               pa.string()),
-                RAW: pa.array(raw, pa.string()), STATUS: pa.array(status, pa.string())})
+    out.update({SOURCE: _labels(np.zeros(n, dtype=np.int32), [uri]), REASON: _labels(reason, labels),
+                RAW: _sparse(raw, n), STATUS: _labels(status, ["accepted", "excluded", "quarantined"])})
     return pa.table(out)
+
+
+def _labels(codes: np.ndarray, labels: list[str]) -> pa.Array:
+    """A string column from codes into labels (-1 = NULL), built through a dictionary."""
+    missing = codes < 0
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.where(missing, 0, codes).astype(np.int32), mask=missing if missing.any() else None),
+        pa.array(labels, pa.string())).cast(pa.string())
+
+
+def _sparse(values: dict[int, str], n: int) -> pa.Array:
+    """A string column that is NULL but for the given rows."""
+    if not values:
+        return pa.nulls(n, pa.string())
+    rows = np.fromiter(values, dtype=np.int64, count=len(values))
+    index = np.full(n, -1, dtype=np.int64)
+    index[rows] = np.arange(rows.size)
+    return pa.array(list(values.values()), pa.string()).take(pa.array(index, mask=index < 0))
 
 
 def _as(col: pa.Array, kind: pa.DataType) -> pa.Array:
@@ -183,36 +200,38 @@ def made_dates(year: pa.Array, month: pa.Array, day: pa.Array) -> pa.Array:
 # ---------------------------------------------------------------- checks
 
 
-def invalid_reasons(cols: dict[str, pa.Array], n: int) -> np.ndarray:
-    """airline.invalid_reason: the first failed check of each row, else None."""
-    year_null = ~_valid(cols["Year"])
+INVALID = ("missing value in Year", "invalid Month", "invalid FlightDate", "negative Distance")
+EXCLUDED = ("cancelled", "diverted", "missing_arrival")
+
+
+def invalid_codes(cols: dict[str, pa.Array], n: int) -> np.ndarray:
+    """airline.invalid_reason: 1 + the index in INVALID of each row's first failed check, else 0."""
     month = _num(cols["Month"])
-    date_null = ~_valid(cols["FlightDate"])
     distance = cols["Distance"].fill_null(0).to_numpy(zero_copy_only=False)
-    return _first([(year_null, "missing value in Year"), (np.isnan(month) | (month < 1) | (month > 12), "invalid Month"),
-                   (date_null, "invalid FlightDate"), (distance < 0, "negative Distance")], n)
+    return _first([~_valid(cols["Year"]), np.isnan(month) | (month < 1) | (month > 12),
+                   ~_valid(cols["FlightDate"]), distance < 0])
 
 
-def exclusion_reasons(cols: dict[str, pa.Array], n: int) -> np.ndarray:
-    """airline.exclusion_reason: cancelled, diverted, missing arrival (NaN = 1 is false)."""
-    cancelled = (cols["Cancelled"].fill_null(0).to_numpy(zero_copy_only=False) == 1) if "Cancelled" in cols else np.zeros(n, bool)
-    diverted = (cols["Diverted"].fill_null(0).to_numpy(zero_copy_only=False) == 1) if "Diverted" in cols else np.zeros(n, bool)
-    missing = ~_valid(cols[LABEL])
-    return _first([(cancelled, "cancelled"), (diverted, "diverted"), (missing, "missing_arrival")], n)
+def exclusion_codes(cols: dict[str, pa.Array], n: int) -> np.ndarray:
+    """airline.exclusion_reason (cancelled, diverted, missing arrival; NaN = 1 is false), as codes."""
+    flag = lambda name: (cols[name].fill_null(0).to_numpy(zero_copy_only=False) == 1) if name in cols else np.zeros(n, bool)
+    return _first([flag("Cancelled"), flag("Diverted"), ~_valid(cols[LABEL])])
 
 
-def _first(cases: list[tuple[np.ndarray, str]], n: int) -> np.ndarray:
-    """CASE WHEN ... : the label of each row's first true condition, else None."""
-    out = np.full(n, None, dtype=object)
-    for cond, label in reversed(cases):
-        out[cond] = label
+def _first(conditions: list[np.ndarray]) -> np.ndarray:
+    """CASE WHEN ...: 1 + the index of each row's first true condition, else 0."""
+    out = np.zeros(conditions[0].size, dtype=np.int64)
+    for k in range(len(conditions), 0, -1):
+        out[conditions[k - 1]] = k
     return out
 
 
 def fields_text(parsed: arrowcsv.Parsed, cols: dict[str, pa.Array], r: int) -> str:
     """stage.tag_rows's raw text of a row that parsed but failed a check: 'name=value' pairs
     of the file's columns, values as Spark casts them to string."""
-    return ", ".join(f"{name}={_text(cols.get(name, parsed.columns[name])[r].as_py())}" for name in parsed.header)
+    fields = parsed.fields(r)
+    return ", ".join(f"{name}={_text(cols[name][r].as_py() if name in cols else fields[j])}"
+                     for j, name in enumerate(parsed.header))
 
 
 def _text(value) -> str:

@@ -1,26 +1,37 @@
 #!/usr/bin/env python3
-"""Benchmark: our Spark ingest (``mljobs.ingest.job.run_ingest``) against the
-straightforward pyarrow and pandas ways of turning the same CSV files into Parquet.
+"""Benchmark: our Spark ingest (``mljobs.ingest.job.run_ingest``) against plain Spark and
+the straightforward pyarrow and pandas ways of turning the same CSV files into Parquet.
 
 Usage::
 
     PYTHONPATH=lib .venv/bin/python bench/ingest.py [--rows N [N ...]] [--quick]
         [--repeats K] [--chunk-rows C] [--workdir DIR] [--keep] [--json-out FILE]
-        [--tools spark,pyarrow,pandas]
+        [--tools spark,plainspark,pyarrow,pandas] [--reader auto|arrow|spark]
 
 For each size N: BTS-style CSV files are generated once with
 ``mljobs.datasets.airline.generate(dir, rows=N, seed=7, chunk_rows=C)`` (files of C
 rows, default 500,000, so Spark gets several files), then each tool converts the SAME
-files to Parquet, ``--repeats`` times (interleaved: spark, pyarrow, pandas, spark, ...,
-so background load hits all tools alike); the median time is reported.
+files to Parquet, ``--repeats`` times (interleaved: spark, plainspark, pyarrow, pandas,
+spark, ..., so background load hits all tools alike); the median time is reported.
 
-* spark: ``run_ingest(spark, IngestConfig(inputs=[dir], table="bench.flights_<N>"))``
-  with one SparkSession from ``build_session("bench", data_dir=<workdir>/data)``,
-  created (and its Derby metastore warmed) before any timing. The table and its
-  quarantine table are dropped before each repeat (not timed), so every repeat
+* spark: ``run_ingest(spark, IngestConfig(inputs=[dir], table="bench.flights_<N>",
+  reader=<--reader>))`` with one SparkSession from ``build_session("bench",
+  data_dir=<workdir>/data)``, created (and its Derby metastore warmed) before any
+  timing. ``--reader`` (default auto, the job's own default) picks the job's CSV
+  parser; the JSON reports the one asked for and the one the job used. The table and
+  its quarantine table are dropped before each repeat (not timed), so every repeat
   is a first ingest. Timed around run_ingest only. Peak memory: a thread polls
-  the RSS of the driver process plus all its children (the JVM) every 0.2 s;
-  the max of the sum is reported (the JVM heap, up to spark.driver.memory, counts).
+  the RSS of the driver process plus all its children (the JVM, Python workers)
+  every 0.2 s; the max of the sum is reported (the JVM heap, up to
+  spark.driver.memory, counts).
+* plainspark: what a Spark user without our job would write, in the same SparkSession
+  as spark: ``spark.read.schema(<the 26 BTS columns: our ingest's parse types for the
+  18 kept columns, strings elsewhere>).option("header", True).csv(files)``, the 18
+  columns of our table cast to its types (FlightDate by ``to_date``), then
+  ``.write.partitionBy("Year", "Month").parquet(<workdir>/out_plainspark_<N>)``. No
+  validation, quarantine, exclusion or Hive table: every row written. Timed around
+  the read and write only; the rows written are counted by reading the Parquet back
+  (not timed). Peak memory: the same poller as spark.
 * pyarrow / pandas: each repeat runs in a fresh subprocess (this script with
   ``--worker``), timed inside the worker after its imports, per file
   ``pyarrow.csv.read_csv`` (multithreaded, explicit column types) +
@@ -52,7 +63,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import RssPoller, emit, log, machine_info  # noqa: E402
 
-TOOLS = ("spark", "pyarrow", "pandas")
+TOOLS = ("spark", "plainspark", "pyarrow", "pandas")
+SPARK_TOOLS = ("spark", "plainspark")  # run in this process's SparkSession
+READERS = ("auto", "arrow", "spark")  # IngestConfig.reader
 DEFAULT_ROWS = (1_000_000, 5_000_000)
 QUICK_ROWS = (1_000_000,)
 DEFAULT_REPEATS = 3
@@ -165,13 +178,13 @@ def column_kinds() -> tuple[dict[str, str], dict[str, str]]:
     return parse, output
 
 
-def spark_once(spark, inputs: Path, n: int) -> dict:
+def spark_once(spark, inputs: Path, n: int, reader: str) -> dict:
     from mljobs.ingest.job import IngestConfig, run_ingest
 
     table = f"bench.flights_{n}"
     spark.sql(f"DROP TABLE IF EXISTS {table}")
     spark.sql(f"DROP TABLE IF EXISTS {table}_quarantine")
-    cfg = IngestConfig(inputs=[str(inputs)], table=table)
+    cfg = IngestConfig(inputs=[str(inputs)], table=table, reader=reader)
     with RssPoller() as poller:
         t0 = time.perf_counter()
         summary = run_ingest(spark, cfg, progress=lambda m: log(f"    [spark +{time.perf_counter() - t0:5.1f}s] {m}"))
@@ -185,8 +198,56 @@ def spark_once(spark, inputs: Path, n: int) -> dict:
         "rows": summary["rows_read"],
         "seconds": seconds,
         "peak_rss_mb": poller.peak / 2**20,
-        "summary": {k: summary[k] for k in ("rows_read", "rows_accepted", "rows_quarantined", "rows_excluded")},
+        "summary": {k: summary[k] for k in ("rows_read", "rows_accepted", "rows_quarantined", "rows_excluded")}
+        | {"reader": summary.get("reader")},
     }
+
+
+def plain_schema():
+    """The 26 BTS columns in file order: our ingest's parse type for each of the table's 18
+    columns, string for the others."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    from mljobs.datasets.airline import BTS_COLUMNS
+    from mljobs.ingest import schema
+
+    return StructType([
+        StructField(c, schema.PARSE_TYPES.get(c, StringType()) if c in schema.OUTPUT_TYPES else StringType(), True)
+        for c in BTS_COLUMNS
+    ])
+
+
+def plain_columns() -> list:
+    """The 18 columns of our table, cast to its types (FlightDate from its text by to_date)."""
+    from pyspark.sql import functions as F
+
+    from mljobs.ingest import schema
+
+    return [F.to_date(c).alias(c) if t == "date" else F.col(c).cast(t).alias(c) for c, t in schema.OUTPUT_TYPES.items()]
+
+
+def check_bts_header(path: str) -> None:
+    """plainspark reads columns by position (Spark's enforceSchema): the files must be in BTS order."""
+    from mljobs.datasets.airline import BTS_COLUMNS
+
+    with open(path) as fh:
+        header = fh.readline().rstrip("\r\n").split(",")
+    if tuple(header) != tuple(BTS_COLUMNS):
+        raise BenchError(f"{path}: header is not the 26 BTS columns in order: {header}")
+
+
+def plainspark_once(spark, files: list[str], out: Path, n: int) -> dict:
+    rm(out)
+    read = spark.read.schema(plain_schema()).option("header", True)
+    with RssPoller() as poller:
+        t0 = time.perf_counter()
+        read.csv(files).select(*plain_columns()).write.partitionBy("Year", "Month").parquet(str(out))
+        seconds = time.perf_counter() - t0
+    rows = spark.read.parquet(str(out)).count()
+    rm(out)
+    if rows != n:
+        raise BenchError(f"plainspark wrote {rows:,} rows of {len(files)} file(s), expected {n:,}")
+    return {"rows": rows, "seconds": seconds, "peak_rss_mb": poller.peak / 2**20}
 
 
 # --------------------------------------------------------------------- driver
@@ -239,10 +300,14 @@ def bench_size(spark, workdir: Path, n: int, args, kinds) -> dict:
     csv_mb = sum(os.path.getsize(f) for f in files) / 1e6
     log(f"  {len(files)} CSV file(s), {csv_mb:,.1f} MB")
     runs: dict[str, list[dict]] = {t: [] for t in args.tools}
+    if "plainspark" in runs:
+        check_bts_header(files[0])
     for r in range(args.repeats):
         for tool in args.tools:
             if tool == "spark":
-                res = spark_once(spark, inputs, n)
+                res = spark_once(spark, inputs, n, args.reader)
+            elif tool == "plainspark":
+                res = plainspark_once(spark, files, workdir / f"out_plainspark_{n}", n)
             else:
                 out = workdir / f"out_{tool}_{n}"
                 rm(out)
@@ -251,7 +316,7 @@ def bench_size(spark, workdir: Path, n: int, args, kinds) -> dict:
                 if res["rows"] != n:
                     raise BenchError(f"{tool} converted {res['rows']:,} rows of {inputs}, expected {n:,}")
             runs[tool].append(res)
-            log(f"  repeat {r + 1}/{args.repeats} {tool:<8} {res['seconds']:8.2f} s  "
+            log(f"  repeat {r + 1}/{args.repeats} {tool:<10} {res['seconds']:8.2f} s  "
                 f"{n / res['seconds']:>11,.0f} rows/s  peak {res['peak_rss_mb']:>7,.0f} MB")
     if "spark" in runs:  # leave no big table behind in the warehouse
         spark.sql(f"DROP TABLE IF EXISTS bench.flights_{n}")
@@ -276,6 +341,7 @@ def bench_size(spark, workdir: Path, n: int, args, kinds) -> dict:
             return round(rates["spark"] / rates[other], 3)
         return None
 
+    entry["ratio_vs_plainspark"] = ratio("plainspark")
     entry["ratio_vs_pyarrow"] = ratio("pyarrow")
     entry["ratio_vs_pandas"] = ratio("pandas")
     entry["median_seconds"] = medians
@@ -284,7 +350,7 @@ def bench_size(spark, workdir: Path, n: int, args, kinds) -> dict:
     if "spark" in runs:
         entry["spark_summary"] = runs["spark"][-1]["summary"]
     for tool in args.tools:
-        log(f"RESULT rows={n:>11,} {tool:<8} {rates[tool]:>11,} rows/s  median {medians[tool]:8.2f} s  "
+        log(f"RESULT rows={n:>11,} {tool:<10} {rates[tool]:>11,} rows/s  median {medians[tool]:8.2f} s  "
             f"peak {peaks[tool]:>7,.0f} MB")
     return entry
 
@@ -300,6 +366,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temp work dir")
     p.add_argument("--json-out", help="also write the final JSON object to this file")
     p.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of %(default)s")
+    p.add_argument("--reader", choices=READERS, default="auto",
+                   help="the ingest job's CSV reader for the spark tool (IngestConfig.reader; default %(default)s)")
     p.add_argument("--worker", choices=("pyarrow", "pandas"), help=argparse.SUPPRESS)
     p.add_argument("--worker-spec", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -330,13 +398,13 @@ def main(argv: list[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
     else:
         workdir, temp = Path(tempfile.mkdtemp(prefix="mljobs-bench-ingest-", dir="/tmp")), True
-    log(f"work dir {workdir}; sizes {args.rows}; repeats {args.repeats}; tools {args.tools}; "
+    log(f"work dir {workdir}; sizes {args.rows}; repeats {args.repeats}; tools {args.tools}; reader {args.reader}; "
         f"load average {load_before}")
     spark = None
     try:
         kinds = column_kinds()
         spark_setup = {}
-        if "spark" in args.tools:
+        if any(t in args.tools for t in SPARK_TOOLS):
             from mljobs.session import build_session
 
             t0 = time.perf_counter()
@@ -362,14 +430,18 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "rows": top["rows"],
         "spark_rows_per_s": top["spark_rows_per_s"],
+        "plainspark_rows_per_s": top["plainspark_rows_per_s"],
         "pyarrow_rows_per_s": top["pyarrow_rows_per_s"],
         "pandas_rows_per_s": top["pandas_rows_per_s"],
+        "ratio_vs_plainspark": top["ratio_vs_plainspark"],
         "ratio_vs_pyarrow": top["ratio_vs_pyarrow"],
         "ratio_vs_pandas": top["ratio_vs_pandas"],
         "peak_rss_mb": top["peak_rss_mb"],
         "median_seconds": top["median_seconds"],
         "seconds": top["seconds"],
         "sizes": sizes,
+        "reader": args.reader,
+        "reader_used": top.get("spark_summary", {}).get("reader"),
         "repeats": args.repeats,
         "quick": bool(args.quick),
         "chunk_rows": args.chunk_rows,
@@ -381,12 +453,17 @@ def main(argv: list[str] | None = None) -> int:
         "notes": [
             "rows/s = rows read / median seconds of the repeats",
             "spark: run_ingest into a Hive table partitioned by Year, Month, with validation, "
-            "quarantine and exclusion of cancelled/diverted flights; session start not timed",
+            "quarantine and exclusion of cancelled/diverted flights; session start not timed; "
+            "reader = the CSV reader asked for (--reader), reader_used = the one the job ran",
+            "plainspark: spark.read.schema(...).csv -> the same 18 columns cast -> "
+            "write.partitionBy(Year, Month).parquet in the same SparkSession; no validation, "
+            "quarantine, exclusion or Hive table: every row written",
             "pyarrow, pandas: per-file CSV -> Parquet of the same 18 columns in a fresh process; "
             "no validation, quarantine or exclusion: every row written",
             "spark's first repeat runs on a cold JVM (class loading, JIT) and is much slower; "
             "with 1 repeat (--quick) that cold run is what is reported",
-            "peak_rss_mb: spark = max over time of driver + JVM RSS polled every 0.2 s; "
+            "peak_rss_mb: spark, plainspark = max over time of driver + JVM (+ Python workers) RSS "
+            "polled every 0.2 s; "
             "pyarrow, pandas = the worker process's own peak RSS (VmHWM)",
         ],
     }

@@ -7,7 +7,7 @@ import math
 import pyarrow as pa
 import pytest
 
-from mljobs.arrowcsv import Lines, java_double, java_double_text, java_int, parse_file, tokenize
+from mljobs.arrowcsv import Lines, arrow_reads_like_spark, java_double, java_double_text, java_int, parse_file, tokenize
 
 
 @pytest.mark.parametrize("text, value", [
@@ -47,11 +47,21 @@ def test_java_double_text(value, text):
 
 @pytest.mark.parametrize("line, fields", [
     ("a,b,c", ["a", "b", "c"]), ("a,,c,", ["a", None, "c", None]), ("", [None]),
-    ('"a,b",c', ["a,b", "c"]), ('"a""b",c', ['a"b', "c"]), ('x"y,z', ['x"y', "z"]), ('"ab"c,d', ["abc", "d"]),
+    ('"a,b",c', ["a,b", "c"]), ('x"y,z', ['x"y', "z"]), ('"J\\"FK",x', ['J"FK', "x"]),
+    # Spark's default escape is a backslash: a quote with text after it makes the field its text as typed
+    ('"a""b",c', ['"a""b"', "c"]), ('"ab"c,d', ['"ab"c', "d"]), ('"a,b"c,d', ['"a,b"c', "d"]),
     ('1,"open', ["1", "open"]), ('1,"open,more', ["1", "open,more"]), ('"",x', [None, "x"]),
 ])
 def test_tokenize(line, fields):
     assert tokenize(line, ",") == fields
+
+
+@pytest.mark.parametrize("data, fast", [
+    (b'"AA","JFK",1\r\n"",x,""\n', True), (b"a,b\n", True), (b'a,"A""B"\n', False), (b'a,"1"6\n', False),
+    (b'N1"23,x\n', False), (b'a,"J\\"FK"\n', False), (b"a\\b,c\n", False),
+])
+def test_arrow_only_where_it_reads_like_spark(data, fast):
+    assert arrow_reads_like_spark(data, ",") is fast
 
 
 def test_lines_split_as_hadoop():

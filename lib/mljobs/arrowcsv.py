@@ -6,7 +6,8 @@ parse in its Python workers and get the same rows, the same NULLs and the same m
 
 * a record is a line (``\\n``, ``\\r\\n`` or ``\\r``); the first non-blank line of a file is its
   header; lines that are blank after Java's ``trim`` are skipped; a quote opens a field only at
-  its start and ``""`` inside it is a quote;
+  its start, a backslash escapes a quote inside it, and a field with any other quote inside is
+  kept as typed (see :func:`tokenize`);
 * an empty field is NULL; integers parse as Java's ``Integer.parseInt``, doubles as
   ``Double.parseDouble`` (surrounding control characters and spaces, ``1d``, ``0x1p3``,
   ``Infinity``) plus Spark's own spellings ``NaN``, ``Inf`` and ``-Inf``;
@@ -157,44 +158,66 @@ def decompress(data: bytes, path: str) -> bytes:
 
 
 def tokenize(line: str, delimiter: str) -> list[str | None]:
-    """One line's fields as Spark's parser reads them (empty -> None): a quote opens a field
-    only at its start, ``""`` inside is a quote, text after the closing quote is kept, and an
-    unclosed quote runs to the end of the line."""
+    """One line's fields as Spark's parser reads them (empty -> None). A quote opens a field
+    only at its start; inside, a backslash escapes a quote; the field ends at a quote followed
+    by the delimiter or the line end. Any other quote inside makes the field its text as typed,
+    up to the next delimiter (univocity's STOP_AT_DELIMITER), and a quote left open runs to the
+    end of the line."""
     out: list[str | None] = []
     i, n = 0, len(line)
     while True:
+        end = line.find(delimiter, i)
+        end = n if end < 0 else end
         if i < n and line[i] == '"':
-            value, i = _quoted(line, i + 1)
-            end = line.find(delimiter, i)
-            end = n if end < 0 else end
-            value += line[i:end]
-            i = end
+            value, close = _quoted(line, i + 1, delimiter)
+            if close is None:
+                end = n
+            elif close < n and line[close] != delimiter:
+                end = line.find(delimiter, close)
+                end = n if end < 0 else end
+                value = line[i:end]
+            else:
+                end = close
         else:
-            end = line.find(delimiter, i)
-            end = n if end < 0 else end
-            value, i = line[i:end], end
+            value = line[i:end]
         out.append(value if value != "" else None)
-        if i >= n:
+        if end >= n:
             return out
-        i += 1
+        i = end + 1
         if i == n:
             out.append(None)
             return out
 
 
-def _quoted(line: str, i: int) -> tuple[str, int]:
+def _quoted(line: str, i: int, delimiter: str) -> tuple[str, int | None]:
+    """A quoted field's value from just after its opening quote, and where its closing quote
+    ends (None: never closed)."""
     parts = []
     while True:
         k = line.find('"', i)
         if k < 0:
             parts.append(line[i:])
-            return "".join(parts), len(line)
-        if k + 1 < len(line) and line[k + 1] == '"':
-            parts.append(line[i:k + 1])
-            i = k + 2
+            return "".join(parts).replace('\\"', '"'), None
+        if k > i and line[k - 1] == "\\":
+            parts.append(line[i:k - 1] + '"')
+            i = k + 1
             continue
         parts.append(line[i:k])
         return "".join(parts), k + 1
+
+
+_MID_QUOTE: dict[str, re.Pattern] = {}  # delimiter -> a quote with field text on both sides
+
+
+def arrow_reads_like_spark(data: bytes, delimiter: str) -> bool:
+    """Whether pyarrow (no escape character, no doubled quotes) reads these bytes as Spark's
+    parser would: no backslash, and every quote at the start or the end of a field (a quote
+    with text on both sides is read by rules pyarrow does not have: see tokenize)."""
+    if b"\\" in data:
+        return False
+    d = re.escape(delimiter.encode())
+    mid = _MID_QUOTE.setdefault(delimiter, re.compile(rb'[^\r\n' + d + rb']"[^\r\n' + d + rb']'))
+    return b'"' not in data or mid.search(data) is None
 
 
 def malformed_reason(raw: str, header: list[str], typed: set[str], unparsed: set[str], delimiter: str) -> str:
@@ -238,9 +261,10 @@ def parse_file(data: bytes, header: list[str], types: dict[str, pa.DataType], de
     body = np.arange(first + 1, len(lines))
     body = body[lines.ends[body] > lines.starts[body]]  # pyarrow skips empty lines too
     wanted = {n: t for n, t in types.items() if n in header}
-    read = (_arrow_read(lines, body, header, wanted, delimiter)  # typed by pyarrow: the common case
-            or _arrow_read(lines, body, header, {n: pa.string() for n in wanted}, delimiter)  # a value pyarrow refuses
-            or _python_read(lines, body, header, wanted, delimiter))  # records that are not lines
+    arrow = arrow_reads_like_spark(data, delimiter)
+    read = (arrow and _arrow_read(lines, body, header, wanted, delimiter)  # typed by pyarrow: the common case
+            or arrow and _arrow_read(lines, body, header, {n: pa.string() for n in wanted}, delimiter)  # a value pyarrow refuses
+            or _python_read(lines, body, header, wanted, delimiter))  # records that are not lines, escapes
     cols, rows, wrong = read
     typed = {n for n, t in wanted.items() if t != pa.string()}
     columns, unparsed = {}, {}
@@ -298,7 +322,7 @@ def _arrow_read(lines: Lines, body: np.ndarray, header: list[str], types: dict[s
         table = pacsv.read_csv(
             io.BytesIO(buf),
             read_options=pacsv.ReadOptions(column_names=header, use_threads=False, block_size=1 << 26),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=handler),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, double_quote=False, invalid_row_handler=handler),
             convert_options=pacsv.ConvertOptions(column_types=types, include_columns=list(types), null_values=[""],
                                                  strings_can_be_null=True, quoted_strings_can_be_null=True),
         )

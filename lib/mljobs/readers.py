@@ -99,8 +99,9 @@ def malformed_reason(header: list[str], types: dict[str, DataType], delimiter: s
 def csv_options(multiline: bool = False) -> dict[str, str]:
     """Spark CSV options. ``multiline`` (free text): RFC 4180 files whose quoted fields may hold
     line breaks, with the quote itself as the escape (Spark's default escape, a backslash, splits
-    a field such as "a \\"b" wrongly). Otherwise Spark's defaults, which read doubled quotes
-    alike and which the RAPIDS CSV scan runs on the GPU (it supports neither a modified escape
+    a field such as "a \\"b" wrongly). Otherwise Spark's defaults (a backslash escapes a quote
+    inside a quoted field; a field such as "a""b" is kept as typed, quotes and all), which the
+    RAPIDS CSV scan runs on the GPU (it supports neither a modified escape
     nor multi-line records, so free-text files are read on the CPU there)."""
     return {"escape": '"', "multiLine": "true"} if multiline else {}
 
@@ -115,7 +116,8 @@ def read_csv(
 ) -> DataFrame:
     """Read CSV files (grouped by header, see csv_headers) with explicit types.
 
-    A quote inside a quoted field is doubled. ``multiline`` (free text): RFC 4180 exactly (a
+    A quote inside a quoted field is escaped by a backslash (Spark's default; mljobs.arrowcsv
+    reads the same way). ``multiline`` (free text): RFC 4180 exactly (a
     backslash is an ordinary character) and a quoted field may hold line breaks; each file is
     then parsed by one task, since a record may start anywhere.
 

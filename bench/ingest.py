@@ -408,7 +408,10 @@ def main(argv: list[str] | None = None) -> int:
             from mljobs.session import build_session
 
             t0 = time.perf_counter()
-            spark = build_session("bench", data_dir=workdir / "data")
+            from mljobs.config import C2, JAVA_OPTIONS
+
+            # As ./spark-submit.sh ingest starts it: C2 on (mljobs.config.LOCAL_C2_JOBS).
+            spark = build_session("bench", data_dir=workdir / "data", conf={JAVA_OPTIONS: C2})
             spark_setup["session_s"] = round(time.perf_counter() - t0, 1)
             t0 = time.perf_counter()
             spark.sql("CREATE DATABASE IF NOT EXISTS bench")  # first Derby access: ~10 s

@@ -44,6 +44,24 @@ def test_driver_java_options_are_merged_not_replaced(spark):
     assert "-XX:TieredStopAtLevel=1" in running and any(o.startswith("-Dderby.system.home=") for o in running)
 
 
+def test_ingest_keeps_c2_before_the_users_options():
+    """ingest's row work runs long in the driver JVM: C2 is turned back on after the C1-only
+    default, and the user's options still come last."""
+    import shlex
+
+    def driver_opts(*argv):
+        proc = run_cli(["./spark-submit.sh", "--dry-run", *argv])
+        assert proc.returncode == 0, proc.stderr
+        args = shlex.split(proc.stdout.strip())
+        return args[args.index("--driver-java-options") + 1].split()
+
+    opts = driver_opts("--conf", "spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1", "ingest", "--input", "x.csv",
+                       "--table", "a.b")
+    assert opts[0] == "-XX:TieredStopAtLevel=1" and "-XX:TieredStopAtLevel=4" in opts
+    assert opts[-1] == "-XX:TieredStopAtLevel=1"  # the user's, last: the JVM takes it
+    assert "-XX:TieredStopAtLevel=4" not in driver_opts("tune", "--table", "a.b")
+
+
 def test_unknown_env_and_job_list_the_valid_ones():
     proc = run_cli(["./spark-submit.sh", "--env", "prod", "ingest"])
     assert proc.returncode == 2 and "valid: local emr emr-gpu" in proc.stderr

@@ -42,6 +42,11 @@ def validate_identifier(name: str, what: str = "name") -> str:
 # Root of the jobs' default model/plot/report locations (mljobs.session.results_root).
 RESULTS_CONF = "spark.mljobs.resultsDir"
 JAVA_OPTIONS = "spark.driver.extraJavaOptions"  # merged, not replaced: conf/<env>.properties, ours, the caller's
+# conf/local.properties makes the local driver JVM compile with C1 only; these jobs turn C2 back on
+# (after it, before the caller's options): their row work runs in the driver JVM for long enough
+# to repay C2's compiling (the Arrow reader's 5M-row ingest: 33 -> 24 s, docs/benchmarks.md).
+LOCAL_C2_JOBS = ("ingest",)
+C2 = "-XX:TieredStopAtLevel=4"
 
 
 def parse_table_name(full: str, default_db: str = "default") -> tuple[str, str]:

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from mljobs import __version__
-from mljobs.config import ENVS, JAVA_OPTIONS, env_properties, project_root
+from mljobs.config import C2, ENVS, JAVA_OPTIONS, LOCAL_C2_JOBS, env_properties, project_root
 from mljobs.errors import MljobsError
 from mljobs.registry import JOBS, check_name, package_of
 from mljobs.uris import s3_join
@@ -116,7 +116,8 @@ def command(env: str, job: str, job_args: list[str], artifacts: str | None = Non
     cmd = [submit, *_conf_args(env, artifacts, [kv for kv, j in zip(extra_conf, is_java) if not j])]
     job_file = f"{package_of(job)}.py"
     if env == "local":
-        cmd += _local_args(root, [*job_args, *extra_conf], dry_run, user_java)
+        jit = [C2] if job in LOCAL_C2_JOBS else []
+        cmd += _local_args(root, [*job_args, *extra_conf], dry_run, jit + user_java)
         return cmd + [str(root / "jobs" / job_file), *job_args]
     cmd += _cluster_args(root, artifacts, dry_run)
     return cmd + [s3_join(artifacts, "jobs", job_file) if artifacts else str(root / "jobs" / job_file), *job_args]

@@ -9,12 +9,15 @@ compares both readers on randomly corrupted files).
 """
 from __future__ import annotations
 
+import os
 import re
 from datetime import date
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 from pyspark.sql import DataFrame, SparkSession
 
 from mljobs import arrowcsv
@@ -36,24 +39,121 @@ _EPOCH = date(1970, 1, 1).toordinal()
 def staged_frame(spark: SparkSession, files: list[InputFile], groups: dict[tuple[str, ...], list[str]],
                  delimiter: str) -> DataFrame:
     """Every row of the files with its output columns, source, reason, raw line and status."""
-    header_of = {path: list(header) for header, paths in groups.items() for path in paths}
-    uri_of = {f.path: f.uri for f in files}
+    parse = _parser(files, groups, delimiter)
 
     def stage(batches):
-        for batch in batches:
-            for path, content in zip(batch.column("path").to_pylist(), batch.column("content").to_pylist()):
-                data = arrowcsv.decompress(content, path)
-                yield from stage_file(data, header_of[path], uri_of[path], delimiter)
+        for path, data in _contents(batches):
+            yield from parse(path, data).to_batches(max_chunksize=200_000)
 
-    raw = spark.read.format("binaryFile").load([f.path for f in files]).select("path", "content")
-    return raw.mapInArrow(stage, STAGED_DDL)
+    return _contents_frame(spark, files).mapInArrow(stage, STAGED_DDL)
 
 
-def stage_file(data: bytes, header: list[str], uri: str, delimiter: str, batch_rows: int = 200_000):
-    """One file's staged rows as Arrow record batches."""
-    parsed = arrowcsv.parse_file(data, header, _PARSE_ARROW, delimiter)
-    table = staged_table(parsed, uri)
-    yield from table.to_batches(max_chunksize=batch_rows)
+def write_staged_locally(spark: SparkSession, files: list[InputFile], groups: dict[tuple[str, ...], list[str]],
+                         delimiter: str, staging: str, partition_by: list[str]) -> list:
+    """The staged rows written by the Python workers themselves, as Spark would write them
+    (``staging/_status=S/<partition>=V/...parquet``), when the staging directory is local:
+    the rows never pass through the JVM, and local input files are read by the workers too.
+    A file's output files are named after it, so a task run again replaces them. Returns the
+    counts checks.count_staged would (by source, status, reason and partition)."""
+    parse = _parser(files, groups, delimiter)
+    index_of = {f.path: i for i, f in enumerate(files)}
+    root = local_dir(staging)
+    os.makedirs(root, exist_ok=True)
+    keys = [SOURCE, STATUS, REASON, *partition_by]
+
+    def stage(batches):
+        for path, data in _contents(batches):
+            table = partitioned_if_accepted(parse(path, data), partition_by)
+            write_partitioned(table, root, f"part-{index_of[path]:05d}", partition_by)
+            counts = table.group_by(keys, use_threads=False).aggregate([(STATUS, "count", pc.CountOptions("all"))])
+            names = ["count" if c == f"{STATUS}_count" else c for c in counts.column_names]
+            yield from counts.rename_columns(names).select([*keys, "count"]).to_batches()
+
+    schema = ", ".join(f"`{k}` {_ddl_type(k)}" for k in keys) + ", count bigint"
+    return _contents_frame(spark, files).mapInArrow(stage, schema).collect()
+
+
+def _ddl_type(column: str) -> str:
+    return OUTPUT_TYPES.get(column, "string")
+
+
+def partitioned_if_accepted(table: pa.Table, partition_by: list[str]) -> pa.Table:
+    """stage.partitioned_if_accepted on an Arrow table: partition values only on accepted rows."""
+    accepted = pc.equal(table.column(STATUS), "accepted")
+    for col in partition_by:
+        i = table.schema.get_field_index(col)
+        table = table.set_column(i, col, pc.if_else(accepted, table.column(col), pa.scalar(None, table.schema.field(i).type)))
+    return table
+
+
+def _parser(files: list[InputFile], groups: dict[tuple[str, ...], list[str]], delimiter: str):
+    header_of = {path: list(header) for header, paths in groups.items() for path in paths}
+    uri_of = {f.path: f.uri for f in files}
+    return lambda path, data: staged_table(arrowcsv.parse_file(data, header_of[path], _PARSE_ARROW, delimiter), uri_of[path])
+
+
+def _contents_frame(spark: SparkSession, files: list[InputFile]) -> DataFrame:
+    """Each file's path and bytes: read by Spark (any file system it reads), or, where every
+    file is local, by the workers themselves (the bytes never pass through the JVM)."""
+    if all(local_dir(f.path) for f in files):
+        paths = spark.sparkContext.parallelize([(f.path,) for f in files], len(files))
+        return spark.createDataFrame(paths, "path string")
+    return spark.read.format("binaryFile").load([f.path for f in files]).select("path", "content")
+
+
+def _contents(batches):
+    for batch in batches:
+        paths = batch.column("path").to_pylist()
+        if "content" in batch.schema.names:
+            contents = batch.column("content").to_pylist()
+        else:
+            contents = [_read_local(p) for p in paths]
+        for path, content in zip(paths, contents):
+            yield path, arrowcsv.decompress(content, path)
+
+
+def _read_local(path: str) -> bytes:
+    with open(local_dir(path), "rb") as f:
+        return f.read()
+
+
+def local_dir(uri: str) -> str | None:
+    """The local path of a ``file:`` URI (or a plain absolute path), else None."""
+    if uri.startswith("file:"):
+        return unquote(urlparse(uri).path)
+    return uri if uri.startswith("/") else None
+
+
+# Spark's ExternalCatalogUtils.escapePathName: the characters it writes as %XX in partition directories.
+_ESCAPED = set('"#%\'*/:=?\\\x7f{[]^') | {chr(c) for c in range(1, 32)}
+
+
+def partition_text(value) -> str | None:
+    """A partition value as Spark names its directory (None: Hive's default partition)."""
+    if value is None:
+        return None
+    text = arrowcsv.java_double_text(value) if isinstance(value, float) else \
+        value.isoformat() if isinstance(value, date) else str(value)
+    return "".join(f"%{ord(c):02X}" if c in _ESCAPED else c for c in text) or None
+
+
+def write_partitioned(table: pa.Table, root: str, name: str, partition_by: list[str]) -> None:
+    """``table`` (partition values already NULL but on accepted rows) under ``root`` as Spark's
+    partitioned write lays it out, files ``<name>-<i>.parquet``."""
+    keys = {STATUS: table.column(STATUS)}
+    for col in partition_by:
+        values = table.column(col)
+        distinct = pc.unique(values).to_pylist()
+        index = pc.index_in(values, value_set=pa.array(distinct, values.type))
+        keys[col] = pc.take(pa.array([partition_text(v) for v in distinct], pa.string()), index)
+    data = table.drop_columns([STATUS, *partition_by])
+    for col, key in keys.items():
+        data = data.append_column(col, key)
+    ds.write_dataset(
+        data, root, format="parquet", basename_template=name + "-{i}.parquet", use_threads=False,
+        partitioning=ds.HivePartitioning(pa.schema([(k, pa.string()) for k in keys]), segment_encoding="none"),
+        existing_data_behavior="overwrite_or_ignore", max_rows_per_group=1 << 20,
+    )
 
 
 def staged_table(parsed: arrowcsv.Parsed, uri: str) -> pa.Table:

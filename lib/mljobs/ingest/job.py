@@ -30,13 +30,13 @@ def run(spark: SparkSession, cfg: IngestConfig, progress=print) -> dict:
     files = list_inputs(spark, cfg, progress)
     reader = choose_reader(spark, cfg, files)
     progress(f"CSV parsed by the {reader} reader" if files[0].format == "csv" else "reading Parquet")
-    staged, columns, meta = stage_frame(spark, cfg, files, reader)
+    staged, columns, meta, write = stage_frame(spark, cfg, files, reader)
     existed = check_target(spark, cfg, staged.select(*columns))
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     staging = tables.staging_path(spark, cfg.db, f"{cfg.name}-{run_id}")
     created = False
     try:
-        counts = write_staging(spark, cfg, staged, staging, progress)
+        counts = write_staging(spark, cfg, staged.schema, write, staging, progress)
         summary = check_counts(counts, files, cfg.max_bad_fraction)
         partitions = staged_partitions(spark, staging, cfg.partition_by, counts)
         report_counts(summary, progress)
@@ -83,12 +83,12 @@ def check_target(spark: SparkSession, cfg: IngestConfig, rows: DataFrame) -> boo
     return existed
 
 
-def write_staging(spark: SparkSession, cfg: IngestConfig, staged: DataFrame, staging: str, progress) -> list:
+def write_staging(spark: SparkSession, cfg: IngestConfig, staged_schema, write, staging: str, progress) -> list:
     """One pass over the input, written as Parquet by status and partition; its counts."""
     progress(f"parsing and staging rows under {staging}")
     with StageProgress(spark, progress):
-        staged.write.mode("overwrite").partitionBy(STATUS, *cfg.partition_by).parquet(staging)
-    return count_staged(spark, staging, staged.schema, cfg.partition_by)
+        counts = write(staging)
+    return counts if counts is not None else count_staged(spark, staging, staged_schema, cfg.partition_by)
 
 
 def report_counts(summary: dict, progress) -> None:

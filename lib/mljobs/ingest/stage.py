@@ -1,6 +1,8 @@
 """Parse the input files and tag every row accepted / quarantined / excluded, with a reason."""
 from __future__ import annotations
 
+from typing import Callable
+
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, DecimalType, DoubleType, FloatType, IntegerType, LongType, ShortType, ByteType
@@ -32,14 +34,22 @@ def choose_reader(spark: SparkSession, cfg: IngestConfig, files: list[InputFile]
 
 
 def stage_frame(spark: SparkSession, cfg: IngestConfig, files: list[InputFile],
-                reader: str = "spark") -> tuple[DataFrame, list[str], dict]:
-    """Parse the input and tag each row accepted / quarantined / excluded with a reason."""
+                reader: str = "spark") -> tuple[DataFrame, list[str], dict, Callable[[str], list | None]]:
+    """Parse the input and tag each row accepted / quarantined / excluded with a reason: the
+    staged rows, the table's columns and properties, and what writes the rows to a staging path
+    (returning their counts where it has them)."""
     if reader == "arrow":
         return _airline_arrow(spark, cfg, files)
     build = _airline if cfg.mode == "airline" else _byod
     df, raw_columns, quarantine, excluded, columns, out_cols, meta = build(spark, cfg, files)
-    staged = tag_rows(df, quarantine, excluded, raw_columns, out_cols)
-    return partitioned_if_accepted(staged, cfg.partition_by), columns, meta
+    staged = partitioned_if_accepted(tag_rows(df, quarantine, excluded, raw_columns, out_cols), cfg.partition_by)
+    return staged, columns, meta, spark_writer(staged, cfg.partition_by)
+
+
+def spark_writer(staged: DataFrame, partition_by: list[str]) -> Callable[[str], list | None]:
+    """Spark's partitioned write of the staged rows (by status, then the partition columns);
+    it returns no counts (checks.count_staged reads them back)."""
+    return lambda staging: staged.write.mode("overwrite").partitionBy(STATUS, *partition_by).parquet(staging)
 
 
 def tag_rows(df: DataFrame, quarantine: Column, excluded: Column, raw_columns: list[str], out_cols: list[Column]) -> DataFrame:
@@ -72,8 +82,15 @@ def _airline_arrow(spark: SparkSession, cfg: IngestConfig, files: list[InputFile
     groups = csv_headers(spark, files, cfg.delimiter)
     for header, paths in groups.items():
         _require(schema.missing_required(header), paths)
-    staged = arrowstage.staged_frame(spark, files, groups, cfg.delimiter)
-    return partitioned_if_accepted(staged, cfg.partition_by), list(schema.OUTPUT_TYPES), _AIRLINE_META
+    staged = partitioned_if_accepted(arrowstage.staged_frame(spark, files, groups, cfg.delimiter), cfg.partition_by)
+    local = current_env(spark.sparkContext.getConf()) == "local"
+
+    def write(staging: str) -> list | None:
+        if local and arrowstage.local_dir(staging):  # the Python workers write the files themselves
+            return arrowstage.write_staged_locally(spark, files, groups, cfg.delimiter, staging, cfg.partition_by)
+        return spark_writer(staged, cfg.partition_by)(staging)
+
+    return staged, list(schema.OUTPUT_TYPES), _AIRLINE_META, write
 
 
 _AIRLINE_META = {"mljobs.label": schema.LABEL, "mljobs.features": ",".join(schema.FEATURES)}

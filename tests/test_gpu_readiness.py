@@ -96,6 +96,7 @@ def tuned(rapids_jar, work, ingested):
 @pytest.mark.slow
 def test_ingest_has_no_gpu_fallbacks(ingested):
     assert ingested["rows_quarantined"] == 1
+    assert ingested["reader"] == "spark"  # --reader auto: Spark's CSV scan (the GPU's) where RAPIDS is loaded
     check("ingest")
     # Nothing of its own: only what every job may report (explainOnly artefacts, metastore commands).
     assert all(k["operator"] in ("AQEShuffleReadExec", "BroadcastHashJoinExec", "CommandResultExec", "LocalTableScanExec")

@@ -27,6 +27,12 @@ from mljobs.config import env_properties
 from mljobs.registry import JOBS
 
 
+def rapids_configured(conf) -> bool:
+    """Whether a session's conf (SparkConf) loads the RAPIDS Accelerator: its plugin (--env
+    emr-gpu) or its SQL extension alone (explainOnly, see explain_only_conf)."""
+    return any("com.nvidia.spark" in conf.get(key, "") for key in ("spark.plugins", "spark.sql.extensions"))
+
+
 def explain_only_conf() -> dict[str, str]:
     """Spark properties that make a CPU-only session report GPU fallbacks for every query,
     under the RAPIDS settings we deploy with (conf/emr-gpu.properties). The jar's

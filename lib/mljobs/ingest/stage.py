@@ -8,6 +8,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, DecimalType, DoubleType, FloatType, IntegerType, LongType, ShortType, ByteType
 
 from mljobs.errors import InputError
+from mljobs.gpu import rapids_configured
 from mljobs.ingest import airline, arrowstage, schema
 from mljobs.ingest.config import IngestConfig
 from mljobs.io import InputFile, source_file
@@ -29,7 +30,8 @@ def choose_reader(spark: SparkSession, cfg: IngestConfig, files: list[InputFile]
             raise InputError(f"--reader arrow parses each file in one task, up to {arrowstage.MAX_FILE_BYTES >> 20} MiB; "
                              f"bigger: {', '.join(big[:5])} (use --reader spark, which splits them)")
         return "arrow"
-    gpu = current_env(spark.sparkContext.getConf()) == "emr-gpu"
+    conf = spark.sparkContext.getConf()
+    gpu = current_env(conf) == "emr-gpu" or rapids_configured(conf)  # the GPU's CSV scan
     return "arrow" if files[0].format == "csv" and not big and not gpu else "spark"
 
 

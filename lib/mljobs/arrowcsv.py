@@ -98,7 +98,9 @@ def _convert(col: pa.Array, fast: str, fast_type: pa.DataType, slow, out_type: p
 
 
 def parse_typed(col: pa.Array, kind: pa.DataType) -> tuple[pa.Array, np.ndarray]:
-    """A string column as int32 / double / string, and the rows whose value did not parse."""
+    """A string column as int32 / double / string, and the rows whose value did not parse. Any
+    other kind (a date) is only a hint for pyarrow's typed read: where that fails, the column
+    stays text for the caller to convert, and its values never make a row malformed."""
     if kind == pa.int32():
         return _convert(col, _INT_FAST, pa.int64(), java_int, pa.int32())
     if kind == pa.float64():
@@ -266,7 +268,7 @@ def parse_file(data: bytes, header: list[str], types: dict[str, pa.DataType], de
             or arrow and _arrow_read(lines, body, header, {n: pa.string() for n in wanted}, delimiter)  # a value pyarrow refuses
             or _python_read(lines, body, header, wanted, delimiter))  # records that are not lines, escapes
     cols, rows, wrong = read
-    typed = {n for n, t in wanted.items() if t != pa.string()}
+    typed = {n for n, t in wanted.items() if t in (pa.int32(), pa.float64())}  # dates: see parse_typed
     columns, unparsed = {}, {}
     for name, kind in wanted.items():
         columns[name], bad = _typed(cols[name], kind, lines, rows, header.index(name), delimiter)
@@ -360,6 +362,8 @@ def _loose(text: str | None, kind: pa.DataType):
     not parse: the row is malformed anyway)."""
     if text is None or kind == pa.string():
         return text
+    if kind not in (pa.int32(), pa.float64()):
+        return None
     return java_int(text) if kind == pa.int32() else java_double(text)
 
 

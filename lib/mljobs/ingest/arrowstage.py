@@ -29,6 +29,9 @@ STATUS = "_status"  # as mljobs.ingest.stage.STATUS (stage imports this module)
 ARROW_TYPES = {"int": pa.int32(), "double": pa.float64(), "string": pa.string(), "date": pa.date32()}
 _PARSE_ARROW = {name: ARROW_TYPES[t.simpleString()] if t.simpleString() in ARROW_TYPES else pa.string()
                 for name, t in PARSE_TYPES.items()}
+# FlightDate is text to Spark (cast to a date by airline.prepare): pyarrow may read it as a date
+# where every value is 'yyyy-mm-dd' (which the cast reads alike); otherwise spark_dates does.
+_PARSE_ARROW["FlightDate"] = pa.date32()
 STAGED_DDL = ", ".join(f"`{n}` {t}" for n, t in OUTPUT_TYPES.items()) + \
     f", {SOURCE} string, {REASON} string, {RAW} string, {STATUS} string"
 MAX_FILE_BYTES = 1 << 30  # binaryFile hands a task each file whole
@@ -208,7 +211,8 @@ def prepared(columns: dict[str, pa.Array], n: int) -> dict[str, pa.Array]:
     """FlightDate as a date, Quarter and DayOfWeek when absent, the delay flags filled in."""
     cols = dict(columns)
     if "FlightDate" in cols:
-        cols["FlightDate"] = spark_dates(cols["FlightDate"])
+        if cols["FlightDate"].type != pa.date32():
+            cols["FlightDate"] = spark_dates(cols["FlightDate"])
     else:
         cols["FlightDate"] = made_dates(cols["Year"], cols["Month"], cols["DayofMonth"])
     if "Quarter" not in cols:

@@ -99,9 +99,22 @@ def _contents_frame(spark: SparkSession, files: list[InputFile]) -> DataFrame:
     """Each file's path and bytes: read by Spark (any file system it reads), or, where every
     file is local, by the workers themselves (the bytes never pass through the JVM)."""
     if all(local_dir(f.path) for f in files):
-        paths = spark.sparkContext.parallelize([(f.path,) for f in files], len(files))
+        bins = _balanced(files, spark.sparkContext.defaultParallelism)
+        paths = spark.sparkContext.parallelize(range(len(bins)), len(bins)).flatMap(lambda i: [(p,) for p in bins[i]])
         return spark.createDataFrame(paths, "path string")
     return spark.read.format("binaryFile").load([f.path for f in files]).select("path", "content")
+
+
+def _balanced(files: list[InputFile], slots: int) -> list[list[str]]:
+    """The files' paths in one bin per task slot, biggest first onto the lightest bin: a task
+    per slot (not per file) saves Spark's per-task round trip (~0.15 s a file on 2 cores)."""
+    bins: list[list[str]] = [[] for _ in range(max(1, min(slots, len(files))))]
+    load = [0] * len(bins)
+    for f in sorted(files, key=lambda f: -f.size):
+        i = load.index(min(load))
+        bins[i].append(f.path)
+        load[i] += f.size
+    return bins
 
 
 def _contents(batches):

@@ -1,18 +1,20 @@
 """The Arrow reader of airline-mode CSV: stage_frame's rows, made in the Python workers.
 
-Spark hands each task whole files (``binaryFile``, so any file system Spark reads works);
-each file is parsed by mljobs.arrowcsv (Spark's CSV rules at pyarrow's speed) and the
-airline rules of mljobs.ingest.airline are applied to whole Arrow columns with numpy. The
-rows are the ones stage.py's SQL produces — same values, same reasons, same raw lines —
-and go through the same staging write, counts and publish (tests/test_ingest_arrow.py
-compares both readers on randomly corrupted files).
+Each task gets whole files: their bytes read by Spark (``binaryFile``, so any file system
+Spark reads works) or, where the files are local, by the worker itself. Each file is parsed
+by mljobs.arrowcsv (Spark's CSV rules at pyarrow's speed) and the airline rules of
+mljobs.ingest.airline are applied to whole Arrow columns with numpy. The rows are the ones
+stage.py's SQL produces — same values, same reasons, same raw lines — and are staged in the
+same layout: written by Spark, or, where the staging directory is local (the local env), by
+the workers themselves, which also return the counts (write_staged_locally). Counts, checks
+and publish are then the same for both readers (tests/test_ingest_arrow.py compares them on
+randomly corrupted files).
 """
 from __future__ import annotations
 
 import os
 import re
 from datetime import date
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from pyspark.sql import DataFrame, SparkSession
 
-from mljobs import arrowcsv
+from mljobs import arrowcsv, uris
 from mljobs.ingest.schema import LABEL, OUTPUT_TYPES, PARSE_TYPES
 from mljobs.io import InputFile
 from mljobs.readers import RAW, REASON, SOURCE
@@ -60,7 +62,7 @@ def write_staged_locally(spark: SparkSession, files: list[InputFile], groups: di
     counts checks.count_staged would (by source, status, reason and partition)."""
     parse = _parser(files, groups, delimiter)
     index_of = {f.path: i for i, f in enumerate(files)}
-    root = local_dir(staging)
+    root = local_path(staging)
     os.makedirs(root, exist_ok=True)
     keys = [SOURCE, STATUS, REASON, *partition_by]
 
@@ -98,7 +100,7 @@ def _parser(files: list[InputFile], groups: dict[tuple[str, ...], list[str]], de
 def _contents_frame(spark: SparkSession, files: list[InputFile]) -> DataFrame:
     """Each file's path and bytes: read by Spark (any file system it reads), or, where every
     file is local, by the workers themselves (the bytes never pass through the JVM)."""
-    if all(local_dir(f.path) for f in files):
+    if all(local_path(f.path) for f in files):
         bins = _balanced(files, spark.sparkContext.defaultParallelism)
         paths = spark.sparkContext.parallelize(range(len(bins)), len(bins)).flatMap(lambda i: [(p,) for p in bins[i]])
         return spark.createDataFrame(paths, "path string")
@@ -118,26 +120,23 @@ def _balanced(files: list[InputFile], slots: int) -> list[list[str]]:
 
 
 def _contents(batches):
+    """(path, decompressed bytes) of each file, one file in memory at a time where they are local."""
     for batch in batches:
         paths = batch.column("path").to_pylist()
-        if "content" in batch.schema.names:
-            contents = batch.column("content").to_pylist()
-        else:
-            contents = [_read_local(p) for p in paths]
-        for path, content in zip(paths, contents):
+        given = batch.column("content") if "content" in batch.schema.names else None
+        for i, path in enumerate(paths):
+            content = given[i].as_py() if given is not None else _read_local(path)
             yield path, arrowcsv.decompress(content, path)
 
 
 def _read_local(path: str) -> bytes:
-    with open(local_dir(path), "rb") as f:
+    with open(local_path(path), "rb") as f:
         return f.read()
 
 
-def local_dir(uri: str) -> str | None:
-    """The local path of a ``file:`` URI (or a plain absolute path), else None."""
-    if uri.startswith("file:"):
-        return unquote(urlparse(uri).path)
-    return uri if uri.startswith("/") else None
+def local_path(uri: str) -> str | None:
+    """The local path of a ``file:`` location (as Hadoop names it), else None."""
+    return None if uris.is_uri(uri) else str(uris.local_of(uri))
 
 
 # Spark's ExternalCatalogUtils.escapePathName: the characters it writes as %XX in partition directories.

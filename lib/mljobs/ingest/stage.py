@@ -88,7 +88,7 @@ def _airline_arrow(spark: SparkSession, cfg: IngestConfig, files: list[InputFile
     local = current_env(spark.sparkContext.getConf()) == "local"
 
     def write(staging: str) -> list | None:
-        if local and arrowstage.local_dir(staging):  # the Python workers write the files themselves
+        if local and arrowstage.local_path(staging):  # the Python workers write the files themselves
             return arrowstage.write_staged_locally(spark, files, groups, cfg.delimiter, staging, cfg.partition_by)
         return spark_writer(staged, cfg.partition_by)(staging)
 

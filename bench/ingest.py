@@ -773,10 +773,11 @@ def main(argv: list[str] | None = None) -> int:
             from mljobs.session import build_session
 
             t0 = time.perf_counter()
-            from mljobs.config import C2, JAVA_OPTIONS
+            from mljobs.config import C2, JAVA_OPTIONS, LOCAL_JOB_CONF
 
-            # As ./spark-submit.sh ingest starts it: C2 on (mljobs.config.LOCAL_C2_JOBS).
-            spark = build_session("bench", data_dir=workdir / "data", conf={JAVA_OPTIONS: C2})
+            # As ./spark-submit.sh ingest starts it: C2 on (mljobs.config.LOCAL_C2_JOBS), a 2 GB
+            # driver heap (LOCAL_JOB_CONF); plainspark shares the session, so the same JVM.
+            spark = build_session("bench", data_dir=workdir / "data", conf={JAVA_OPTIONS: C2, **LOCAL_JOB_CONF["ingest"]})
             spark_setup["session_s"] = round(time.perf_counter() - t0, 1)
             t0 = time.perf_counter()
             spark.sql("CREATE DATABASE IF NOT EXISTS bench")  # first Derby access: ~10 s

@@ -62,6 +62,19 @@ def test_ingest_keeps_c2_before_the_users_options():
     assert "-XX:TieredStopAtLevel=4" not in driver_opts("tune", "--table", "a.b")
 
 
+def test_ingest_driver_heap_is_2g_unless_the_user_says():
+    """mljobs.config.LOCAL_JOB_CONF: ingest's driver gets 2 GB, tune keeps conf/local.properties'
+    6 GB, and a user's --conf (later on the command line: spark-submit keeps the last) wins."""
+    def memory(*argv):
+        proc = run_cli(["./spark-submit.sh", "--dry-run", *argv])
+        assert proc.returncode == 0, proc.stderr
+        return [a.split("=", 1)[1] for a in proc.stdout.split() if a.startswith("spark.driver.memory=")]
+
+    assert memory("ingest", "--input", "x.csv", "--table", "a.b") == ["2g"]
+    assert memory("tune", "--table", "a.b") == ["6g"]
+    assert memory("--conf", "spark.driver.memory=8g", "ingest", "--input", "x.csv", "--table", "a.b")[-1] == "8g"
+
+
 def test_unknown_env_and_job_list_the_valid_ones():
     proc = run_cli(["./spark-submit.sh", "--env", "prod", "ingest"])
     assert proc.returncode == 2 and "valid: local emr emr-gpu" in proc.stderr

@@ -47,6 +47,10 @@ JAVA_OPTIONS = "spark.driver.extraJavaOptions"  # merged, not replaced: conf/<en
 # to repay C2's compiling (the Arrow reader's 5M-row ingest: 33 -> 24 s, docs/benchmarks.md).
 LOCAL_C2_JOBS = ("ingest",)
 C2 = "-XX:TieredStopAtLevel=4"
+# Local properties per job over conf/local.properties (yours, --conf, still win): ingest's rows
+# pass through the Python workers and staging files, never the driver's heap, so it needs 2 GB,
+# not the 6 GB tune's and explain's arrays do (a JVM fills the heap it is given).
+LOCAL_JOB_CONF = {"ingest": {"spark.driver.memory": "2g"}}
 
 
 def parse_table_name(full: str, default_db: str = "default") -> tuple[str, str]:

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from mljobs import __version__
-from mljobs.config import C2, ENVS, JAVA_OPTIONS, LOCAL_C2_JOBS, env_properties, project_root
+from mljobs.config import C2, ENVS, JAVA_OPTIONS, LOCAL_C2_JOBS, LOCAL_JOB_CONF, env_properties, project_root
 from mljobs.errors import MljobsError
 from mljobs.registry import JOBS, check_name, package_of
 from mljobs.uris import s3_join
@@ -48,10 +48,11 @@ def shipped_env_conf() -> dict[str, str]:
             "spark.yarn.appMasterEnv.MLJOBS_CONF_DIR": "./mljobs-conf"}
 
 
-def _conf_args(env: str, artifacts: str | None, extra_conf) -> list[str]:
+def _conf_args(env: str, artifacts: str | None, extra_conf, job: str = "") -> list[str]:
     props = {k: v for k, v in env_properties(env).items() if not (artifacts and k in PYTHON_KEYS)}
     if env == "local":
         props.pop(JAVA_OPTIONS, None)  # joined into --driver-java-options (_local_args), which would drop it
+        props.update(LOCAL_JOB_CONF.get(job, {}))
     props["spark.mljobs.env"] = env
     if artifacts:
         props.update(shipped_env_conf())
@@ -113,7 +114,7 @@ def command(env: str, job: str, job_args: list[str], artifacts: str | None = Non
     # Locally the user's driver options join --driver-java-options (_local_args) instead of a --conf it would drop.
     is_java = [env == "local" and kv.startswith(f"{JAVA_OPTIONS}=") for kv in extra_conf]
     user_java = [kv.split("=", 1)[1] for kv, j in zip(extra_conf, is_java) if j]
-    cmd = [submit, *_conf_args(env, artifacts, [kv for kv, j in zip(extra_conf, is_java) if not j])]
+    cmd = [submit, *_conf_args(env, artifacts, [kv for kv, j in zip(extra_conf, is_java) if not j], job)]
     job_file = f"{package_of(job)}.py"
     if env == "local":
         jit = [C2] if job in LOCAL_C2_JOBS else []

@@ -11,11 +11,11 @@ DEVICE_CONF = "spark.mljobs.device"
 
 def device_for(spark) -> str:
     """'cpu' or 'cuda' for this session (a SparkSession)."""
-    from mljobs.session import current_env
+    from mljobs.session import env_of
 
     explicit = (spark.conf.get(DEVICE_CONF, "") or "").strip().lower()
     if explicit:
         if explicit not in DEVICES:
             raise MljobsError(f"{DEVICE_CONF}={explicit!r}: valid: {', '.join(DEVICES)}")
         return explicit
-    return "cuda" if current_env(spark.sparkContext.getConf()) == "emr-gpu" else "cpu"
+    return "cuda" if env_of(spark) == "emr-gpu" else "cpu"

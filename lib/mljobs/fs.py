@@ -26,10 +26,10 @@ from mljobs.uris import is_uri, join, local_of, normalize_path  # noqa: F401 (is
 def hadoop_path(spark: SparkSession, uri: str):
     """(jvm, FileSystem, Path) for any location Hadoop can open: the one place we reach
     Hadoop's FileSystem API (s3:// is mapped to s3a:// off EMR)."""
-    from mljobs.session import current_env
+    from mljobs.session import env_of
 
     jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(normalize_path(str(uri), current_env(spark.sparkContext.getConf())))
+    path = jvm.org.apache.hadoop.fs.Path(normalize_path(str(uri), env_of(spark)))
     try:
         fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     except Exception as exc:  # unknown scheme, missing connector jars

@@ -21,7 +21,7 @@ from mljobs.config import parse_table_name
 from mljobs.errors import InputError
 from mljobs.fs import read_first_line
 from mljobs.io import InputFile, format_of, list_input_files
-from mljobs.session import current_env
+from mljobs.session import env_of
 from mljobs.errors import error_text
 
 CORRUPT = "_corrupt_record"
@@ -192,7 +192,7 @@ def read_source(spark: SparkSession, source: str, what: str) -> DataFrame:
     """A table or CSV/Parquet path as a DataFrame with ``_malformed`` and ``_raw``
     (CSV lines Spark could not parse), every column kept as read (CSV: strings)."""
     if is_path(source):
-        env = current_env(spark.sparkContext.getConf())
+        env = env_of(spark)
         files = list_input_files(spark, [source], "auto", env)
         if files[0].format == "csv":
             return read_csv(spark, csv_headers(spark, files), {}, ",")

@@ -45,6 +45,14 @@ def current_env(conf: SparkConf | None = None) -> str:
     return env
 
 
+def env_of(spark: SparkSession) -> str:
+    """The environment a running session was started for. Reads the context's own conf:
+    SparkContext.getConf() copies every property through the gateway (16 ms a call, which
+    every file-system call used to pay)."""
+    sc = spark.sparkContext
+    return current_env(getattr(sc, "_conf", None) or sc.getConf())
+
+
 METASTORE_CONF = "spark.mljobs.metastore"
 METASTORE_ENV = "MLJOBS_METASTORE"
 JDBC_DRIVERS = {"postgresql": "org.postgresql.Driver", "mysql": "com.mysql.cj.jdbc.Driver",

@@ -98,10 +98,10 @@ def list_videos(spark, where: str) -> list[tuple[str, int]]:
     or a directory walked recursively (files with a video suffix; others are not videos to list)."""
     from mljobs import fs
     from mljobs.errors import InputError
-    from mljobs.session import current_env
+    from mljobs.session import env_of
     from mljobs.uris import normalize_path
 
-    path = normalize_path(where, current_env(spark.sparkContext.getConf()))
+    path = normalize_path(where, env_of(spark))
     found = {}
     for top, st in fs.list_files(spark, path, glob=bool(_GLOB.search(path))):
         name = st.getPath().toString()

@@ -27,7 +27,7 @@ from mljobs import fs
 from mljobs.detection_metrics.boxes import Layout
 from mljobs.errors import InputError
 from mljobs.readers import RAW, REASON
-from mljobs.session import current_env
+from mljobs.session import env_of
 from mljobs.uris import normalize_path
 
 VIDEO = "coco"
@@ -143,7 +143,7 @@ def _int_text(text: str) -> str:
 
 
 def _resolve(spark: SparkSession, path: str, what: str) -> str:
-    full = normalize_path(path, current_env(spark.sparkContext.getConf()))
+    full = normalize_path(path, env_of(spark))
     if not fs.exists(spark, full):
         raise InputError(f"{what} {path} does not exist")
     return full

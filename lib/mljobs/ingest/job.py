@@ -21,7 +21,7 @@ from mljobs.ingest.config import IngestConfig  # noqa: F401  (also imported from
 from mljobs.ingest.publish import check_same_schema, create_table, publish, read_staged, write_quarantine
 from mljobs.ingest.stage import STATUS, choose_reader, stage_frame
 from mljobs.io import InputFile, list_input_files
-from mljobs.session import StageProgress, current_env
+from mljobs.session import StageProgress, env_of
 
 
 def run(spark: SparkSession, cfg: IngestConfig, progress=print) -> dict:
@@ -68,7 +68,7 @@ def run(spark: SparkSession, cfg: IngestConfig, progress=print) -> dict:
 
 def list_inputs(spark: SparkSession, cfg: IngestConfig, progress) -> list[InputFile]:
     """The input files (fails clearly on anything missing or empty)."""
-    env = current_env(spark.sparkContext.getConf())
+    env = env_of(spark)
     files = list_input_files(spark, cfg.inputs, cfg.format, env)
     progress(f"{len(files)} input file(s), {sum(f.size for f in files) / 1e6:.1f} MB, format {files[0].format}")
     return files

@@ -13,7 +13,7 @@ from mljobs.ingest import airline, arrowstage, schema
 from mljobs.ingest.config import IngestConfig
 from mljobs.io import InputFile, source_file
 from mljobs.readers import RAW, REASON, SOURCE, csv_headers, csv_options, read_csv, read_parquet, sanitize_name
-from mljobs.session import current_env
+from mljobs.session import current_env, env_of
 
 STATUS = arrowstage.STATUS
 
@@ -85,7 +85,7 @@ def _airline_arrow(spark: SparkSession, cfg: IngestConfig, files: list[InputFile
     for header, paths in groups.items():
         _require(schema.missing_required(header), paths)
     staged = partitioned_if_accepted(arrowstage.staged_frame(spark, files, groups, cfg.delimiter), cfg.partition_by)
-    local = current_env(spark.sparkContext.getConf()) == "local"
+    local = env_of(spark) == "local"
 
     def write(staging: str) -> list | None:
         if local and arrowstage.local_path(staging):  # the Python workers write the files themselves

@@ -80,7 +80,7 @@ def read_manifest(spark: SparkSession, manifest: str, root: str, attribute: str 
     from pyspark.sql.functions import pandas_udf
     from pyspark.sql.window import Window
 
-    from mljobs.session import current_env
+    from mljobs.session import env_of
     from mljobs.uris import normalize_path
 
     columns = ["ref", "rel", "label", "split", "error"]
@@ -89,7 +89,7 @@ def read_manifest(spark: SparkSession, manifest: str, root: str, attribute: str 
     def parse(lines: pd.Series) -> pd.DataFrame:
         return pd.DataFrame([parse_line(x, root, attribute) for x in lines], columns=columns)
 
-    text = spark.read.text(normalize_path(manifest, current_env(spark.sparkContext.getConf())))
+    text = spark.read.text(normalize_path(manifest, env_of(spark)))
     lines = text.withColumn("line", F.row_number().over(Window.orderBy(F.monotonically_increasing_id())))
     lines = lines.where(F.trim("value") != "")
     return lines.select("line", parse("value").alias("m")).select("line", "m.*")

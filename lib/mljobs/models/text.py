@@ -142,12 +142,12 @@ class TextModel:
 def _spark_uri(spark, where) -> str:
     """A location Spark ML's writer/reader opens: a file:// URI locally, s3:// as s3a:// off EMR."""
     from mljobs import fs
-    from mljobs.session import current_env
+    from mljobs.session import env_of
     from mljobs.uris import normalize_path
 
     if not fs.is_uri(where):
         return Path(str(fs.local_of(where))).resolve().as_uri()
-    return normalize_path(str(where), current_env(spark.sparkContext.getConf()))
+    return normalize_path(str(where), env_of(spark))
 
 
 def save_text_model(spark, directory: str, pipeline_model, meta: TextModel) -> str:

@@ -433,10 +433,12 @@ def _widen_slice(t, rng: np.random.Generator):
     """The 84 extra columns for a slice of a generated file (its 26 columns as strings) as CSV
     text, in WIDE_EXTRA_COLUMNS order: a list of pyarrow string arrays or scalars to join with
     ",", where one scalar stands for the 32 empty Div2..Div5 fields and the last value
-    (Operating_Airline) ends with the line's "\n"."""
+    (Operating_Airline) ends with the line's "\n". t's columns must be unsliced (``_unsliced``)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if any(c.offset for col in t.columns for c in col.chunks):
+        raise BenchError("--wide: _widen_slice needs offset-0 columns (pyarrow if_else bug on slices)")
     n = t.num_rows
 
     def num(name: str) -> np.ndarray:  # "" -> NaN
@@ -576,13 +578,24 @@ def widen_file(path: str, index: int) -> int:
         with open(tmp, "wb") as out:
             out.write((",".join(names) + "\n").encode())
             for start in range(0, table.num_rows, _WIDE_SLICE_ROWS):
-                t = table.slice(start, _WIDE_SLICE_ROWS)
+                t = _unsliced(table.slice(start, _WIDE_SLICE_ROWS))
                 cols = [t.column(c) for c in BTS_COLUMNS] + _widen_slice(t, rng)
                 out.write(_string_bytes(pc.binary_join_element_wise(*cols, ",")))
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return table.num_rows
+
+
+def _unsliced(t):
+    """The table with each column one chunk at offset 0 whose value offsets start at 0 (a copy of
+    a slice's values). table.slice() keeps the parent's buffers with a non-zero array offset, and
+    pyarrow's if_else mishandles those for strings when one side is a null scalar (it copies the
+    offsets buffer without rebasing it: invalid output, e.g. num()'s cast failing on garbage;
+    apache/arrow#41479, fixed only after pyarrow 21), so _widen_slice gets offset-0 arrays."""
+    import pyarrow as pa
+
+    return pa.Table.from_arrays([pa.concat_arrays(c.chunks) for c in t.columns], schema=t.schema)
 
 
 def _string_bytes(arr) -> memoryview:

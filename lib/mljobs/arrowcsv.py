@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import io
 import math
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from decimal import Decimal
 
 import numpy as np
@@ -111,16 +111,20 @@ def parse_typed(col: pa.Array, kind: pa.DataType) -> tuple[pa.Array, np.ndarray]
 # ---------------------------------------------------------------------------- lines
 
 
-@dataclass
 class Lines:
-    """A file's lines (Hadoop's LineReader: ``\\n``, ``\\r\\n`` or ``\\r`` ends one), as byte spans."""
+    """A file's lines (Hadoop's LineReader: ``\\n``, ``\\r\\n`` or ``\\r`` ends one), as byte
+    spans, found when first asked for (most files never need them: see parse_file)."""
 
-    data: bytes
-    starts: np.ndarray
-    ends: np.ndarray  # exclusive, terminator left out
+    def __init__(self, data: bytes):
+        self.data = data
 
     @classmethod
     def of(cls, data: bytes) -> Lines:
+        return cls(data)
+
+    @cached_property
+    def _spans(self) -> tuple[np.ndarray, np.ndarray]:
+        data = self.data
         a = np.frombuffer(data, dtype=np.uint8)
         nl = np.flatnonzero(a == 10)
         if b"\r" in data:
@@ -134,7 +138,15 @@ class Lines:
         ends = np.concatenate([ends, [a.size]])
         if starts[-1] >= a.size:  # nothing after the last terminator
             starts, ends = starts[:-1], ends[:-1]
-        return cls(data, starts.astype(np.int64), ends.astype(np.int64))
+        return starts.astype(np.int64), ends.astype(np.int64)
+
+    @property
+    def starts(self) -> np.ndarray:
+        return self._spans[0]
+
+    @property
+    def ends(self) -> np.ndarray:  # exclusive, terminator left out
+        return self._spans[1]
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -208,18 +220,21 @@ def _quoted(line: str, i: int, delimiter: str) -> tuple[str, int | None]:
         return "".join(parts), k + 1
 
 
-_MID_QUOTE: dict[str, re.Pattern] = {}  # delimiter -> a quote with field text on both sides
-
-
 def arrow_reads_like_spark(data: bytes, delimiter: str) -> bool:
     """Whether pyarrow (no escape character, no doubled quotes) reads these bytes as Spark's
     parser would: no backslash, and every quote at the start or the end of a field (a quote
     with text on both sides is read by rules pyarrow does not have: see tokenize)."""
     if b"\\" in data:
         return False
-    d = re.escape(delimiter.encode())
-    mid = _MID_QUOTE.setdefault(delimiter, re.compile(rb'[^\r\n' + d + rb']"[^\r\n' + d + rb']'))
-    return b'"' not in data or mid.search(data) is None
+    if b'"' not in data:
+        return True
+    a = np.frombuffer(data, dtype=np.uint8)
+    q = np.flatnonzero(a == ord('"'))
+    edge = np.zeros(256, dtype=bool)
+    edge[[10, 13, *delimiter.encode()]] = True
+    before = edge[a[np.maximum(q - 1, 0)]] | (q == 0)
+    after = edge[a[np.minimum(q + 1, a.size - 1)]] | (q == a.size - 1)
+    return bool(np.all(before | after))
 
 
 def malformed_reason(raw: str, header: list[str], typed: set[str], unparsed: set[str], delimiter: str) -> str:
@@ -258,14 +273,12 @@ class Parsed:
 def parse_file(data: bytes, header: list[str], types: dict[str, pa.DataType], delimiter: str = ",") -> Parsed:
     """Parse a CSV file's bytes (header included) as Spark would: the columns of ``header``
     named in ``types``, typed so (the other columns are checked for their count only)."""
-    lines = Lines.of(data)
-    first = next((i for i in range(len(lines)) if lines.ends[i] > lines.starts[i] and not lines.blank(i)), len(lines))
-    body = np.arange(first + 1, len(lines))
-    body = body[lines.ends[body] > lines.starts[body]]  # pyarrow skips empty lines too
+    lines = Lines(data)
+    body, start = _body(lines)
     wanted = {n: t for n, t in types.items() if n in header}
     arrow = arrow_reads_like_spark(data, delimiter)
-    read = (arrow and _arrow_read(lines, body, header, wanted, delimiter)  # typed by pyarrow: the common case
-            or arrow and _arrow_read(lines, body, header, {n: pa.string() for n in wanted}, delimiter)  # a value pyarrow refuses
+    read = (arrow and _arrow_read(lines, body, start, header, wanted, delimiter)  # typed by pyarrow: the common case
+            or arrow and _arrow_read(lines, body, start, header, {n: pa.string() for n in wanted}, delimiter)  # a value pyarrow refuses
             or _python_read(lines, body, header, wanted, delimiter))  # records that are not lines, escapes
     cols, rows, wrong = read
     typed = {n for n, t in wanted.items() if t in (pa.int32(), pa.float64())}  # dates: see parse_typed
@@ -284,6 +297,21 @@ def parse_file(data: bytes, header: list[str], types: dict[str, pa.DataType], de
         raw = lines.text(rows[r])
         malformed[r] = malformed_reason(raw, header, typed, unparsed.get(r, set()), delimiter)
     return Parsed(columns, rows, malformed, lines, header, delimiter)
+
+
+def _body(lines: Lines) -> tuple[np.ndarray, int]:
+    """The indices of the data lines (after the header: the first non-blank line; empty lines
+    left out, as pyarrow skips them) and the byte where the first one starts. A file without
+    carriage returns or empty lines is counted without finding its lines."""
+    data = lines.data
+    first_end = data.find(b"\n")
+    if b"\r" not in data and b"\n\n" not in data and first_end > 0 and data[:first_end].strip(JAVA_SPACE.encode()):
+        count = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        return np.arange(1, count, dtype=np.int64), first_end + 1
+    first = next((i for i in range(len(lines)) if lines.ends[i] > lines.starts[i] and not lines.blank(i)), len(lines))
+    body = np.arange(first + 1, len(lines))
+    body = body[lines.ends[body] > lines.starts[body]]
+    return body, int(lines.starts[body[0]]) if body.size else len(data)
 
 
 def _typed(col: pa.Array, kind: pa.DataType, lines: Lines, rows: np.ndarray, j: int, delimiter: str):
@@ -307,7 +335,8 @@ def _typed(col: pa.Array, kind: pa.DataType, lines: Lines, rows: np.ndarray, j: 
     return pa.array(x, mask=~valid), bad
 
 
-def _arrow_read(lines: Lines, body: np.ndarray, header: list[str], types: dict[str, pa.DataType], delimiter: str):
+def _arrow_read(lines: Lines, body: np.ndarray, start: int, header: list[str], types: dict[str, pa.DataType],
+                delimiter: str):
     """pyarrow's parse of the body lines: (columns, line of each row, rows of the wrong field
     count), or None when a value does not convert or the records are not the lines (a quote
     left open runs over line ends in pyarrow, never in Spark)."""
@@ -319,10 +348,10 @@ def _arrow_read(lines: Lines, body: np.ndarray, header: list[str], types: dict[s
         rejected.append((row.number - 1, row.text))
         return "skip"
 
-    buf = lines.data[lines.starts[body[0]]:]
+    buf = pa.BufferReader(pa.py_buffer(lines.data).slice(start))  # no copy
     try:
         table = pacsv.read_csv(
-            io.BytesIO(buf),
+            buf,
             read_options=pacsv.ReadOptions(column_names=header, use_threads=False, block_size=1 << 26),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, double_quote=False, invalid_row_handler=handler),
             convert_options=pacsv.ConvertOptions(column_types=types, include_columns=list(types), null_values=[""],

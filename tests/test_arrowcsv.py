@@ -7,7 +7,7 @@ import math
 import pyarrow as pa
 import pytest
 
-from mljobs.arrowcsv import Lines, arrow_reads_like_spark, java_double, java_double_text, java_int, parse_file, tokenize
+from mljobs.arrowcsv import Lines, arrow_reads_like_spark, decompress, java_double, java_double_text, java_int, parse_file, tokenize
 
 
 @pytest.mark.parametrize("text, value", [
@@ -62,6 +62,15 @@ def test_tokenize(line, fields):
 ])
 def test_arrow_only_where_it_reads_like_spark(data, fast):
     assert arrow_reads_like_spark(data, ",") is fast
+
+
+def test_truncated_archives_name_the_file():
+    import gzip
+
+    whole = gzip.compress(b"a,b\n1,2\n" * 1000)
+    assert decompress(whole, "file:/x/ok.csv.gz").startswith(b"a,b\n1,2")
+    with pytest.raises(ValueError, match="cannot decompress file:/x/cut.csv.gz: EOFError"):
+        decompress(whole[: len(whole) // 2], "file:/x/cut.csv.gz")
 
 
 def test_lines_split_as_hadoop():

@@ -293,3 +293,16 @@ def test_auto_reader_is_arrow_for_airline_csv_only(spark, bts_parts, tmp_path):
     byod = tmp_path / "byod.csv"
     byod.write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
     assert ingest(spark, [byod], "t_auto.byod", mode="byod", label="y")["reader"] == "spark"
+
+
+def test_truncated_archive_fails_the_run_naming_it(spark, bts_parts, tmp_path):
+    """A .csv.gz cut short (an interrupted upload) gets past the header read; the worker that
+    decompresses it fails the run with the file's name, and no table is left behind."""
+    import gzip
+
+    whole = gzip.compress(bts_parts[0].read_bytes())
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(Exception, match=r"cannot decompress \S*cut\.csv\.gz"):
+        ingest(spark, [bts_parts[1], cut], "t_cut.flights", reader="arrow")
+    assert not spark.catalog.tableExists("t_cut.flights")

@@ -161,10 +161,13 @@ class Lines:
 def decompress(data: bytes, path: str) -> bytes:
     """The file's bytes, decompressed as Spark would by its extension."""
     low = path.lower()
-    if low.endswith(".gz"):
-        return gzip.decompress(data)
-    if low.endswith(".bz2"):
-        return bz2.decompress(data)
+    try:
+        if low.endswith(".gz"):
+            return gzip.decompress(data)
+        if low.endswith(".bz2"):
+            return bz2.decompress(data)
+    except (OSError, EOFError, ValueError) as exc:  # truncated or not compressed at all: name the file
+        raise ValueError(f"cannot decompress {path}: {type(exc).__name__}: {exc}") from None
     return data
 
 

@@ -306,3 +306,18 @@ def test_truncated_archive_fails_the_run_naming_it(spark, bts_parts, tmp_path):
     with pytest.raises(Exception, match=r"cannot decompress \S*cut\.csv\.gz"):
         ingest(spark, [bts_parts[1], cut], "t_cut.flights", reader="arrow")
     assert not spark.catalog.tableExists("t_cut.flights")
+
+
+def test_arrow_reader_through_spark_io_matches_spark(spark, bts_parts, tmp_path, monkeypatch):
+    """Off the local env (S3, HDFS) Spark reads the files' bytes (binaryFile) and writes the
+    staged rows the workers hand back; here the same files take that path (every location
+    treated as not local) and must still give what reader=spark gives."""
+    from mljobs.ingest import arrowstage
+
+    monkeypatch.setattr(arrowstage, "local_path", lambda uri: None)
+    files, log = corrupt_copies(bts_parts, tmp_path, 44)
+    by_spark = ingest(spark, files, "t_arrow_io.by_spark", reader="spark", max_bad_fraction=1.0)
+    by_arrow = ingest(spark, files, "t_arrow_io.by_arrow", reader="arrow", max_bad_fraction=1.0)
+    assert by_arrow["reader"] == "arrow" and by_spark["rows_quarantined"] > 0
+    problems = reader_mismatches(spark, "t_arrow_io.by_spark", "t_arrow_io.by_arrow", by_spark, by_arrow)
+    assert not problems, "\n".join(["arrow through Spark's I/O differs from reader=spark", *problems, *log])

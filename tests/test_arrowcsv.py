@@ -75,9 +75,9 @@ def test_truncated_archives_name_the_file():
 
 def test_lines_split_as_hadoop():
     data = b"h\r\na\r\n\r\nb\rc\nd"
-    lines = Lines.of(data)
+    lines = Lines(data)
     assert [lines.text(i) for i in range(len(lines))] == ["h", "a", "", "b", "c", "d"]
-    assert [Lines.of(b"x\n").text(0)] == ["x"] and len(Lines.of(b"x\n")) == 1
+    assert [Lines(b"x\n").text(0)] == ["x"] and len(Lines(b"x\n")) == 1
 
 
 def test_parse_file_rows_lines_and_reasons():

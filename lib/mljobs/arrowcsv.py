@@ -118,10 +118,6 @@ class Lines:
     def __init__(self, data: bytes):
         self.data = data
 
-    @classmethod
-    def of(cls, data: bytes) -> Lines:
-        return cls(data)
-
     @cached_property
     def _spans(self) -> tuple[np.ndarray, np.ndarray]:
         data = self.data

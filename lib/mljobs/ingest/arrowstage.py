@@ -74,12 +74,8 @@ def write_staged_locally(spark: SparkSession, files: list[InputFile], groups: di
             names = ["count" if c == f"{STATUS}_count" else c for c in counts.column_names]
             yield from counts.rename_columns(names).select([*keys, "count"]).to_batches()
 
-    schema = ", ".join(f"`{k}` {_ddl_type(k)}" for k in keys) + ", count bigint"
+    schema = ", ".join(f"`{k}` {OUTPUT_TYPES.get(k, 'string')}" for k in keys) + ", count bigint"
     return _contents_frame(spark, files).mapInArrow(stage, schema).collect()
-
-
-def _ddl_type(column: str) -> str:
-    return OUTPUT_TYPES.get(column, "string")
 
 
 def partitioned_if_accepted(table: pa.Table, partition_by: list[str]) -> pa.Table:
@@ -231,7 +227,9 @@ def prepared(columns: dict[str, pa.Array], n: int) -> dict[str, pa.Array]:
         cols["Quarter"] = _int_array(np.floor((_num(cols["Month"]) - 1) / 3) + 1)
     if "DayOfWeek" not in cols:
         days = _num(cols["FlightDate"].cast(pa.int32()))
-        cols["DayOfWeek"] = _int_array(((days + 4) % 7 + 1 + 5) % 7 + 1)
+        # Spark's dayofweek (1 = Sunday; 1970-01-01 a Thursday) is (days + 4) % 7 + 1; BTS counts
+        # from Monday: (dayofweek + 5) % 7 + 1, which is:
+        cols["DayOfWeek"] = _int_array((days + 3) % 7 + 1)
     for flag, delay in (("DepDel15", "DepDelay"), (LABEL, "ArrDelay")):
         cols[flag] = _coalesce(_flag(cols.get(flag), n), _del15(cols.get(delay), n))
     return cols

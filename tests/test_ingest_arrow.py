@@ -312,9 +312,9 @@ def test_arrow_reader_through_spark_io_matches_spark(spark, bts_parts, tmp_path,
     """Off the local env (S3, HDFS) Spark reads the files' bytes (binaryFile) and writes the
     staged rows the workers hand back; here the same files take that path (every location
     treated as not local) and must still give what reader=spark gives."""
-    from mljobs.ingest import arrowstage
+    from mljobs import uris
 
-    monkeypatch.setattr(arrowstage, "local_path", lambda uri: None)
+    monkeypatch.setattr(uris, "local_path", lambda uri: None)
     files, log = corrupt_copies(bts_parts, tmp_path, 44)
     by_spark = ingest(spark, files, "t_arrow_io.by_spark", reader="spark", max_bad_fraction=1.0)
     by_arrow = ingest(spark, files, "t_arrow_io.by_arrow", reader="arrow", max_bad_fraction=1.0)

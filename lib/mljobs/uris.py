@@ -35,6 +35,11 @@ def local_of(path: str | os.PathLike) -> Path:
     return Path(s)
 
 
+def local_path(uri: str | os.PathLike) -> str | None:
+    """The local path of a plain or ``file:`` location (as Hadoop names it), else None."""
+    return None if is_uri(uri) else str(local_of(uri))
+
+
 def join(base: str | os.PathLike, *parts: str) -> str | Path:
     """base/parts..., keeping a URI a URI (Path('s3://b') would collapse the //)."""
     if is_uri(base):

@@ -62,7 +62,7 @@ def write_staged_locally(spark: SparkSession, files: list[InputFile], groups: di
     counts checks.count_staged would (by source, status, reason and partition)."""
     parse = _parser(files, groups, delimiter)
     index_of = {f.path: i for i, f in enumerate(files)}
-    root = local_path(staging)
+    root = uris.local_path(staging)
     os.makedirs(root, exist_ok=True)
     keys = [SOURCE, STATUS, REASON, *partition_by]
 
@@ -96,7 +96,7 @@ def _parser(files: list[InputFile], groups: dict[tuple[str, ...], list[str]], de
 def _contents_frame(spark: SparkSession, files: list[InputFile]) -> DataFrame:
     """Each file's path and bytes: read by Spark (any file system it reads), or, where every
     file is local, by the workers themselves (the bytes never pass through the JVM)."""
-    if all(local_path(f.path) for f in files):
+    if all(uris.local_path(f.path) for f in files):
         bins = _balanced(files, spark.sparkContext.defaultParallelism)
         paths = spark.sparkContext.parallelize(range(len(bins)), len(bins)).flatMap(lambda i: [(p,) for p in bins[i]])
         return spark.createDataFrame(paths, "path string")
@@ -126,13 +126,8 @@ def _contents(batches):
 
 
 def _read_local(path: str) -> bytes:
-    with open(local_path(path), "rb") as f:
+    with open(uris.local_path(path), "rb") as f:
         return f.read()
-
-
-def local_path(uri: str) -> str | None:
-    """The local path of a ``file:`` location (as Hadoop names it), else None."""
-    return None if uris.is_uri(uri) else str(uris.local_of(uri))
 
 
 # Spark's ExternalCatalogUtils.escapePathName: the characters it writes as %XX in partition directories.

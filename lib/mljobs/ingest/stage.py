@@ -11,6 +11,7 @@ from mljobs.errors import InputError
 from mljobs.gpu import rapids_configured
 from mljobs.ingest import airline, arrowstage, schema
 from mljobs.ingest.config import IngestConfig
+from mljobs import uris
 from mljobs.io import InputFile, source_file
 from mljobs.readers import RAW, REASON, SOURCE, csv_headers, csv_options, read_csv, read_parquet, sanitize_name
 from mljobs.session import current_env, env_of
@@ -88,7 +89,7 @@ def _airline_arrow(spark: SparkSession, cfg: IngestConfig, files: list[InputFile
     local = env_of(spark) == "local"
 
     def write(staging: str) -> list | None:
-        if local and arrowstage.local_path(staging):  # the Python workers write the files themselves
+        if local and uris.local_path(staging):  # the Python workers write the files themselves
             return arrowstage.write_staged_locally(spark, files, groups, cfg.delimiter, staging, cfg.partition_by)
         return spark_writer(staged, cfg.partition_by)(staging)
 

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from mljobs.argtypes import non_negative_int, unit_interval
-from mljobs.detection_metrics.config import DetectionConfig
+from mljobs.detection_metrics.config import READERS, DetectionConfig
 from mljobs.jobs_common import JobArgumentParser, run_job
 
 
@@ -33,6 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--videos", dest="videos_dir", metavar="DIR",
                    help="directory of the video files, for the worst-frames image (opencv)")
     p.add_argument("--worst-frames", type=non_negative_int, help="frames in the worst-frames image")
+    p.add_argument("--reader", choices=list(READERS), help="auto (default): local CSV/COCO JSON files are read and "
+                   "matched by the Python workers when clean; spark: always Spark's reader")
     p.add_argument("--max-bad-fraction", type=unit_interval,
                    help="stop, writing nothing, when more rows than this are malformed")
     return p.parse_args(argv)

@@ -159,35 +159,53 @@ def _match_chunk(chunk, group_start, n_gt, n_det, box, crowd, ig_bits, res_tp, r
         bits = ig_bits[gt_rows]
         for a in range(N_A):
             g_ig[a, c_idx_g, j_idx] = ((bits >> a) & 1).astype(bool)
-        iou = iou_crowd(db, gb, g_crowd)  # (c, pdm, pg)
-        thr = np.minimum(IOU_THRS, 1 - 1e-10)[None, :, None, None]
-        matched = np.zeros((N_A, N_T, c_n, pg), dtype=bool)
-        m = np.zeros((N_A, N_T, c_n, pdm), dtype=bool)
-        m_ig = np.zeros((N_A, N_T, c_n, pdm), dtype=bool)
-        reg = (g_valid[None] & ~g_ig)[:, None]  # (A, 1, c, pg)
-        ign = (g_valid[None] & g_ig)[:, None]
-        rev = slice(None, None, -1)
-        for kk in range(pdm):
-            iou_k = iou[:, kk, :][None, None]  # (1, 1, c, pg)
-            cand = (iou_k >= thr) & (~matched | g_crowd[None, None])
-            best = []
-            for pool in (reg, ign):
-                masked = np.where(cand & pool, iou_k, -1.0)
-                j = pg - 1 - np.argmax(masked[..., rev], axis=-1)  # the last of equal maxima
-                best.append((j, np.take_along_axis(masked, j[..., None], axis=-1)[..., 0]))
-            (jr, br), (ji, bi) = best
-            live = (kk < d_cnt)[None, None]
-            ok = ((br >= 0) | (bi >= 0)) & live
-            j = np.where(br >= 0, jr, ji)
-            m[..., kk] = ok
-            m_ig[..., kk] = ok & (br < 0)
-            aa, tt, cc = np.nonzero(ok)
-            matched[aa, tt, cc, j[aa, tt, cc]] = True
+        # the areas whose ignore flags are the same over the chunk share one matching
+        first = {}
+        use = np.array([first.setdefault(g_ig[a].tobytes(), a) for a in range(N_A)])
+        areas = np.unique(use)
+        m_u, m_ig_u = _greedy_areas(iou_crowd(db, gb, g_crowd)[..., ::-1], g_valid[:, ::-1],
+                                    g_ig[areas][..., ::-1], g_crowd[:, ::-1], d_cnt, pdm)
+        at = np.searchsorted(areas, use)
+        m, m_ig = m_u[at], m_ig_u[at]
         ig = m_ig | (~m & out_rng[:, None])
     tp = m & ~ig
     weights = (np.int64(1) << np.arange(N_A * N_T, dtype=np.int64)).reshape(N_A, N_T, 1, 1)
     res_tp[det_rows] = (tp.astype(np.int64) * weights).sum(axis=(0, 1))[c_idx_d, k_idx]
     res_ig[det_rows] = (ig.astype(np.int64) * weights).sum(axis=(0, 1))[c_idx_d, k_idx]
+
+
+def _greedy_areas(iou, g_valid, g_ig, g_crowd, d_cnt, pdm):
+    """COCOeval's greedy matching at every threshold and area (A', the distinct ignore
+    patterns) at once, detection k of every group in step k. The ground-truth axis comes
+    reversed, so ``argmax`` (the first maximum) picks the last of equal maxima, as COCOeval's
+    loop does. Returns matched and matched-to-an-ignored flags (A', T, c, pdm)."""
+    n_a, c_n, pg = g_ig.shape
+    thr = np.minimum(IOU_THRS, 1 - 1e-10)[None, :, None, None]
+    matched = np.zeros((n_a, N_T, c_n, pg), dtype=bool)
+    m = np.zeros((n_a, N_T, c_n, pdm), dtype=bool)
+    m_ig = np.zeros((n_a, N_T, c_n, pdm), dtype=bool)
+    pools = [(g_valid[None] & ~g_ig)[:, None]]  # (A', 1, c, pg)
+    if g_ig.any():
+        pools.append((g_valid[None] & g_ig)[:, None])
+    flat = np.arange(n_a * N_T * c_n)
+    iou = np.ascontiguousarray(iou)
+    for kk in range(pdm):
+        iou_k = iou[:, kk, :][None, None]  # (1, 1, c, pg)
+        cand = (iou_k >= thr) & (~matched | g_crowd[None, None])
+        best = []
+        for pool in pools:
+            masked = np.where(cand & pool, iou_k, -1.0).reshape(-1, pg)
+            j = np.argmax(masked, axis=-1)
+            best.append((j, masked[flat, j].reshape(n_a, N_T, c_n)))
+        jr, br = best[0]
+        ji, bi = best[1] if len(best) > 1 else (jr, np.full_like(br, -1.0))
+        ok = ((br >= 0) | (bi >= 0)) & (kk < d_cnt)[None, None]
+        j = np.where(br.ravel() >= 0, jr, ji)
+        m[..., kk] = ok
+        m_ig[..., kk] = ok & (br < 0)
+        hit = np.flatnonzero(ok.ravel())
+        matched.reshape(-1, pg)[hit, j[hit]] = True
+    return m, m_ig
 
 
 ARROW_TYPES = {"c_rank": "int32", "c_tp": "int64", "c_ig": "int64"}
@@ -229,17 +247,23 @@ def match_table(table):
 # ----------------------------------------------------------------------------- accumulate
 
 
-def class_curves(score, image_key, rank, tp_bits, ig_bits, gt_ig_bits) -> dict[str, np.ndarray]:
+def non_ignored(gt_ig_bits) -> np.ndarray:
+    """Ground truth not ignored, per area range (A,), from the boxes' ``c_ig`` bits."""
+    gt_ig_bits = np.asarray(gt_ig_bits, np.int64)
+    return np.array([int(np.count_nonzero(((gt_ig_bits >> a) & 1) == 0)) for a in range(N_A)])
+
+
+def class_curves(score, image_key, rank, tp_bits, ig_bits, npig) -> dict[str, np.ndarray]:
     """COCO's ``accumulate`` for one class over a set of images.
 
     Detections: ``score``, ``image_key`` (integers or strings ordering the images as
     COCOeval's sorted image ids), ``rank`` (``c_rank``, >= 0), ``tp_bits``/``ig_bits``;
-    ground truth: ``gt_ig_bits`` (one per box). Returns ``npig`` (A,), ``q`` (T, A, M) the
-    mean interpolated precision over the recall points (-1 where npig is 0), ``recall``
-    (T, A, M) (-1 likewise) and ``pr`` (T, R) the precision curve at area all, maxDets 100.
+    ground truth: ``npig`` (A,), the boxes not ignored per area range (``non_ignored``).
+    Returns ``npig``, ``q`` (T, A, M) the mean interpolated precision over the recall points
+    (-1 where npig is 0), ``recall`` (T, A, M) (-1 likewise) and ``pr`` (T, R) the precision
+    curve at area all, maxDets 100.
     """
-    gt_ig_bits = np.asarray(gt_ig_bits, np.int64)
-    npig = np.array([int(np.count_nonzero(((gt_ig_bits >> a) & 1) == 0)) for a in range(N_A)])
+    npig = np.asarray(npig, np.int64)
     q_mean = np.full((N_T, N_A, N_M), -1.0)
     recall = np.full((N_T, N_A, N_M), -1.0)
     pr_curve = np.full((N_T, N_R), -1.0)
@@ -258,17 +282,16 @@ def class_curves(score, image_key, rank, tp_bits, ig_bits, gt_ig_bits) -> dict[s
             shifts = np.arange(a * N_T, (a + 1) * N_T, dtype=np.int64)[:, None]
             tp = ((tb[None] >> shifts) & 1).astype(bool)
             ig = ((ib[None] >> shifts) & 1).astype(bool)
-            tps = np.cumsum(tp, axis=1).astype(float)
-            fps = np.cumsum(~tp & ~ig, axis=1).astype(float)
+            tps = np.cumsum(tp, axis=1, dtype=np.int32)
+            fps = np.cumsum(~(tp | ig), axis=1, dtype=np.int32)
             for t in range(N_T):
                 q = np.zeros(N_R)
                 if nd:
                     rc = tps[t] / npig[a]
                     pr = tps[t] / (fps[t] + tps[t] + _EPS)
-                    pr = np.maximum.accumulate(pr[::-1])[::-1]
                     inds = np.searchsorted(rc, REC_THRS, side="left")
                     inside = inds < nd
-                    q[inside] = pr[inds[inside]]
+                    q[inside] = _suffix_max(pr, inds[inside])
                     recall[t, a, mi] = rc[-1]
                 else:
                     recall[t, a, mi] = 0.0
@@ -276,6 +299,14 @@ def class_curves(score, image_key, rank, tp_bits, ig_bits, gt_ig_bits) -> dict[s
                 if a == 0 and max_det == MAX_DETS[-1]:
                     pr_curve[t] = q
     return {"npig": npig, "q": q_mean, "recall": recall, "pr": pr_curve}
+
+
+def _suffix_max(pr: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """max(pr[i:]) for each i in ``at`` (sorted): COCOeval's interpolated precision, in one
+    pass over ``pr``."""
+    starts, where = np.unique(at, return_inverse=True)
+    seg = np.maximum.reduceat(pr, starts)  # max of pr[starts[k]:starts[k+1]]
+    return np.maximum.accumulate(seg[::-1])[::-1][where]
 
 
 def summarize(q: np.ndarray, recall: np.ndarray) -> dict[str, float]:
@@ -327,7 +358,7 @@ def evaluate(boxes: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
         qs, rs = [], []
         for _cls, sub in part.groupby("cls", sort=True):
             d, g = sub[sub["kind"] == 1], sub[sub["kind"] == 0]
-            cur = class_curves(d["score"], d["_img"], d["c_rank"], d["c_tp"], d["c_ig"], g["c_ig"])
+            cur = class_curves(d["score"], d["_img"], d["c_rank"], d["c_tp"], d["c_ig"], non_ignored(g["c_ig"]))
             qs.append(cur["q"])
             rs.append(cur["recall"])
         stats = summarize(np.array(qs), np.array(rs)) if qs else dict.fromkeys(STATS, -1.0)
@@ -341,38 +372,66 @@ def evaluate(boxes: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
 
 CURVES_SCHEMA = ("cls string, video string, npig array<bigint>, q array<double>, recall array<double>, "
                  "pr array<double>")
-CURVE_INPUT = ["cls", "video", "frame", "kind", "score", "c_rank", "c_tp", "c_ig"]
+CURVE_INPUT = ["cls", "video", "frame", "score", "c_rank", "c_tp", "c_ig"]  # detections with c_rank >= 0
 
 
-def class_group(pdf: pd.DataFrame) -> pd.DataFrame:
-    """``applyInPandas`` over the rows of one class (``CURVE_INPUT``: ground truth, and the
-    detections with ``c_rank`` >= 0): the class's curves over all images (video NULL, with
-    the precision curves ``pr`` at IoU .50, .75 and their mean over .50:.95) and per video."""
-    pdf = pdf.sort_values(["video", "frame"], kind="stable")
-    pdf = pdf.assign(_img=pdf.groupby(["video", "frame"], sort=True).ngroup().to_numpy())
-    cls = pdf["cls"].iloc[0]
+def curve_batches(npig: dict, whole: bool):
+    """A ``mapInArrow`` function over detections (``CURVE_INPUT``) partitioned by class
+    (``whole``: each class over all images, video NULL, with the precision curves ``pr`` at
+    IoU .50, .75 and their mean over .50:.95) or by (class, video) (one row per pair):
+    ``CURVES_SCHEMA`` rows. ``npig``: (class, video or None) -> the ground truth not ignored
+    per area range (missing: none). Each task gathers its partition as one Arrow table (no
+    pandas), so one class of millions of boxes is one numpy pass."""
+    def run(batches):
+        import pyarrow as pa
 
-    def curves(part):
-        det = part["kind"].to_numpy() == 1
-        d = part[det]
-        return class_curves(d["score"].to_numpy(np.float64), d["_img"].to_numpy(), d["c_rank"].to_numpy(),
-                            d["c_tp"].to_numpy(np.int64), d["c_ig"].to_numpy(np.int64),
-                            part.loc[~det, "c_ig"].to_numpy(np.int64))
+        batches = [b for b in batches if b.num_rows]
+        if not batches:
+            return
+        t = pa.Table.from_batches(batches)
+        cls = t.column("cls").to_numpy(zero_copy_only=False)
+        video = t.column("video").to_numpy(zero_copy_only=False)
+        frame = t.column("frame").to_numpy().astype(np.int64)
+        keys = [cls] if whole else [cls, video]
+        codes = [pd.factorize(k, sort=True)[0] for k in keys]
+        order = np.lexsort(codes[::-1])
+        cols = {n: t.column(n).to_numpy()[order] for n in ("score", "c_rank", "c_tp", "c_ig")}
+        if whole:  # images in COCOeval's order: sorted (video, frame)
+            image = (pd.factorize(video, sort=True)[0].astype(np.int64) << 32) + (frame + 2 ** 31)
+        else:
+            image = frame
+        image = image[order]
+        sorted_codes = [c[order] for c in codes]
+        change = np.zeros(len(order), bool)
+        for c in sorted_codes:
+            change[1:] |= c[1:] != c[:-1]
+        bounds = np.append(np.flatnonzero(np.r_[True, change[1:]]), len(order))
+        rows = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            key = (cls[order[a]], None if whole else video[order[a]])
+            c = class_curves(cols["score"][a:b], image[a:b], cols["c_rank"][a:b], cols["c_tp"][a:b], cols["c_ig"][a:b],
+                             npig.get(key, np.zeros(N_A, np.int64)))
+            rows.append(curve_row(*key, c, whole))
+        yield pa.RecordBatch.from_pylist(rows, schema=pa.schema([
+            ("cls", pa.string()), ("video", pa.string()), ("npig", pa.list_(pa.int64())),
+            ("q", pa.list_(pa.float64())), ("recall", pa.list_(pa.float64())), ("pr", pa.list_(pa.float64()))]))
 
-    def row(video, c, pr):
-        return {"cls": cls, "video": video, "npig": c["npig"].astype(np.int64).tolist(), "q": c["q"].ravel().tolist(),
-                "recall": c["recall"].ravel().tolist(),
-                "pr": np.concatenate([c["pr"][0], c["pr"][5], c["pr"].mean(axis=0)]).tolist() if pr else None}
+    return run
 
-    whole = curves(pdf)
-    out = [row(None, whole, True)]
-    videos = pdf["video"].unique()
-    if len(videos) == 1:
-        out.append(row(videos[0], whole, False))
-    else:
-        for video, part in pdf.groupby("video", sort=True):
-            out.append(row(video, curves(part), False))
-    return pd.DataFrame(out, columns=["cls", "video", "npig", "q", "recall", "pr"])
+
+def curve_row(cls, video, c: dict, with_pr: bool) -> dict:
+    """One ``CURVES_SCHEMA`` row from ``class_curves``' result."""
+    return {"cls": cls, "video": video, "npig": np.asarray(c["npig"], np.int64).tolist(), "q": c["q"].ravel().tolist(),
+            "recall": c["recall"].ravel().tolist(),
+            "pr": np.concatenate([c["pr"][0], c["pr"][5], c["pr"].mean(axis=0)]).tolist() if with_pr else None}
+
+
+def no_detection_rows(npig: dict, have: set) -> list[dict]:
+    """``CURVES_SCHEMA`` rows of the (class, video) keys of ``npig`` with ground truth but no
+    detection (not in ``have``): recall 0, precision 0."""
+    empty = np.zeros(0)
+    return [curve_row(cls, video, class_curves(empty, empty, empty, empty, empty, n), video is None)
+            for (cls, video), n in sorted(npig.items(), key=str) if (cls, video) not in have]
 
 
 def figures(curves: pd.DataFrame) -> pd.DataFrame:
@@ -395,4 +454,4 @@ def figures(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["AREA_LABELS", "AREA_RNGS", "IOU_THRS", "MAX_DETS", "REC_THRS", "STATS", "class_curves", "evaluate",
-           "class_group", "figures", "iou_crowd", "match_arrays", "match_table", "summarize"]
+           "curve_batches", "curve_row", "no_detection_rows", "non_ignored", "figures", "iou_crowd", "match_arrays", "match_table", "summarize"]

@@ -60,13 +60,7 @@ class Instances:
             raise InputError(f"ground truth {path} is not a COCO instances file (a JSON object with images, "
                              "annotations and categories)")
         self.n_images = head[0]["n_images"]
-        names: dict[str, str] = {}
-        raw_names = [(str(c["id"]).strip(), c["name"]) for c in head[0]["categories"] if c["id"] is not None]
-        counts: dict[str, int] = {}
-        for _, name in raw_names:
-            counts[name] = counts.get(name, 0) + 1
-        for cid, name in raw_names:
-            names[_int_text(cid)] = name if name and counts[name] == 1 else f"category {_int_text(cid)}"
+        names = category_names([(c["id"], c["name"]) for c in head[0]["categories"]])
         if not names:
             raise InputError(f"ground truth {path} has no categories")
         self.categories = names  # category id (as an integer string) -> class name
@@ -99,6 +93,17 @@ class Instances:
             F.col("_corrupt_record").alias("_corrupt"),
         )
         return _finish(rows, self, "result")
+
+
+def category_names(categories: list[tuple]) -> dict[str, str]:
+    """(id, name) pairs (as read: strings) -> {id as an integer string: class name}; a
+    category whose name is missing or repeated is named by its id."""
+    raw_names = [(str(cid).strip(), name) for cid, name in categories if cid is not None]
+    counts: dict[str, int] = {}
+    for _, name in raw_names:
+        counts[name] = counts.get(name, 0) + 1
+    return {_int_text(cid): name if name and counts[name] == 1 else f"category {_int_text(cid)}"
+            for cid, name in raw_names}
 
 
 def _finish(rows: DataFrame, inst: Instances, what: str) -> DataFrame:
@@ -149,4 +154,4 @@ def _resolve(spark: SparkSession, path: str, what: str) -> str:
     return full
 
 
-__all__ = ["GT_LAYOUT", "Instances", "PRED_LAYOUT", "VIDEO", "is_coco_json"]
+__all__ = ["GT_LAYOUT", "Instances", "category_names", "PRED_LAYOUT", "VIDEO", "is_coco_json"]

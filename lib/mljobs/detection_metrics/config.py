@@ -10,6 +10,11 @@ from mljobs.detection_metrics.matching import MATCH_METHODS, MatchParams
 from mljobs.errors import MljobsError
 from mljobs.uris import output_location
 
+# auto: where both inputs are one local file each (CSV or COCO JSON) in the local env, the
+# Python workers read, check and match them (detection_metrics.fastpath) and Spark's path
+# takes over whenever they find anything not clean; spark: always Spark's path.
+READERS = ("auto", "spark")
+
 
 @dataclass
 class DetectionConfig(JobConfig):
@@ -30,6 +35,7 @@ class DetectionConfig(JobConfig):
     max_bad_fraction: float = 0.05
     videos_dir: str | None = None
     worst_frames: int = 6
+    reader: str = "auto"
     snap_frame: int | None = field(init=False, default=None)
 
     def validate(self) -> None:
@@ -50,6 +56,8 @@ class DetectionConfig(JobConfig):
             raise MljobsError(f"--max-plots must be >= 0, got {self.max_plots}")
         if not (0.0 <= self.max_bad_fraction <= 1.0):
             raise MljobsError(f"--max-bad-fraction must be within [0, 1], got {self.max_bad_fraction}")
+        if self.reader not in READERS:
+            raise MljobsError(f"unknown --reader {self.reader!r}; valid: {', '.join(READERS)}")
         if self.worst_frames < 0:
             raise MljobsError(f"--worst-frames must be >= 0, got {self.worst_frames}")
         self.snap_frame = self._snap_frame()

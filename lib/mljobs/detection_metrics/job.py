@@ -22,7 +22,9 @@ import math
 import os
 import time
 import uuid
+from functools import reduce
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -30,7 +32,7 @@ from pyspark.sql import functions as F
 from mljobs.emr import EmrStep
 from mljobs.gpu import DRIVER_ROWS, UNSUPPORTED_CLASS, Known
 from mljobs import coco
-from mljobs.detection_metrics import matching, nfl
+from mljobs.detection_metrics import fastpath, matching, nfl
 from mljobs.detection_metrics.boxes import Layout, detect_layout, mark_duplicates, normalize
 from mljobs.detection_metrics.cocojson import GT_LAYOUT, PRED_LAYOUT, Instances, is_coco_json
 from mljobs.detection_metrics.config import DetectionConfig
@@ -194,21 +196,47 @@ def rates(tp: int, fp: int, fn: int) -> dict:
     }
 
 
-def coco_tables(spark: SparkSession, matched: DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def coco_tables(spark: SparkSession, matched: DataFrame, videos: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """COCO's twelve figures overall, per video and per class (``coco.figures``) and the
-    per-class curves (``coco.class_group``, video NULL rows: the precision curves).
+    per-class curves (``coco.curve_rows``, video NULL rows: the precision curves).
 
-    Accumulated in Spark, one group per class: only one row per (class) and per (video,
-    class) comes to the driver. A class's detections and ground-truth flags are held by
-    one task (about 40 bytes a box)."""
-    rows = matched.where((F.col("kind") == 0) | (F.col("c_rank") >= 0)).select(*coco.CURVE_INPUT)
+    Accumulated in Spark: one group per class (all images) and one per (class, video), in
+    parallel; the driver receives one row per class and per (class, video), and the ground
+    truth only as counts per (class, video). A class's detections are held by one task
+    (about 40 bytes a box)."""
+    npig = ground_truth_counts(matched)
+    dets = matched.where(F.col("c_rank") >= 0).select(*coco.CURVE_INPUT)
+    n = int(spark.conf.get("spark.sql.shuffle.partitions", "8"))
+    parts = [dets.repartition(n, "cls").mapInArrow(coco.curve_batches(npig, True), coco.CURVES_SCHEMA)]
+    if len(videos) > 1:
+        parts.append(dets.repartition(n, "cls", "video").mapInArrow(coco.curve_batches(npig, False),
+                                                                    coco.CURVES_SCHEMA))
     prev = spark.conf.get("spark.sql.execution.arrow.pyspark.enabled", "false")
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     try:
-        curves = rows.groupBy("cls").applyInPandas(coco.class_group, coco.CURVES_SCHEMA).toPandas()
+        curves = reduce(DataFrame.unionByName, parts).toPandas()
     finally:
         spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", prev)
+    have = set(zip(curves["cls"], curves["video"].where(curves["video"].notna(), None)))
+    wanted = {k: v for k, v in npig.items() if len(videos) > 1 or k[1] is None}
+    curves = pd.concat([curves, pd.DataFrame(coco.no_detection_rows(wanted, have), columns=curves.columns)],
+                       ignore_index=True)
+    if len(videos) == 1:  # the one video's curves are the whole curves
+        whole = curves[curves["video"].isna()]
+        curves = pd.concat([curves, whole.assign(video=videos[0], pr=None)], ignore_index=True)
     return coco.figures(curves), curves[curves["video"].isna()].reset_index(drop=True)
+
+
+def ground_truth_counts(matched: DataFrame) -> dict:
+    """(class, video) and (class, None) -> ground-truth boxes not ignored per area range."""
+    bits = [F.sum((F.shiftright("c_ig", a).bitwiseAND(1) == 0).cast("long")).alias(f"n{a}") for a in range(coco.N_A)]
+    rows = matched.where(F.col("kind") == 0).groupBy("cls", "video").agg(*bits).collect()
+    out: dict = {}
+    for r in rows:
+        n = np.array([r[f"n{a}"] for a in range(coco.N_A)], np.int64)
+        out[(r["cls"], r["video"])] = n
+        out[(r["cls"], None)] = out.get((r["cls"], None), 0) + n
+    return out
 
 
 def resolve_snaps(spark: SparkSession, cfg: DetectionConfig, videos: list[str]) -> dict[str, int]:
@@ -253,12 +281,16 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
     """Evaluate cfg.pred against cfg.gt; write the tables and plots; return the summary."""
     t0 = time.monotonic()
     plots_dir = plot_location(spark, cfg)
-    rows, gt_layout, pred_layout = load_inputs(spark, cfg)
+    fast, rows = fastpath.plan(spark, cfg, cfg.params), None
+    if fast is None:
+        rows, gt_layout, pred_layout = load_inputs(spark, cfg)
+    else:
+        gt_layout, pred_layout = fast.gt.layout, fast.pred.layout
     progress(f"ground truth: {gt_layout.kind} layout; detections: boxes as {pred_layout.box_style}; "
              f"{'single class' if gt_layout.single_class or cfg.merge_labels else 'per class'}")
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     try:
-        staged, counts = stage_matches(spark, cfg, rows, run_id, progress)
+        staged, counts = stage_matches(spark, cfg, fast, rows, run_id, progress)
         matched = staged.where(F.col("_reason").isNull())
         frames = stage_frames(spark, cfg, matched, run_id)
         videos_pd, coco_pd, curves_pd = video_metrics(spark, cfg, frames, matched, progress)
@@ -281,17 +313,25 @@ def plot_location(spark: SparkSession, cfg: DetectionConfig) -> str:
     return plots_dir
 
 
-def stage_matches(spark: SparkSession, cfg: DetectionConfig, rows: DataFrame, run_id: str,
-                  progress) -> tuple[DataFrame, dict]:
-    """Match every frame and stage the result (every input row) as Parquet; count it and
-    stop, before any table is written, when too many rows are bad."""
+def stage_matches(spark: SparkSession, cfg: DetectionConfig, fast: fastpath.Plan | None, rows: DataFrame | None,
+                  run_id: str, progress) -> tuple[DataFrame, dict]:
+    """Match every frame and stage the result (every input row) as Parquet: by the Python
+    workers alone where ``fast`` applies and the inputs are clean (``fastpath``), else in
+    Spark. Count it and stop, before any table is written, when too many rows are bad."""
     staged_path = staging_path(spark, cfg.out_db, run_id, "boxes")
     progress(f"checking and matching (IoU >= {cfg.iou_thr}, score >= {cfg.conf_thr}, {cfg.match}; "
              f"COCO thresholds for AP), staged under {staged_path}")
     with StageProgress(spark, progress):
-        match_frames(spark, rows, cfg.params).write.mode("overwrite").parquet(staged_path)
+        declined = fast.run(spark, staged_path) if fast else None
+        if declined:
+            progress(f"the Python workers' reader declined ({declined}); reading with Spark")
+            fs.remove(spark, staged_path)
+            rows = load_inputs(spark, cfg)[0]
+        if rows is not None:
+            match_frames(spark, rows, cfg.params).write.mode("overwrite").parquet(staged_path)
     staged = spark.read.parquet(staged_path)
     counts = check_counts(staged.groupBy("kind", "_reason").count().collect(), cfg.max_bad_fraction)
+    counts["reader"] = "spark" if rows is not None else "arrow"
     progress(f"read {counts['rows_read']['gt']:,} ground-truth and {counts['rows_read']['pred']:,} detection rows; "
              f"{counts['rows_quarantined']:,} quarantined")
     return staged, counts
@@ -311,7 +351,7 @@ def video_metrics(spark: SparkSession, cfg: DetectionConfig, frames: DataFrame, 
     the det_coco rows (``coco.figures``) and the per-class curves."""
     counts_pd = video_counts(frames)
     progress(f"{int(counts_pd['frames'].iloc[0]):,} frames in {len(counts_pd) - 1:,} videos; computing AP")
-    figures_pd, curves_pd = coco_tables(spark, matched)
+    figures_pd, curves_pd = coco_tables(spark, matched, list(counts_pd["video"].iloc[1:]))
     ap_pd = figures_pd[figures_pd["scope"] != "class"][["video", "ap", "ap50", "ap75"]]
     ap_pd = ap_pd.assign(**{k: ap_pd[k].where(ap_pd[k] > -1) for k in ("ap", "ap50", "ap75")})
     videos_pd = counts_pd.merge(ap_pd, on="video", how="left")
@@ -379,6 +419,7 @@ def job_summary(cfg: DetectionConfig, gt_layout: Layout, videos_pd: pd.DataFrame
         "frames_with_errors": int(videos_pd["frames_with_errors"].iloc[0]),
         "rows_read": counts["rows_read"],
         "rows_quarantined": counts["rows_quarantined"],
+        "reader": counts.get("reader", "spark"),
         "quarantine_reasons": counts["quarantine_reasons"],
         "tables": tables,
         "plots": plots,

@@ -1,0 +1,358 @@
+"""The single-machine path: where both inputs are one local file each (CSV, or COCO JSON), the
+Python workers read, check and match them in one pass and write the staged boxes themselves.
+
+The Spark path (``job.load_inputs`` → ``match_frames``) parses both files in the JVM, casts
+and checks every field in SQL, shuffles the rows by frame and sends them to Python for the
+matching; on one machine most of its time is that traffic. Here each of the P tasks (one per
+core) parses both files with pyarrow (CSV) or ``json`` (COCO), keeps the frames that hash to
+it, and matches them with the same engine (``matching.match_table``, ``coco.match_table``),
+writing ``part-<task>.parquet`` with the staged columns. No rows pass through the JVM and
+there is no shuffle; the job goes on from the staged Parquet exactly as after the Spark path.
+
+It only takes inputs it can prove clean: every row parses, every check of ``boxes`` passes,
+no row repeats another. Anything else (a malformed or rejected row, a duplicate, quotes in a
+CSV file, a layout it does not read) makes a task *decline*: the staging is removed and the
+Spark path runs, which quarantines exactly as documented. Clean inputs get identical rows
+either way (tests compare the two). Each task holds one input file's parsed columns at a
+time, so inputs over ``MAX_BYTES`` take the Spark path.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from pyspark.sql import SparkSession
+
+from mljobs import coco, uris
+from mljobs.detection_metrics import matching
+from mljobs.detection_metrics.boxes import HELMET, Layout, _CLASS_NAMES, _SCORE_NAMES, _Columns, \
+    detect_layout
+from mljobs.detection_metrics.cocojson import GT_LAYOUT, PRED_LAYOUT, VIDEO, category_names, is_coco_json
+from mljobs.detection_metrics.matching import MatchParams
+from mljobs.io import list_input_files
+from mljobs.readers import parse_header
+from mljobs.fs import read_first_line
+from mljobs.session import env_of
+
+MAX_BYTES = 2 << 30  # both inputs together
+_FRAME_LIMIT = 2_000_000_000
+_TEXT = pa.dictionary(pa.int32(), pa.string())  # video and label: few distinct values, read 4x faster
+
+
+class Declined(Exception):
+    """The input is not provably clean: the Spark path takes it."""
+
+
+@dataclass(frozen=True)
+class Source:
+    path: str            # local path
+    layout: Layout
+    header: tuple = ()   # CSV: the header's column names (empty for COCO JSON)
+
+
+@dataclass(frozen=True)
+class Plan:
+    gt: Source
+    pred: Source
+    one_class: bool      # every box is class "helmet"
+    params: MatchParams
+    staged_types: tuple  # (name, Spark type) of the staged columns
+
+    def run(self, spark: SparkSession, staged_dir: str) -> str | None:
+        """Write the staged boxes under ``staged_dir`` (local); None, or why it declined."""
+        root = uris.local_path(staged_dir)
+        if root is None:
+            return "the staging directory is not local"
+        os.makedirs(root, exist_ok=True)
+        tasks = max(1, spark.sparkContext.defaultParallelism)
+        plan = self
+        out = spark.sparkContext.parallelize(range(tasks), tasks).map(
+            lambda i: plan.task(i, tasks, root)).collect()
+        return next((why for why in out if why), None)
+
+    def task(self, i: int, tasks: int, root: str) -> str | None:
+        try:
+            table = self.boxes(i, tasks)
+        except Declined as why:
+            return str(why) or "declined"
+        matched = coco.match_table(matching.match_table(table, self.params))
+        pq.write_table(staged(matched, self.staged_types), os.path.join(root, f"part-{i:05d}.parquet"))
+        return None
+
+    def boxes(self, i: int, tasks: int) -> pa.Table:
+        """This task's share of both inputs: normalised boxes of the frames that hash to it."""
+        if self.gt.layout.kind == "coco":
+            gt, pred = coco_boxes(self.gt.path, self.pred.path, self.one_class)
+        else:
+            gt = csv_boxes(self.gt, self.one_class)
+            pred = csv_boxes(self.pred, self.one_class)
+        chunks = gt.column("video").chunks + pred.column("video").chunks
+        videos = pa.array(sorted({v for c in chunks for v in c.dictionary.to_pylist()}), pa.string())
+
+        def share(t):  # the frames that hash to task i (the same in every task)
+            code = np.concatenate([pc.index_in(c.dictionary, value_set=videos).to_numpy(zero_copy_only=False)[
+                c.indices.to_numpy(zero_copy_only=False)] for c in t.column("video").chunks] or [np.zeros(0)])
+            return t.filter(pa.array((code.astype(np.int64) * 1_000_003 + t.column("frame").to_numpy()) % tasks == i))
+
+        mine = pa.concat_tables([share(gt), share(pred).select(gt.column_names)]).unify_dictionaries()
+        refuse_duplicates(mine)
+        return mine
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+def plan(spark: SparkSession, cfg, params: MatchParams) -> Plan | None:
+    """A Plan when both inputs are single local files this path reads (else None: the
+    Spark path). Layout errors are raised here as the Spark path would raise them."""
+    from mljobs.detection_metrics.job import STAGED_SCHEMA  # the staged columns: one definition
+
+    if cfg.reader == "spark" or env_of(spark) != "local" or is_coco_json(cfg.gt) != is_coco_json(cfg.pred):
+        return None
+    gt = _source(spark, cfg.gt, "gt")
+    pred = _source(spark, cfg.pred, "pred") if gt is not None else None  # errors in Spark's order
+    if gt is None or pred is None or os.path.getsize(gt.path) + os.path.getsize(pred.path) > MAX_BYTES:
+        return None
+    lower = {c.lower() for c in gt.header}
+    if gt.layout.kind == "image_labels" or lower & {"area", "iscrowd"} or (
+            cfg.nfl_impact and not {"impact", "confidence", "visibility"} <= lower):
+        return None  # Spark's path reads these (or says what is missing)
+    one_class = cfg.merge_labels or gt.layout.single_class
+    types = tuple(tuple(f.strip().split(" ")[:2]) for f in STAGED_SCHEMA.split(","))
+    return Plan(gt, pred, one_class, params, types)
+
+
+def _source(spark: SparkSession, given: str, role: str) -> Source | None:
+    path = uris.local_path(given)
+    if path is None or not os.path.isfile(path):
+        return None
+    if is_coco_json(given):
+        return Source(path, GT_LAYOUT if role == "gt" else PRED_LAYOUT)
+    files = list_input_files(spark, [given], "auto", "local")
+    if len(files) != 1 or files[0].format != "csv" or not path.lower().endswith(".csv"):
+        return None
+    first = read_first_line(spark, files[0].path)
+    if not first or not first.strip():
+        return None
+    header = tuple(parse_header(first, ","))
+    what = f"{'ground truth' if role == 'gt' else 'detections'} {given}"
+    return Source(path, detect_layout(list(header), role, what), header)
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
+def csv_boxes(src: Source, one_class: bool) -> pa.Table:
+    """A CSV file's rows, normalised as ``boxes.normalize`` would; Declined unless every
+    row is clean."""
+    with open(src.path, "rb") as f:
+        data = f.read()
+    if not plain(data):
+        raise Declined(f"{src.path}: quotes, escapes, tabs or spaces around fields, or leading blank lines")
+    cols = _Columns(list(src.header))
+    layout = src.layout
+    label_name = next((n for n in _CLASS_NAMES if cols.find(n)), None)
+    numeric = [cols.get(c) for c in layout.box] + [cols.get("frame")]
+    score_name = next((cols.get(n) for n in _SCORE_NAMES if cols.find(n)), None) if layout.role == "pred" else None
+    impact = [cols.find(n) for n in ("impact", "confidence", "visibility")] if layout.role == "gt" else []
+    numeric += [c for c in [score_name, *impact] if c]
+    wanted = [cols.get("video"), *numeric] + ([cols.get(label_name)] if label_name else [])
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(column_names=list(src.header), skip_rows=1, use_threads=False),
+            parse_options=pacsv.ParseOptions(quote_char=False, double_quote=False, newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=wanted, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True,
+                column_types={**{c: pa.float64() for c in numeric}, **{c: _TEXT for c in wanted if c not in numeric}}),
+        )
+    except (pa.ArrowInvalid, ValueError) as exc:
+        raise Declined(f"{src.path}: {str(exc)[:200]}") from None
+    del data
+    n = table.num_rows
+    b = [_finite(table, cols.get(c)) for c in layout.box]
+    if layout.box_style == "xyxy":
+        b = [b[0], b[1], b[2] - b[0], b[3] - b[1]]
+    label = table.column(cols.get(label_name)) if label_name else pa.nulls(n, pa.string())
+    cls = pa.repeat(HELMET, n) if one_class or label_name is None else label  # plain(): trimmed already
+    score = _finite(table, score_name) if score_name else np.full(n, np.nan)
+    extra = {name: _optional(table, c) for name, c in zip(("impact", "confidence", "visibility"), impact) if c}
+    return normalised(table.column(cols.get("video")),
+                      _finite(table, cols.get("frame")), cls, label, b, score, extra, layout.role, src.path)
+
+
+def plain(data: bytes) -> bool:
+    """No quotes or escapes (Spark's tokenizer rules), no tabs and no space next to a comma or
+    a line break (pyarrow and Spark's casts may treat whitespace differently), no leading blank
+    line: what pyarrow and Spark read alike."""
+    if data[:1] in (b"\r", b"\n", b" ") or b'"' in data or b"\\" in data or b"\t" in data:
+        return False
+    if b" " not in data:
+        return True
+    raw = np.frombuffer(data, np.uint8)
+    at = np.flatnonzero(raw == 32)
+    near = np.concatenate([raw[at[at > 0] - 1], raw[at[at < len(raw) - 1] + 1]])
+    return not np.isin(near, list(b",\r\n")).any() and raw[-1] != 32
+
+
+def _optional(table: pa.Table, name: str) -> np.ndarray:
+    """An optional number column with NULL as NaN; Declined on a NaN or infinite value."""
+    col = table.column(name)
+    values = col.to_numpy(zero_copy_only=False)
+    if (~np.isfinite(values) & ~col.is_null().to_numpy(zero_copy_only=False)).any():
+        raise Declined(f"a NaN or infinite {name}")
+    return values
+
+
+def _finite(table: pa.Table, name: str) -> np.ndarray:
+    col = table.column(name)
+    values = col.to_numpy(zero_copy_only=False)
+    if col.null_count or not np.isfinite(values).all():
+        raise Declined(f"a missing, NaN or infinite {name}")
+    return values
+
+
+# ----------------------------------------------------------------------------- COCO JSON
+
+
+def coco_boxes(gt_path: str, pred_path: str, one_class: bool) -> tuple[pa.Table, pa.Table]:
+    """A COCO instances file and its results file, normalised (``cocojson`` read in Spark
+    gives the same rows); Declined unless every element is clean."""
+    with open(gt_path, "rb") as f:
+        inst = json.load(f)
+    if not isinstance(inst, dict) or not all(isinstance(inst.get(k), list) for k in ("images", "annotations",
+                                                                                      "categories")):
+        raise Declined("the instances file is not an object with images, annotations and categories lists")
+    cats = inst["categories"]
+    if not all(isinstance(c, dict) and _is_int(c.get("id")) and isinstance(c.get("name"), (str, type(None)))
+               for c in cats):
+        raise Declined("a category without an integer id or a text name")
+    names = category_names([(c["id"], c.get("name")) for c in cats])
+    images = {im.get("id") for im in inst["images"] if isinstance(im, dict)}
+    if not all(_is_int(x) for x in images) or len(images) != len(inst["images"]):
+        raise Declined("an image without an integer id")
+    gt = _coco_rows(inst.pop("annotations"), images, names, one_class, True)
+    del inst
+    with open(pred_path, "rb") as f:
+        results = json.load(f)
+    if not isinstance(results, list):
+        raise Declined("the results file is not a list")
+    return gt, _coco_rows(results, images, names, one_class, False)
+
+
+def _coco_rows(items: list, images: set, names: dict, one_class: bool, is_gt: bool) -> pa.Table:
+    n = len(items)
+    image = np.empty(n, np.int64)
+    box = np.empty((n, 4), np.float64)
+    extra = np.empty((n, 2), np.float64)  # gt: area (NaN = none), iscrowd; pred: score
+    labels = []
+    try:
+        for k, a in enumerate(items):
+            img, bbox = a["image_id"], a["bbox"]
+            if not _is_int(img) or img not in images or len(bbox) != 4 or not all(map(_is_num, bbox)):
+                raise Declined("an element with an unknown image_id or a bbox that is not four numbers")
+            image[k] = img
+            box[k] = bbox
+            cat = a["category_id"]
+            labels.append(names.get(str(int(cat))) if _is_int(cat) else None)
+            if is_gt:
+                area, crowd = a.get("area"), a.get("iscrowd", 0)
+                extra[k, 0] = np.nan if area is None else area if _is_num(area) else -1.0
+                extra[k, 1] = crowd if _is_num(crowd) or isinstance(crowd, bool) else -1.0
+            else:
+                score = a["score"]
+                extra[k, 0] = score if _is_num(score) else np.nan
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Declined(f"an element without {exc}") from None
+    if None in labels or np.abs(image).max(initial=0) > _FRAME_LIMIT:
+        raise Declined("a category_id that is not an integer, or an image id past the frame range")
+    label = pa.array(labels, pa.string()).dictionary_encode()
+    cls = pa.repeat(HELMET, n) if one_class else pc.utf8_trim(label.cast(pa.string()), characters=" ")
+    if is_gt:
+        area, crowd = extra[:, 0], extra[:, 1]
+        if not (np.isnan(area) | (np.isfinite(area) & (area >= 0))).all() or not np.isin(crowd, (0.0, 1.0)).all():
+            raise Declined("a negative or non-numeric area, or an iscrowd other than 0 or 1")
+        score, more = np.full(n, np.nan), {"area": area, "iscrowd": crowd}
+    else:
+        score, more = extra[:, 0], {}
+    if not np.isfinite(box).all():
+        raise Declined("a NaN or infinite bbox value")
+    video = pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([VIDEO]))
+    return normalised(video, image.astype(np.float64), cls, label,
+                      [box[:, j] for j in range(4)], score, more, "gt" if is_gt else "pred", "COCO")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer()
+
+
+def _is_num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+# ----------------------------------------------------------------------------- normalised rows
+
+
+def normalised(video, frame: np.ndarray, cls, label, box: list, score: np.ndarray, extra: dict, role: str,
+               what: str) -> pa.Table:
+    """The matcher's input columns (``job.MATCH_INPUT``) for clean rows; Declined where
+    ``boxes._reason`` would give any row a reason."""
+    n = len(frame)
+    left, top, width, height = box
+    if _blank(video) or _blank(cls):
+        raise Declined(f"{what}: a missing video or label")
+    bad = (frame != np.floor(frame)) | (np.abs(frame) > _FRAME_LIMIT) | (width <= 0) | (height <= 0)
+    if role == "pred":
+        bad |= ~np.isfinite(score) | (score < 0) | (score > 1)
+    if bad.any():
+        raise Declined(f"{what}: {int(bad.sum())} row(s) the checks reject")
+    nan = np.full(n, np.nan)
+    return pa.table({
+        "video": video, "frame": pa.array(frame.astype(np.int32)), "cls": cls,
+        "kind": pa.array(np.full(n, 0 if role == "gt" else 1, np.int8)), "label": label,
+        "left": left, "top": top, "width": width, "height": height,
+        "score": pa.array(score if role == "pred" else nan, mask=None if role == "pred" else np.ones(n, bool)),
+        **{k: pa.array(extra.get(k, nan), mask=np.isnan(extra.get(k, nan))) for k in ("impact", "confidence",
+                                                                                      "visibility")},
+        "_reason": pa.nulls(n, pa.string()), "_raw": pa.nulls(n, pa.string()),
+        "area": pa.array(extra.get("area", nan), mask=np.isnan(extra.get("area", nan))),
+        "iscrowd": pa.array(extra.get("iscrowd", np.zeros(n)).astype(np.int8)),
+        "_rid": pa.array(np.arange(n, dtype=np.int64)),
+    })
+
+
+def _blank(col) -> bool:
+    """Any NULL or empty text in a (dictionary) string column."""
+    if col.null_count:
+        return True
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    return any(pc.any(pc.equal(c.dictionary if pa.types.is_dictionary(c.type) else c, "")).as_py() for c in chunks)
+
+
+def refuse_duplicates(table: pa.Table) -> None:
+    """Declined when a row repeats another's video, frame, class, label, box and score
+    (``boxes.mark_duplicates`` would quarantine it)."""
+    keys = ["video", "frame", "kind", "cls", "label", "left", "top", "width", "height", "score"]
+    for name in ("left", "top", "score"):  # -0.0 groups with 0.0, as in Spark
+        table = table.set_column(table.schema.get_field_index(name), name, pc.add(table.column(name), 0.0))
+    counted = table.select(keys).group_by(keys, use_threads=False).aggregate([([], "count_all")])
+    if counted.num_rows != table.num_rows:
+        raise Declined(f"{table.num_rows - counted.num_rows} duplicate row(s)")
+
+
+_SPARK_TO_ARROW = {"string": pa.string(), "int": pa.int32(), "tinyint": pa.int8(), "double": pa.float64(),
+                   "boolean": pa.bool_(), "bigint": pa.int64()}
+
+
+def staged(table: pa.Table, types: tuple) -> pa.Table:
+    """The staged columns in Spark's types."""
+    return table.select([n for n, _ in types]).cast(pa.schema([(n, _SPARK_TO_ARROW[t]) for n, t in types]))
+
+
+__all__ = ["Declined", "MAX_BYTES", "Plan", "plan"]

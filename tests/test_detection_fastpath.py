@@ -1,0 +1,157 @@
+"""detection-metrics' single-machine path (``fastpath``: the Python workers read, check and
+match local CSV / COCO JSON files) against Spark's path on the same inputs: identical
+tables and summaries where it runs, and Spark's path (with its quarantine) wherever the
+input is not provably clean."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mljobs import coco
+from mljobs.datasets.cocoboxes import generate as generate_coco
+from mljobs.datasets.helmets import generate
+from mljobs.detection_metrics import fastpath
+from mljobs.detection_metrics.job import DetectionConfig, run_detection_metrics
+from mljobs.errors import MljobsError
+
+from test_detection_coco import cocoeval
+
+TABLE_KEYS = {
+    "det_frames": ["video", "frame"],
+    "det_videos": ["scope", "video"],
+    "det_errors": ["video", "frame", "error", "left", "top", "width", "height", "score"],
+    "det_coco": ["scope", "video", "cls"],
+    "det_quarantine": ["input", "reason", "raw_line"],
+}
+
+
+@pytest.fixture(scope="module")
+def plays(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fastplays")
+    generate(out, plays=3, frames=40, seed=5)
+    return out
+
+
+def run(spark, gt, pred, db, reader="auto", **kw) -> dict:
+    cfg = DetectionConfig(gt=str(gt), pred=str(pred), out_db=db, max_plots=0, reader=reader,
+                          max_bad_fraction=1.0, **kw)
+    return run_detection_metrics(spark, cfg, progress=lambda m: None)
+
+
+def table(spark, db, name) -> pd.DataFrame:
+    keys = TABLE_KEYS[name]
+    df = spark.table(f"{db}.{name}").toPandas()
+    return df.sort_values(keys, na_position="first", kind="stable").reset_index(drop=True)
+
+
+def assert_same_results(spark, a: tuple[str, dict], b: tuple[str, dict]) -> None:
+    """The two runs' five tables and summaries are identical (timing and run ids aside)."""
+    (db_a, sum_a), (db_b, sum_b) = a, b
+    for name in TABLE_KEYS:
+        pd.testing.assert_frame_equal(table(spark, db_a, name), table(spark, db_b, name), check_exact=True,
+                                      obj=name)
+    drop = ("seconds", "run_id", "tables", "reader")
+    assert {k: v for k, v in sum_a.items() if k not in drop} == {k: v for k, v in sum_b.items() if k not in drop}
+
+
+def test_clean_csv_plays_take_the_workers_path_with_identical_results(spark, plays):
+    kw = dict(snap=str(plays / "snaps.csv"), nfl_impact=True)
+    fast = run(spark, plays / "train_labels.csv", plays / "detections.csv", "fp_auto", **kw)
+    slow = run(spark, plays / "train_labels.csv", plays / "detections.csv", "fp_spark", reader="spark", **kw)
+    assert (fast["reader"], slow["reader"]) == ("arrow", "spark")
+    assert fast["rows_quarantined"] == 0 and fast["frames"] == 120
+    assert_same_results(spark, ("fp_auto", fast), ("fp_spark", slow))
+    impact = [spark.table(f"{db}.det_impact").toPandas().sort_values("video").reset_index(drop=True)
+              for db in ("fp_auto", "fp_spark")]
+    pd.testing.assert_frame_equal(*impact)
+
+
+def test_xyxy_detections_with_conf_and_labels_and_merged_classes(spark, plays, tmp_path):
+    det = pd.read_csv(plays / "detections.csv")
+    det = det.assign(x1=det["left"], y1=det["top"], x2=det["left"] + det["width"], y2=det["top"] + det["height"],
+                     conf=det["score"], label=np.where(np.arange(len(det)) % 3 == 0, "Helmet", "Helmet-Partial"))
+    path = tmp_path / "xyxy.csv"
+    det[["video", "frame", "label", "x1", "y1", "x2", "y2", "conf"]].to_csv(path, index=False)
+    fast = run(spark, plays / "train_labels.csv", path, "fp_xy_auto", iou_thr=0.4, conf_thr=0.5, match="optimal")
+    slow = run(spark, plays / "train_labels.csv", path, "fp_xy_spark", reader="spark", iou_thr=0.4, conf_thr=0.5,
+               match="optimal")
+    assert fast["reader"] == "arrow"
+    assert_same_results(spark, ("fp_xy_auto", fast), ("fp_xy_spark", slow))
+
+
+def test_clean_coco_json_takes_the_workers_path_and_equals_pycocotools(spark, tmp_path):
+    files = generate_coco(tmp_path / "coco", 60, seed=3)
+    fast = run(spark, files["instances"], files["results"], "fp_coco_auto")
+    slow = run(spark, files["instances"], files["results"], "fp_coco_spark", reader="spark")
+    assert (fast["reader"], slow["reader"]) == ("arrow", "spark")
+    assert_same_results(spark, ("fp_coco_auto", fast), ("fp_coco_spark", slow))
+    with open(files["instances"]) as f:
+        inst = json.load(f)
+    with open(files["results"]) as f:
+        dets = json.load(f)
+    got = np.array([fast["coco"]["overall"][k] for k in coco.STATS])
+    assert np.abs(got - cocoeval(inst, dets)).max() <= 1e-6
+
+
+def _edit_line(path, out, n, edit):
+    lines = path.read_text().splitlines(keepends=True)
+    lines[n] = edit(lines[n])
+    out.write_text("".join(lines))
+    return out
+
+
+def _field(i, value):
+    """An edit of a detections.csv line (video,frame,label,score,left,top,width,height): field i set."""
+    def edit(line):
+        fields = line.rstrip("\n").split(",")
+        fields[i] = value(fields[i])
+        return ",".join(fields) + "\n"
+    return edit
+
+
+@pytest.mark.parametrize("name, edit, reason", [
+    ("score", _field(3, lambda v: "1.5"), "pred: score outside [0, 1]"),
+    ("width", _field(6, lambda v: "0"), "pred: width or height <= 0"),
+    ("frame", _field(1, lambda v: v + ".5"), "pred: non-integer frame"),
+    ("nan", _field(4, lambda v: "NaN"), "pred: NaN or infinite left"),
+    ("duplicate", lambda line: line + line, "pred: duplicate row"),
+    ("quoted", _field(0, lambda v: f'"{v}"'), None),
+    ("spaced", _field(1, lambda v: " " + v), None),
+    ("short", lambda line: line.rsplit(",", 2)[0] + "\n", "pred: wrong token count"),
+])
+def test_anything_not_clean_goes_to_the_spark_path(spark, plays, tmp_path, name, edit, reason):
+    pred = _edit_line(plays / "detections.csv", tmp_path / f"{name}.csv", 7, edit)
+    fast = run(spark, plays / "train_labels.csv", pred, f"fp_bad_{name}")
+    assert fast["reader"] == "spark"
+    if reason is None:  # Spark's reader takes the quotes off, its cast the space: nothing is rejected
+        assert fast["rows_quarantined"] == 0
+    else:
+        assert fast["rows_quarantined"] == 1 and next(iter(fast["quarantine_reasons"])).startswith(reason)
+
+
+def test_coco_elements_the_workers_cannot_vouch_for_go_to_the_spark_path(spark, tmp_path):
+    files = generate_coco(tmp_path / "coco", 20, seed=4)
+    with open(files["results"]) as f:
+        dets = json.load(f)
+    dets[3]["image_id"] = 999_999
+    with open(files["results"], "w") as f:
+        json.dump(dets, f)
+    summary = run(spark, files["instances"], files["results"], "fp_coco_bad")
+    assert summary["reader"] == "spark" and summary["rows_quarantined"] == 1
+
+
+def test_plain_csv_bytes():
+    assert fastpath.plain(b"video,frame\na,1\n")
+    assert fastpath.plain(b"video,frame\nmy video,1\n")  # a space inside a field is fine
+    for bad in (b'video,frame\n"a",1\n', b"video,frame\na ,1\n", b"video,frame\na, 1\n", b"video,frame\na,1 \n",
+                b"video,frame\n a,1\n", b"\nvideo,frame\na,1\n", b"video,frame\na\\,1\n", b"video,frame\na\t,1\n",
+                b"video,frame\na,1 "):
+        assert not fastpath.plain(bad), bad
+
+
+def test_reader_option_is_checked():
+    with pytest.raises(MljobsError, match="--reader"):
+        DetectionConfig(gt="a.csv", pred="b.csv", reader="arrow")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,33 +66,59 @@ class Plan:
     staged_types: tuple  # (name, Spark type) of the staged columns
 
     def run(self, spark: SparkSession, staged_dir: str) -> str | None:
-        """Write the staged boxes under ``staged_dir`` (local); None, or why it declined."""
+        """Write the staged boxes under ``staged_dir`` (local); None, or why it declined.
+        Two passes: each input parsed and checked once (one task per input, saved as Arrow
+        under ``_inputs``, which Spark's Parquet reader skips), then one task per core
+        matches the frames that hash to it."""
         root = uris.local_path(staged_dir)
         if root is None:
             return "the staging directory is not local"
-        os.makedirs(root, exist_ok=True)
-        tasks = max(1, spark.sparkContext.defaultParallelism)
-        plan = self
-        out = spark.sparkContext.parallelize(range(tasks), tasks).map(
-            lambda i: plan.task(i, tasks, root)).collect()
-        return next((why for why in out if why), None)
-
-    def task(self, i: int, tasks: int, root: str) -> str | None:
+        work = os.path.join(root, "_inputs")
+        os.makedirs(work, exist_ok=True)
+        sc, plan = spark.sparkContext, self
         try:
-            table = self.boxes(i, tasks)
+            why = sc.parallelize(["gt", "pred"], 2).map(lambda role: plan.read(role, work)).collect()
+            if not any(why):
+                tasks = max(1, sc.defaultParallelism)
+                why = sc.parallelize(range(tasks), tasks).map(lambda i: plan.task(i, tasks, root, work)).collect()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return next((w for w in why if w), None)
+
+    def read(self, role: str, work: str) -> str | None:
+        """Pass 1: one input parsed, checked and saved (``<role>.arrow``); None, or why it declined."""
+        try:
+            if self.gt.layout.kind != "coco":
+                _save(work, role, csv_boxes(self.gt if role == "gt" else self.pred, self.one_class))
+            elif role == "gt":
+                table, images, names = coco_ground_truth(self.gt.path, self.one_class)
+                _save(work, "gt", table)
+                _save(work, "images", pa.table({"id": images}))
+                _save(work, "categories", pa.table({"id": list(names), "name": list(names.values())}))
+            else:
+                _save(work, "pred", pa.table(coco_result_fields(self.pred.path)))
+        except Declined as why:
+            return str(why) or "declined"
+        return None
+
+    def task(self, i: int, tasks: int, root: str, work: str) -> str | None:
+        """Pass 2: match the frames that hash to task i; write ``part-<i>.parquet``."""
+        try:
+            table = self.boxes(i, tasks, work)
         except Declined as why:
             return str(why) or "declined"
         matched = coco.match_table(matching.match_table(table, self.params))
         pq.write_table(staged(matched, self.staged_types), os.path.join(root, f"part-{i:05d}.parquet"))
         return None
 
-    def boxes(self, i: int, tasks: int) -> pa.Table:
+    def boxes(self, i: int, tasks: int, work: str) -> pa.Table:
         """This task's share of both inputs: normalised boxes of the frames that hash to it."""
+        gt, pred = _load(work, "gt"), _load(work, "pred")
         if self.gt.layout.kind == "coco":
-            gt, pred = coco_boxes(self.gt.path, self.pred.path, self.one_class)
-        else:
-            gt = csv_boxes(self.gt, self.one_class)
-            pred = csv_boxes(self.pred, self.one_class)
+            cats = _load(work, "categories")
+            names = dict(zip(cats.column("id").to_pylist(), cats.column("name").to_pylist()))
+            fields = {c: pred.column(c).to_numpy() for c in pred.column_names}
+            pred = coco_table(fields, _load(work, "images").column("id").to_numpy(), names, self.one_class, False)
         chunks = gt.column("video").chunks + pred.column("video").chunks
         videos = pa.array(sorted({v for c in chunks for v in c.dictionary.to_pylist()}), pa.string())
 
@@ -103,6 +130,17 @@ class Plan:
         mine = pa.concat_tables([share(gt), share(pred).select(gt.column_names)]).unify_dictionaries()
         refuse_duplicates(mine)
         return mine
+
+
+def _save(work: str, name: str, table: pa.Table) -> None:
+    table = table.unify_dictionaries()  # an Arrow file holds one dictionary per column
+    with pa.OSFile(os.path.join(work, f"{name}.arrow"), "wb") as f, pa.ipc.new_file(f, table.schema) as out:
+        out.write_table(table)
+
+
+def _load(work: str, name: str) -> pa.Table:
+    with pa.memory_map(os.path.join(work, f"{name}.arrow")) as f:
+        return pa.ipc.open_file(f).read_all()
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -221,11 +259,11 @@ def _finite(table: pa.Table, name: str) -> np.ndarray:
 # ----------------------------------------------------------------------------- COCO JSON
 
 
-def coco_boxes(gt_path: str, pred_path: str, one_class: bool) -> tuple[pa.Table, pa.Table]:
-    """A COCO instances file and its results file, normalised (``cocojson`` read in Spark
-    gives the same rows); Declined unless every element is clean."""
-    with open(gt_path, "rb") as f:
-        inst = json.load(f)
+def coco_ground_truth(path: str, one_class: bool) -> tuple[pa.Table, np.ndarray, dict]:
+    """A COCO instances file's annotations, normalised (``cocojson`` read in Spark gives the
+    same rows), its image ids and its class names by category id; Declined unless every
+    element is clean."""
+    inst = _json(path)
     if not isinstance(inst, dict) or not all(isinstance(inst.get(k), list) for k in ("images", "annotations",
                                                                                       "categories")):
         raise Declined("the instances file is not an object with images, annotations and categories lists")
@@ -233,67 +271,96 @@ def coco_boxes(gt_path: str, pred_path: str, one_class: bool) -> tuple[pa.Table,
     if not all(isinstance(c, dict) and _is_int(c.get("id")) and isinstance(c.get("name"), (str, type(None)))
                for c in cats):
         raise Declined("a category without an integer id or a text name")
-    names = category_names([(c["id"], c.get("name")) for c in cats])
-    images = {im.get("id") for im in inst["images"] if isinstance(im, dict)}
-    if not all(_is_int(x) for x in images) or len(images) != len(inst["images"]):
-        raise Declined("an image without an integer id")
-    gt = _coco_rows(inst.pop("annotations"), images, names, one_class, True)
-    del inst
-    with open(pred_path, "rb") as f:
-        results = json.load(f)
+    names = {int(k): v for k, v in category_names([(c["id"], c.get("name")) for c in cats]).items()}
+    try:
+        images = _numbers([im["id"] for im in inst["images"]], "image id")
+    except (KeyError, TypeError):
+        raise Declined("an image without an id") from None
+    if (images != np.floor(images)).any():
+        raise Declined("an image id that is not an integer")
+    fields = _coco_fields(inst.pop("annotations"), True)
+    return coco_table(fields, images, names, one_class, True), images, names
+
+
+def coco_result_fields(path: str) -> dict[str, np.ndarray]:
+    """A COCO results file's elements as number columns (checked against the instances file
+    later, by ``coco_table``)."""
+    results = _json(path)
     if not isinstance(results, list):
         raise Declined("the results file is not a list")
-    return gt, _coco_rows(results, images, names, one_class, False)
+    return _coco_fields(results, False)
 
 
-def _coco_rows(items: list, images: set, names: dict, one_class: bool, is_gt: bool) -> pa.Table:
-    n = len(items)
-    image = np.empty(n, np.int64)
-    box = np.empty((n, 4), np.float64)
-    extra = np.empty((n, 2), np.float64)  # gt: area (NaN = none), iscrowd; pred: score
-    labels = []
+def _json(path: str):
+    """A JSON file's value; Declined when it holds true, false or null anywhere (a number
+    column read by numpy would take true for 1: Spark's path reads those files)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if b"true" in data or b"false" in data or b"null" in data:
+        raise Declined(f"{path}: true, false or null in the file")
     try:
-        for k, a in enumerate(items):
-            img, bbox = a["image_id"], a["bbox"]
-            if not _is_int(img) or img not in images or len(bbox) != 4 or not all(map(_is_num, bbox)):
-                raise Declined("an element with an unknown image_id or a bbox that is not four numbers")
-            image[k] = img
-            box[k] = bbox
-            cat = a["category_id"]
-            labels.append(names.get(str(int(cat))) if _is_int(cat) else None)
-            if is_gt:
-                area, crowd = a.get("area"), a.get("iscrowd", 0)
-                extra[k, 0] = np.nan if area is None else area if _is_num(area) else -1.0
-                extra[k, 1] = crowd if _is_num(crowd) or isinstance(crowd, bool) else -1.0
-            else:
-                score = a["score"]
-                extra[k, 0] = score if _is_num(score) else np.nan
+        return json.loads(data)
+    except ValueError as exc:
+        raise Declined(f"{path}: {exc}") from None
+
+
+def _numbers(values: list, what: str, shape: tuple = ()) -> np.ndarray:
+    """A list of JSON numbers as float64; Declined on anything else (text, lists of the wrong
+    length, NaN or infinity)."""
+    if not values:
+        return np.zeros((0, *shape))
+    try:
+        arr = np.array(values)
+    except ValueError:
+        raise Declined(f"a malformed {what}") from None
+    if arr.dtype.kind not in "iuf" or arr.shape[1:] != shape or not np.isfinite(arr).all():
+        raise Declined(f"a {what} that is not {'a number' if not shape else f'{shape[0]} numbers'}")
+    return arr.astype(np.float64)
+
+
+def _coco_fields(items: list, is_gt: bool) -> dict[str, np.ndarray]:
+    """image, category, bbox (left, top, width, height) and area + iscrowd (annotations) or
+    score (results) of COCO elements, as float64 columns; Declined on a missing key or a
+    value that is not a number."""
+    try:
+        box = _numbers([a["bbox"] for a in items], "bbox", (4,))
+        out = {"image": _numbers([a["image_id"] for a in items], "image_id"),
+               "category": _numbers([a["category_id"] for a in items], "category_id"),
+               **{k: box[:, j] for j, k in enumerate(("left", "top", "width", "height"))}}
+        if is_gt:
+            out["area"] = np.array([a.get("area", np.nan) for a in items], np.float64)
+            if out["area"].ndim != 1:
+                raise Declined("an area that is not a number")
+            out["iscrowd"] = _numbers([a.get("iscrowd", 0) for a in items], "iscrowd")
+        else:
+            out["score"] = _numbers([a["score"] for a in items], "score")
     except (KeyError, TypeError, ValueError) as exc:
         raise Declined(f"an element without {exc}") from None
-    if None in labels or np.abs(image).max(initial=0) > _FRAME_LIMIT:
-        raise Declined("a category_id that is not an integer, or an image id past the frame range")
+    return out
+
+
+def coco_table(fields: dict, images: np.ndarray, names: dict, one_class: bool, is_gt: bool) -> pa.Table:
+    """``_coco_fields`` as normalised rows; Declined on an unknown image or category, a
+    negative area or an iscrowd other than 0 or 1."""
+    n = len(fields["image"])
+    labels = [names.get(c) for c in fields["category"].tolist()]
+    image = fields["image"]
+    if None in labels or not np.isin(image, images).all() or np.abs(image).max(initial=0) > _FRAME_LIMIT:
+        raise Declined("an unknown image_id or category_id")
+    more = {k: fields[k] for k in ("area", "iscrowd") if is_gt}
+    if is_gt and (not (np.isnan(more["area"]) | (np.isfinite(more["area"]) & (more["area"] >= 0))).all()
+                  or not np.isin(more["iscrowd"], (0.0, 1.0)).all()):
+        raise Declined("a negative or non-numeric area, or an iscrowd other than 0 or 1")
     label = pa.array(labels, pa.string()).dictionary_encode()
     cls = pa.repeat(HELMET, n) if one_class else pc.utf8_trim(label.cast(pa.string()), characters=" ")
-    if is_gt:
-        area, crowd = extra[:, 0], extra[:, 1]
-        if not (np.isnan(area) | (np.isfinite(area) & (area >= 0))).all() or not np.isin(crowd, (0.0, 1.0)).all():
-            raise Declined("a negative or non-numeric area, or an iscrowd other than 0 or 1")
-        score, more = np.full(n, np.nan), {"area": area, "iscrowd": crowd}
-    else:
-        score, more = extra[:, 0], {}
-    if not np.isfinite(box).all():
-        raise Declined("a NaN or infinite bbox value")
     video = pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([VIDEO]))
-    return normalised(video, image.astype(np.float64), cls, label,
-                      [box[:, j] for j in range(4)], score, more, "gt" if is_gt else "pred", "COCO")
+    box = [fields[k] for k in ("left", "top", "width", "height")]
+    return normalised(video, image, cls, label, box, fields["score"] if not is_gt else np.full(n, np.nan), more,
+                      "gt" if is_gt else "pred", "COCO")
 
 
 def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer()
-
-
-def _is_num(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 # ----------------------------------------------------------------------------- normalised rows

@@ -372,16 +372,18 @@ def evaluate(boxes: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
 
 CURVES_SCHEMA = ("cls string, video string, npig array<bigint>, q array<double>, recall array<double>, "
                  "pr array<double>")
-CURVE_INPUT = ["cls", "video", "frame", "score", "c_rank", "c_tp", "c_ig"]  # detections with c_rank >= 0
+# detections with c_rank >= 0; image = (the video's position in sorted order) << 32 | (frame + 2**31)
+CURVE_INPUT = ["cls", "image", "score", "c_rank", "c_tp", "c_ig"]
 
 
-def curve_batches(npig: dict, whole: bool):
+def curve_batches(npig: dict, whole: bool, videos: list):
     """A ``mapInArrow`` function over detections (``CURVE_INPUT``) partitioned by class
     (``whole``: each class over all images, video NULL, with the precision curves ``pr`` at
     IoU .50, .75 and their mean over .50:.95) or by (class, video) (one row per pair):
     ``CURVES_SCHEMA`` rows. ``npig``: (class, video or None) -> the ground truth not ignored
-    per area range (missing: none). Each task gathers its partition as one Arrow table (no
-    pandas), so one class of millions of boxes is one numpy pass."""
+    per area range (missing: none); ``videos``: the video names in sorted order (``image``
+    holds positions in it). Each task gathers its partition as one Arrow table (no pandas),
+    so one class of millions of boxes is one numpy pass; images sort as COCOeval's ids do."""
     def run(batches):
         import pyarrow as pa
 
@@ -389,26 +391,20 @@ def curve_batches(npig: dict, whole: bool):
         if not batches:
             return
         t = pa.Table.from_batches(batches)
-        cls = t.column("cls").to_numpy(zero_copy_only=False)
-        video = t.column("video").to_numpy(zero_copy_only=False)
-        frame = t.column("frame").to_numpy().astype(np.int64)
-        keys = [cls] if whole else [cls, video]
-        codes = [pd.factorize(k, sort=True)[0] for k in keys]
-        order = np.lexsort(codes[::-1])
+        cls_names, cls = _sorted_codes(t.column("cls"))
+        image = t.column("image").to_numpy()
+        video = image >> 32
+        order = np.lexsort((cls,) if whole else (video, cls))
         cols = {n: t.column(n).to_numpy()[order] for n in ("score", "c_rank", "c_tp", "c_ig")}
-        if whole:  # images in COCOeval's order: sorted (video, frame)
-            image = (pd.factorize(video, sort=True)[0].astype(np.int64) << 32) + (frame + 2 ** 31)
-        else:
-            image = frame
-        image = image[order]
-        sorted_codes = [c[order] for c in codes]
+        image, cls, video = image[order], cls[order], video[order]
         change = np.zeros(len(order), bool)
-        for c in sorted_codes:
-            change[1:] |= c[1:] != c[:-1]
+        change[1:] = cls[1:] != cls[:-1]
+        if not whole:
+            change[1:] |= video[1:] != video[:-1]
         bounds = np.append(np.flatnonzero(np.r_[True, change[1:]]), len(order))
         rows = []
         for a, b in zip(bounds[:-1], bounds[1:]):
-            key = (cls[order[a]], None if whole else video[order[a]])
+            key = (cls_names[cls[a]], None if whole else videos[video[a]])
             c = class_curves(cols["score"][a:b], image[a:b], cols["c_rank"][a:b], cols["c_tp"][a:b], cols["c_ig"][a:b],
                              npig.get(key, np.zeros(N_A, np.int64)))
             rows.append(curve_row(*key, c, whole))
@@ -417,6 +413,15 @@ def curve_batches(npig: dict, whole: bool):
             ("q", pa.list_(pa.float64())), ("recall", pa.list_(pa.float64())), ("pr", pa.list_(pa.float64()))]))
 
     return run
+
+
+def _sorted_codes(col) -> tuple[list, np.ndarray]:
+    """A string column's sorted distinct values and each row's position among them."""
+    enc = col.combine_chunks().dictionary_encode() if hasattr(col, "combine_chunks") else col.dictionary_encode()
+    names = enc.dictionary.to_pylist()
+    rank = np.empty(len(names), np.int64)
+    rank[np.argsort(np.array(names, dtype=object), kind="stable")] = np.arange(len(names))
+    return sorted(names), rank[enc.indices.to_numpy(zero_copy_only=False)]
 
 
 def curve_row(cls, video, c: dict, with_pr: bool) -> dict:

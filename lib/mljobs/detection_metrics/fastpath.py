@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -146,7 +146,7 @@ def _load(work: str, name: str) -> pa.Table:
 # ----------------------------------------------------------------------------- the plan
 
 
-def plan(spark: SparkSession, cfg, params: MatchParams) -> Plan | None:
+def plan(spark: SparkSession, cfg) -> Plan | None:
     """A Plan when both inputs are single local files this path reads (else None: the
     Spark path). Layout errors are raised here as the Spark path would raise them."""
     from mljobs.detection_metrics.job import STAGED_SCHEMA  # the staged columns: one definition
@@ -163,6 +163,7 @@ def plan(spark: SparkSession, cfg, params: MatchParams) -> Plan | None:
         return None  # Spark's path reads these (or says what is missing)
     one_class = cfg.merge_labels or gt.layout.single_class
     types = tuple(tuple(f.strip().split(" ")[:2]) for f in STAGED_SCHEMA.split(","))
+    params = replace(cfg.params, coco=False)  # the figures come from COCO's own matching (coco.match_table)
     return Plan(gt, pred, one_class, params, types)
 
 

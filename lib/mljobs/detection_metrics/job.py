@@ -205,12 +205,16 @@ def coco_tables(spark: SparkSession, matched: DataFrame, videos: list[str]) -> t
     truth only as counts per (class, video). A class's detections are held by one task
     (about 40 bytes a box)."""
     npig = ground_truth_counts(matched)
-    dets = matched.where(F.col("c_rank") >= 0).select(*coco.CURVE_INPUT)
+    videos = sorted(videos)
+    ids = spark.createDataFrame(list(enumerate(videos)), "_vid long, video string")
+    image = F.shiftleft(F.col("_vid"), 32) + F.col("frame").cast("long") + 2 ** 31
+    dets = matched.where(F.col("c_rank") >= 0).join(F.broadcast(ids), "video").select(
+        image.alias("image"), *[c for c in coco.CURVE_INPUT if c != "image"])
     n = int(spark.conf.get("spark.sql.shuffle.partitions", "8"))
-    parts = [dets.repartition(n, "cls").mapInArrow(coco.curve_batches(npig, True), coco.CURVES_SCHEMA)]
+    parts = [dets.repartition(n, "cls").mapInArrow(coco.curve_batches(npig, True, videos), coco.CURVES_SCHEMA)]
     if len(videos) > 1:
-        parts.append(dets.repartition(n, "cls", "video").mapInArrow(coco.curve_batches(npig, False),
-                                                                    coco.CURVES_SCHEMA))
+        parts.append(dets.repartition(n, "cls", F.shiftright("image", 32)).mapInArrow(
+            coco.curve_batches(npig, False, videos), coco.CURVES_SCHEMA))
     prev = spark.conf.get("spark.sql.execution.arrow.pyspark.enabled", "false")
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     try:
@@ -281,7 +285,7 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
     """Evaluate cfg.pred against cfg.gt; write the tables and plots; return the summary."""
     t0 = time.monotonic()
     plots_dir = plot_location(spark, cfg)
-    fast, rows = fastpath.plan(spark, cfg, cfg.params), None
+    fast, rows = fastpath.plan(spark, cfg), None
     if fast is None:
         rows, gt_layout, pred_layout = load_inputs(spark, cfg)
     else:

@@ -155,3 +155,13 @@ def test_plain_csv_bytes():
 def test_reader_option_is_checked():
     with pytest.raises(MljobsError, match="--reader"):
         DetectionConfig(gt="a.csv", pred="b.csv", reader="arrow")
+
+
+def test_ground_truth_without_rows_gives_the_same_results(spark, plays, tmp_path):
+    """A header-only file (pyarrow finds it empty: the workers decline) gives Spark's results."""
+    gt = tmp_path / "empty_gt.csv"
+    gt.write_text((plays / "train_labels.csv").read_text().splitlines()[0])  # header only, no newline
+    fast = run(spark, gt, plays / "detections.csv", "fp_empty_auto")
+    slow = run(spark, gt, plays / "detections.csv", "fp_empty_spark", reader="spark")
+    assert fast["overall"]["tp"] == 0 and fast["overall"]["fp"] > 0
+    assert_same_results(spark, ("fp_empty_auto", fast), ("fp_empty_spark", slow))

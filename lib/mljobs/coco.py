@@ -440,7 +440,7 @@ def no_detection_rows(npig: dict, have: set) -> list[dict]:
 
 
 def figures(curves: pd.DataFrame) -> pd.DataFrame:
-    """The twelve figures from ``class_group`` rows: scope overall (video and cls NULL),
+    """The twelve figures from ``curve_batches`` rows: scope overall (video and cls NULL),
     video (per video, over its classes) and class (per class, over all images)."""
     def stats(rows):
         if not len(rows):

@@ -1,20 +1,22 @@
 """The single-machine path: where both inputs are one local file each (CSV, or COCO JSON), the
-Python workers read, check and match them in one pass and write the staged boxes themselves.
+Python workers read, check and match them and write the staged boxes themselves.
 
-The Spark path (``job.load_inputs`` → ``match_frames``) parses both files in the JVM, casts
-and checks every field in SQL, shuffles the rows by frame and sends them to Python for the
-matching; on one machine most of its time is that traffic. Here each of the P tasks (one per
-core) parses both files with pyarrow (CSV) or ``json`` (COCO), keeps the frames that hash to
-it, and matches them with the same engine (``matching.match_table``, ``coco.match_table``),
-writing ``part-<task>.parquet`` with the staged columns. No rows pass through the JVM and
-there is no shuffle; the job goes on from the staged Parquet exactly as after the Spark path.
+Spark's path (``job.load_inputs`` → ``match_frames``) parses both files in the JVM, casts and
+checks every field in SQL, shuffles the rows by frame and sends them to Python for the
+matching; on one machine most of its time is that traffic. Here, in two passes of plain
+Python tasks: one task per input parses it (pyarrow's CSV reader, or ``json``), checks it and
+saves it as an Arrow file; then each of the P tasks (one per core) memory-maps both, keeps the
+frames that hash to it and matches them with the same engine (``matching.match_table``,
+``coco.match_table``), writing ``part-<task>.parquet`` with the staged columns. No row passes
+through the JVM and there is no shuffle; the job goes on from the staged Parquet exactly as
+after Spark's path.
 
 It only takes inputs it can prove clean: every row parses, every check of ``boxes`` passes,
 no row repeats another. Anything else (a malformed or rejected row, a duplicate, quotes in a
-CSV file, a layout it does not read) makes a task *decline*: the staging is removed and the
-Spark path runs, which quarantines exactly as documented. Clean inputs get identical rows
-either way (tests compare the two). Each task holds one input file's parsed columns at a
-time, so inputs over ``MAX_BYTES`` take the Spark path.
+CSV file, a layout it does not read) makes a task *decline*: the staging is removed and
+Spark's path runs, which quarantines exactly as documented. Clean inputs get identical rows
+either way (tests compare the two). A task holds a whole input's parsed columns, so inputs
+over ``MAX_BYTES`` together take Spark's path.
 """
 from __future__ import annotations
 
@@ -139,8 +141,7 @@ def _save(work: str, name: str, table: pa.Table) -> None:
 
 
 def _load(work: str, name: str) -> pa.Table:
-    with pa.memory_map(os.path.join(work, f"{name}.arrow")) as f:
-        return pa.ipc.open_file(f).read_all()
+    return pa.ipc.open_file(pa.memory_map(os.path.join(work, f"{name}.arrow"))).read_all()
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -293,12 +294,12 @@ def coco_result_fields(path: str) -> dict[str, np.ndarray]:
 
 
 def _json(path: str):
-    """A JSON file's value; Declined when it holds true, false or null anywhere (a number
-    column read by numpy would take true for 1: Spark's path reads those files)."""
+    """A JSON file's value; Declined when it holds true, false, null, NaN or Infinity anywhere
+    (numpy would read true as 1, a missing area is NaN here: Spark's path reads those files)."""
     with open(path, "rb") as f:
         data = f.read()
-    if b"true" in data or b"false" in data or b"null" in data:
-        raise Declined(f"{path}: true, false or null in the file")
+    if any(word in data for word in (b"true", b"false", b"null", b"NaN", b"Infinity")):
+        raise Declined(f"{path}: true, false, null, NaN or Infinity in the file")
     try:
         return json.loads(data)
     except ValueError as exc:

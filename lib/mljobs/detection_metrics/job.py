@@ -1,19 +1,23 @@
 """The detection-metrics job body: inputs -> quarantine -> matching -> tables, AP, plots.
 
-Flow (one shuffle over the boxes; everything staged before a table is touched):
+Flow (everything staged before a table is touched):
 
-1. Ground truth and detections are read (tables or CSV/Parquet paths) and normalised;
-   bad rows get a reason in SQL (``boxes``). Missing columns fail before any Spark job.
-2. The rows are partitioned by (video, frame); a SQL window marks duplicate rows and
-   leaves each frame's rows together; ``mapInArrow`` matches many frames per numpy pass
-   (``matching``) at the user's IoU threshold and the ten COCO thresholds at once, and
-   passes rejected rows through. The result (every input row) is staged as Parquet and
-   counted: too many bad rows stop the job here, before any table is written.
-3. ``det_frames`` and ``det_errors`` are SQL aggregations of the staged boxes (the
-   per-frame counts are staged as Parquet too, since four queries read them);
-   ``det_videos`` adds COCO AP computed on the driver (``ap``) from the per-detection
-   flags; ``det_quarantine`` keeps every rejected row with its reason. Each table is
-   written under a new name and swapped in (``tables.replace_table``).
+1. Clean local CSV / COCO JSON files (the local env): the Python workers read, check and
+   match them and write the staged boxes themselves (``fastpath``); they decline anything
+   not provably clean, and step 2 runs instead.
+2. Spark's path: ground truth and detections are read (tables or CSV/Parquet/JSON paths)
+   and normalised; bad rows get a reason in SQL (``boxes``). Missing columns fail before
+   any Spark job. The rows are partitioned by (video, frame) (one shuffle); a SQL window
+   marks duplicate rows and leaves each frame's rows together; ``mapInArrow`` matches many
+   frames per numpy pass at the user's IoU threshold (``matching``) and by COCO's rules
+   (``coco.match_table``), and passes rejected rows through.
+3. The result (every input row) is staged as Parquet and counted: too many bad rows stop
+   the job here, before any table is written. ``det_frames`` and ``det_errors`` are SQL
+   aggregations of the staged boxes (the per-frame counts are staged as Parquet too, since
+   four queries read them); COCO's accumulation runs in Spark per class and per (class,
+   video) (``coco_tables``) and ``det_videos`` / ``det_coco`` get the figures;
+   ``det_quarantine`` keeps every rejected row with its reason. Each table is written under
+   a new name and swapped in (``tables.replace_table``).
 4. Plots per video from ``det_frames`` (``plots``), and the JSON summary.
 """
 from __future__ import annotations
@@ -198,7 +202,7 @@ def rates(tp: int, fp: int, fn: int) -> dict:
 
 def coco_tables(spark: SparkSession, matched: DataFrame, videos: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """COCO's twelve figures overall, per video and per class (``coco.figures``) and the
-    per-class curves (``coco.curve_rows``, video NULL rows: the precision curves).
+    per-class curves (``coco.curve_batches``, video NULL rows: the precision curves).
 
     Accumulated in Spark: one group per class (all images) and one per (class, video), in
     parallel; the driver receives one row per class and per (class, video), and the ground
@@ -423,7 +427,7 @@ def job_summary(cfg: DetectionConfig, gt_layout: Layout, videos_pd: pd.DataFrame
         "frames_with_errors": int(videos_pd["frames_with_errors"].iloc[0]),
         "rows_read": counts["rows_read"],
         "rows_quarantined": counts["rows_quarantined"],
-        "reader": counts.get("reader", "spark"),
+        "reader": counts["reader"],
         "quarantine_reasons": counts["quarantine_reasons"],
         "tables": tables,
         "plots": plots,

@@ -547,6 +547,9 @@ run = run_detection_metrics
 EMR_STEP = EmrStep(needs=("gt", "pred"), args=lambda p: ["--gt", p.gt, "--pred", p.pred],
                    label=lambda p: "detection")
 GPU_FALLBACKS = [
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py coco_tables: the videos' sorted positions",
+          "one row per video, built on the driver and broadcast to give COCO's accumulation an integer image key; "
+          + DRIVER_ROWS, columns=("_vid", "video")),
     Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py coco_frame: det_coco rows",
           "one row overall, per video and per class, the COCO figures summarised on the driver from the "
           "per-class curves, written to Parquet; " + DRIVER_ROWS, columns=("scope", "video", "cls")),

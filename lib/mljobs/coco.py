@@ -417,7 +417,7 @@ def curve_batches(npig: dict, whole: bool, videos: list):
 
 def _sorted_codes(col) -> tuple[list, np.ndarray]:
     """A string column's sorted distinct values and each row's position among them."""
-    enc = col.combine_chunks().dictionary_encode() if hasattr(col, "combine_chunks") else col.dictionary_encode()
+    enc = col.combine_chunks().dictionary_encode()  # col: a table's (chunked) column
     names = enc.dictionary.to_pylist()
     rank = np.empty(len(names), np.int64)
     rank[np.argsort(np.array(names, dtype=object), kind="stable")] = np.arange(len(names))

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mljobs import coco
-from mljobs.datasets.cocoboxes import generate as generate_coco
+from mljobs.datasets.cocoboxes import generate as generate_coco, generate_dicts
 from mljobs.datasets.helmets import generate
 from mljobs.detection_metrics import fastpath
 from mljobs.detection_metrics.job import DetectionConfig, run_detection_metrics
@@ -165,3 +165,57 @@ def test_ground_truth_without_rows_gives_the_same_results(spark, plays, tmp_path
     slow = run(spark, gt, plays / "detections.csv", "fp_empty_spark", reader="spark")
     assert fast["overall"]["tp"] == 0 and fast["overall"]["fp"] > 0
     assert_same_results(spark, ("fp_empty_auto", fast), ("fp_empty_spark", slow))
+
+
+def _layouts():
+    """The same COCO files written as json.dumps writes them in several ways (pyarrow's reader
+    takes them: fast (True, True) for the instances and the results), and with objects it must not be trusted with (``json`` reads them)."""
+    inst, dets = generate_dicts(30, seed=5)
+    inst["info"] = {"description": 'text with "}, {" and }] inside', "annotations": "not the list"}
+    inst["annotations"][2]["segmentation"] = [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0]]
+    yield "default", json.dumps(inst), json.dumps(dets), (True, True)
+    yield "compact", json.dumps(inst, separators=(",", ":")), json.dumps(dets, separators=(",", ":")), (True, True)
+    rest = json.dumps({k: v for k, v in inst.items() if k != "annotations"})[:-1]
+    one_per_line = f'{rest}, "annotations": [\n' + ",\n".join(map(json.dumps, inst["annotations"])) + "\n]}"
+    yield "one per line", one_per_line, "[\n" + ",\n".join(map(json.dumps, dets)) + "\n]", (True, True)
+    yield "indented", json.dumps(inst, indent=2), json.dumps(dets, indent=1), (False, False)
+    rle = [dict(a, segmentation={"size": [9, 9], "counts": "a}, {b"}) for a in inst["annotations"]]
+    yield "separators in strings", json.dumps({**inst, "annotations": rle}), json.dumps(
+        [dict(d, note="}, {") for d in dets]), (False, False)
+    yield "annotations first, no results", json.dumps({"annotations": inst["annotations"], **inst}), "[]", (True, False)
+    nested = [{"a": [{"b": 1}, {"c": 2}]}, {"image_id": 1}]  # a nested list of objects, then no bbox
+    yield "no annotations", json.dumps({**inst, "annotations": []}), json.dumps(nested), (False, False)
+
+
+@pytest.mark.parametrize("name, inst_text, dets_text, fast", list(_layouts()), ids=[x[0] for x in _layouts()])
+def test_pyarrow_json_reading_equals_json_module(tmp_path, name, inst_text, dets_text, fast):
+    """Both COCO files give the same columns, or the same refusal, whether pyarrow's reader
+    takes them or ``json`` does (``_json_rows`` returns None where it must not read them)."""
+    (tmp_path / "inst.json").write_text(inst_text)
+    (tmp_path / "dets.json").write_text(dets_text)
+    inst, dets = json.loads(inst_text), json.loads(dets_text)
+    assert (fastpath._instances_split(inst_text.encode())[1] is not None) == fast[0]
+    assert (fastpath._json_rows(dets_text.strip()[1:-1].encode(), False) is not None) == fast[1]
+    table, images, names = fastpath.coco_ground_truth(str(tmp_path / "inst.json"), False)
+    expected = fastpath.coco_table(fastpath._coco_fields(inst["annotations"], True), images, names, False, True)
+    assert table.equals(expected)
+    try:
+        want = fastpath._coco_fields(dets, False)
+    except fastpath.Declined as exc:
+        with pytest.raises(fastpath.Declined, match=str(exc).split("'")[0]):
+            fastpath.coco_result_fields(str(tmp_path / "dets.json"))
+        return
+    got = fastpath.coco_result_fields(str(tmp_path / "dets.json"))
+    assert sorted(got) == sorted(want) and all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_json_rows_reads_only_what_it_can_vouch_for():
+    read = fastpath._json_rows
+    assert read(b'{"image_id": 1, "category_id": 2, "bbox": [1, 2, 3, 4], "score": 0.5}', False).num_rows == 1
+    assert read(b'{"image_id": 1}, {"image_id": 2},{"image_id": 3}', False).num_rows == 3
+    for body in (b'{"image_id": 1} {"image_id": 2}',      # no comma: not a JSON list
+                 b'{"image_id": 1},  {"image_id": 2}',     # a separator it does not split at
+                 b'{"image_id": "1"}', b'{"bbox": [1, "a"]}', b'1, 2', b'',
+                 b'{"s": "x}, {y"}', b'{"a": [{"b": 1}, {"c": 2}]}'):
+        assert read(body, False) is None or read(body, False).num_rows == 1 + body.count(b"}, {"), body
+    assert read(b'{"s": "x}, {y"}', False) is None and read(b'{"a": [{"b": 1}, {"c": 2}]}', False) is None

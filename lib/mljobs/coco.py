@@ -159,19 +159,49 @@ def _match_chunk(chunk, group_start, n_gt, n_det, box, crowd, ig_bits, res_tp, r
         bits = ig_bits[gt_rows]
         for a in range(N_A):
             g_ig[a, c_idx_g, j_idx] = ((bits >> a) & 1).astype(bool)
-        # the areas whose ignore flags are the same over the chunk share one matching
-        first = {}
-        use = np.array([first.setdefault(g_ig[a].tobytes(), a) for a in range(N_A)])
-        areas = np.unique(use)
-        m_u, m_ig_u = _greedy_areas(iou_crowd(db, gb, g_crowd)[..., ::-1], g_valid[:, ::-1],
-                                    g_ig[areas][..., ::-1], g_crowd[:, ::-1], d_cnt, pdm)
-        at = np.searchsorted(areas, use)
-        m, m_ig = m_u[at], m_ig_u[at]
+        iou = np.where(g_valid[:, None, :], iou_crowd(db, gb, g_crowd), 0.0)
+        m, m_ig = _one_candidate(iou, g_ig, d_cnt, pdm)
+        c_at, k_at = np.nonzero(_contested(iou))  # by group, then rank
+        if len(c_at):  # only these detections can depend on COCO's greedy order
+            groups, g_at, counts = np.unique(c_at, return_inverse=True, return_counts=True)
+            j_at, ph = _ranks(counts), int(counts.max())
+            sub = np.zeros((len(groups), ph, pg))
+            sub[g_at, j_at] = iou[c_at, k_at]
+            first = {}  # the areas whose ignore flags are the same over the chunk share one matching
+            use = np.array([first.setdefault(g_ig[a].tobytes(), a) for a in range(N_A)])
+            areas = np.unique(use)
+            m_u, m_ig_u = _greedy_areas(sub[..., ::-1], g_valid[groups][:, ::-1], g_ig[areas][:, groups][..., ::-1],
+                                        g_crowd[groups][:, ::-1], counts, ph)
+            at = np.searchsorted(areas, use)
+            m[:, :, c_at, k_at] = m_u[at][:, :, g_at, j_at]
+            m_ig[:, :, c_at, k_at] = m_ig_u[at][:, :, g_at, j_at]
         ig = m_ig | (~m & out_rng[:, None])
     tp = m & ~ig
     weights = (np.int64(1) << np.arange(N_A * N_T, dtype=np.int64)).reshape(N_A, N_T, 1, 1)
     res_tp[det_rows] = (tp.astype(np.int64) * weights).sum(axis=(0, 1))[c_idx_d, k_idx]
     res_ig[det_rows] = (ig.astype(np.int64) * weights).sum(axis=(0, 1))[c_idx_d, k_idx]
+
+
+def _contested(iou: np.ndarray) -> np.ndarray:
+    """Detections (c, pdm) with two or more boxes at IoU >= 0.5, or with one that another
+    detection also reaches: only their matches can depend on COCO's greedy order. The others
+    take their one box, or none, whatever the order, and no contested detection can take it."""
+    cand = iou >= IOU_THRS[0]
+    shared = (cand & (cand.sum(axis=1) > 1)[:, None, :]).any(axis=2)
+    return (cand.sum(axis=2) > 1) | shared
+
+
+def _one_candidate(iou, g_ig, d_cnt, pdm):
+    """Matched and matched-to-an-ignored flags (A, T, c, pdm) of detections that are not
+    ``_contested``: each matches its one box with IoU >= 0.5 at the thresholds that IoU
+    reaches (the greedy loop overwrites the contested ones)."""
+    best_g = iou.argmax(axis=2)  # (c, pdm)
+    best = np.take_along_axis(iou, best_g[..., None], 2)[..., 0]
+    thr = np.minimum(IOU_THRS, 1 - 1e-10)[:, None, None]
+    m = (best[None] >= thr) & (np.arange(pdm)[None, None, :] < d_cnt[None, :, None])  # (T, c, pdm)
+    on_ig = np.take_along_axis(g_ig, np.broadcast_to(best_g[None], (N_A, *best_g.shape)), 2)  # (A, c, pdm)
+    m = np.broadcast_to(m[None], (N_A, *m.shape)).copy()
+    return m, m & on_ig[:, None]
 
 
 def _greedy_areas(iou, g_valid, g_ig, g_crowd, d_cnt, pdm):

@@ -352,3 +352,14 @@ def test_worst_frames_image_draws_boxes_from_the_video(tmp_path, monkeypatch):
     assert reads == [4, 8]  # frame N is the video's frame N - 1
     monkeypatch.setitem(sys.modules, "cv2", None)  # not installed: skipped
     assert plots.worst_frames_image(video, bx, [5], tmp_path / "x.png") is None
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lexsort_sorts_only_the_tied_runs_by_the_minor_keys_and_equals_numpy(seed):
+    rng = np.random.default_rng(seed)
+    n = 5_000
+    keys = [rng.integers(0, 3, n).astype(float) * (-1.0) ** rng.integers(0, 2, n)  # -0.0 ties 0.0
+            for _ in range(3)] + [rng.integers(0, 4, n) for _ in range(3)]
+    major, minor = tuple(keys[3:] + keys[:1]), tuple(keys[1:3])
+    assert np.array_equal(matching._lexsort(major[::-1], minor[::-1]), np.lexsort(minor[::-1] + major[::-1]))
+    assert np.array_equal(matching._lexsort((np.arange(n),), minor), np.arange(n))  # no ties

@@ -92,13 +92,31 @@ def canonical_order(vcode: np.ndarray, frame: np.ndarray, ccode: np.ndarray, kin
     position) and the group id (video, frame, cls) of each row in that order."""
     n = len(frame)
     neg = np.where(kind == 1, -score, 0.0)
-    order = np.lexsort((np.arange(n), xywh[:, 3], xywh[:, 2], xywh[:, 1], xywh[:, 0], neg, kind, ccode, frame, vcode))
+    order = _lexsort((xywh[:, 0], neg, kind, ccode, frame, vcode), (xywh[:, 3], xywh[:, 2], xywh[:, 1]))
     v, f, c = vcode[order], frame[order], ccode[order]
     change = np.ones(n, dtype=bool)
     if n > 1:
         change[1:] = (v[1:] != v[:-1]) | (f[1:] != f[:-1]) | (c[1:] != c[:-1])
     gid = np.cumsum(change) - 1
     return order, gid
+
+
+def _lexsort(major: tuple, minor: tuple) -> np.ndarray:
+    """``np.lexsort(minor + major)`` (keys least significant first; stable, so equal rows keep
+    their input order), sorting by the ``minor`` keys only the runs of rows equal in every
+    ``major`` key: the float keys are most of a lexsort's cost, and such runs are rare."""
+    order = np.lexsort(major)
+    same = np.ones(max(len(order) - 1, 0), dtype=bool)
+    for key in major:
+        k = key[order]
+        same &= k[1:] == k[:-1]
+    if not same.any():
+        return order
+    run = np.cumsum(np.concatenate(([True], ~same))) - 1
+    tied = np.flatnonzero(np.bincount(run)[run] > 1)
+    rows = order[tied]
+    order[tied] = rows[np.lexsort((*[key[rows] for key in minor], run[tied]))]
+    return order
 
 
 def match_arrays(vcode: np.ndarray, frame: np.ndarray, ccode: np.ndarray, kind: np.ndarray,
@@ -255,9 +273,37 @@ def _group_ranks(gid: np.ndarray, kind: np.ndarray) -> np.ndarray:
 
 
 def _greedy(iou: np.ndarray, thr: np.ndarray, det_valid: np.ndarray, gt_valid: np.ndarray):
-    """COCOeval's greedy rule at every threshold at once, over the k-th detection of every
-    group: (thresholds, groups, detections) ground-truth index or -1, and the matched flags
-    of the ground truth (thresholds, groups, ground truth)."""
+    """COCOeval's greedy rule at every threshold at once: (thresholds, groups, detections)
+    ground-truth index or -1, and the matched flags of the ground truth (thresholds, groups,
+    ground truth). A detection that reaches one box at the lowest threshold, a box no other
+    detection reaches, takes it wherever its IoU and validity allow, whatever the order;
+    only the contested ones go through the loop (``_greedy_loop``), compacted per group."""
+    t_n, (c_n, _, pg) = len(thr), iou.shape
+    cand = (iou >= thr.min()) & det_valid.any(axis=0)[:, :, None] & gt_valid[:, None, :]
+    contested = (cand.sum(axis=2) > 1) | (cand & (cand.sum(axis=1) > 1)[:, None, :]).any(axis=2)
+    j = iou.argmax(axis=2)  # an uncontested detection's one box
+    best = np.take_along_axis(iou, j[..., None], axis=2)[..., 0]
+    ok = (best[None] >= thr[:, None, None]) & det_valid & (cand.any(axis=2) & ~contested)[None]
+    det_gt = np.where(ok, j[None], -1)
+    matched = np.zeros((t_n, c_n, pg), dtype=bool)
+    tt, cc, kk = np.nonzero(ok)
+    matched[tt, cc, j[cc, kk]] = True
+    c_at, k_at = np.nonzero(contested)  # by group, then rank
+    if len(c_at):
+        groups, g_at, counts = np.unique(c_at, return_inverse=True, return_counts=True)
+        j_at = _ranks(counts)
+        sub = np.zeros((len(groups), int(counts.max()), pg))
+        sub[g_at, j_at] = iou[c_at, k_at]
+        sub_valid = np.zeros((t_n, *sub.shape[:2]), dtype=bool)
+        sub_valid[:, g_at, j_at] = det_valid[:, c_at, k_at]
+        sub_gt, sub_matched = _greedy_loop(sub, thr, sub_valid, gt_valid[groups])
+        det_gt[:, c_at, k_at] = sub_gt[:, g_at, j_at]
+        matched[:, groups] |= sub_matched
+    return det_gt, matched
+
+
+def _greedy_loop(iou: np.ndarray, thr: np.ndarray, det_valid: np.ndarray, gt_valid: np.ndarray):
+    """``_greedy`` by the rule itself, over the k-th detection of every group at once."""
     c_n, pdm, pg = iou.shape
     t_n = len(thr)
     matched = np.zeros((t_n, c_n, pg), dtype=bool)

@@ -219,3 +219,25 @@ def test_json_rows_reads_only_what_it_can_vouch_for():
                  b'{"s": "x}, {y"}', b'{"a": [{"b": 1}, {"c": 2}]}'):
         assert read(body, False) is None or read(body, False).num_rows == 1 + body.count(b"}, {"), body
     assert read(b'{"s": "x}, {y"}', False) is None and read(b'{"a": [{"b": 1}, {"c": 2}]}', False) is None
+
+
+@pytest.mark.parametrize("data", ["plays", "coco"])
+def test_accumulation_from_local_files_equals_spark_shuffle(spark, plays, tmp_path, monkeypatch, data):
+    """COCO's accumulation by tasks reading the staged files (``local_curves``: every local
+    run) gives what the Spark shuffle gives (``spark_curves``: staging elsewhere), per class
+    and per video."""
+    from mljobs.detection_metrics import job
+
+    if data == "plays":
+        gt, pred = plays / "train_labels.csv", plays / "detections.csv"
+    else:
+        files = generate_coco(tmp_path / "coco", 40, seed=6)
+        gt, pred = files["instances"], files["results"]
+    calls = []
+    real = job.local_curves
+    monkeypatch.setattr(job, "local_curves", lambda *a: calls.append(real(*a)) or calls[-1])
+    local = run(spark, gt, pred, f"fp_acc_local_{data}")
+    assert calls and calls[0] is not None
+    monkeypatch.setattr(job, "local_curves", lambda *a: None)
+    shuffled = run(spark, gt, pred, f"fp_acc_spark_{data}")
+    assert_same_results(spark, (f"fp_acc_local_{data}", local), (f"fp_acc_spark_{data}", shuffled))

@@ -290,44 +290,43 @@ def class_curves(score, image_key, rank, tp_bits, ig_bits, npig) -> dict[str, np
     COCOeval's sorted image ids), ``rank`` (``c_rank``, >= 0), ``tp_bits``/``ig_bits``;
     ground truth: ``npig`` (A,), the boxes not ignored per area range (``non_ignored``).
     Returns ``npig``, ``q`` (T, A, M) the mean interpolated precision over the recall points
-    (-1 where npig is 0), ``recall`` (T, A, M) (-1 likewise) and ``pr`` (T, R) the precision
-    curve at area all, maxDets 100.
+    (-1 where npig is 0; computed at maxDets 100 only, the only one ``summarize`` reads, as
+    COCO's; -1 at 1 and 10), ``recall`` (T, A, M) (-1 where npig is 0) and ``pr`` (T, R) the
+    precision curve at area all, maxDets 100.
     """
     npig = np.asarray(npig, np.int64)
     q_mean = np.full((N_T, N_A, N_M), -1.0)
     recall = np.full((N_T, N_A, N_M), -1.0)
     pr_curve = np.full((N_T, N_R), -1.0)
-    score = np.asarray(score, np.float64)
-    order = np.lexsort((np.asarray(rank), np.asarray(image_key), -score))
-    rank = np.asarray(rank)[order]
-    tp_bits = np.asarray(tp_bits, np.int64)[order]
-    ig_bits = np.asarray(ig_bits, np.int64)[order]
-    for mi, max_det in enumerate(MAX_DETS):
-        keep = rank < max_det
-        tb, ib = tp_bits[keep], ig_bits[keep]
-        nd = len(tb)
-        for a in range(N_A):  # one area range at a time: (T, nd) arrays
-            if npig[a] == 0:
-                continue
-            shifts = np.arange(a * N_T, (a + 1) * N_T, dtype=np.int64)[:, None]
-            tp = ((tb[None] >> shifts) & 1).astype(bool)
-            ig = ((ib[None] >> shifts) & 1).astype(bool)
-            tps = np.cumsum(tp, axis=1, dtype=np.int32)
-            fps = np.cumsum(~(tp | ig), axis=1, dtype=np.int32)
-            for t in range(N_T):
-                q = np.zeros(N_R)
-                if nd:
-                    rc = tps[t] / npig[a]
-                    pr = tps[t] / (fps[t] + tps[t] + _EPS)
-                    inds = np.searchsorted(rc, REC_THRS, side="left")
-                    inside = inds < nd
-                    q[inside] = _suffix_max(pr, inds[inside])
-                    recall[t, a, mi] = rc[-1]
-                else:
-                    recall[t, a, mi] = 0.0
-                q_mean[t, a, mi] = q.mean()
-                if a == 0 and max_det == MAX_DETS[-1]:
-                    pr_curve[t] = q
+    rank = np.asarray(rank)
+    tp_bits = np.asarray(tp_bits, np.int64)
+    for mi, max_det in enumerate(MAX_DETS[:-1]):  # recall only: the TP among each image's first max_det
+        tb = tp_bits[rank < max_det]
+        for a in np.flatnonzero(npig):
+            recall[:, a, mi] = [np.count_nonzero((tb >> (a * N_T + t)) & 1) / npig[a] for t in range(N_T)]
+    order = np.lexsort((rank, np.asarray(image_key), -np.asarray(score, np.float64)))
+    tb, ib = tp_bits[order], np.asarray(ig_bits, np.int64)[order]
+    nd, mi = len(tb), N_M - 1
+    for a in np.flatnonzero(npig):  # one area range at a time: (T, nd) arrays
+        shifts = np.arange(a * N_T, (a + 1) * N_T, dtype=np.int64)[:, None]
+        tp = ((tb[None] >> shifts) & 1).astype(bool)
+        ig = ((ib[None] >> shifts) & 1).astype(bool)
+        tps = np.cumsum(tp, axis=1, dtype=np.int32)
+        fps = np.cumsum(~(tp | ig), axis=1, dtype=np.int32)
+        for t in range(N_T):
+            q = np.zeros(N_R)
+            if nd:
+                rc = tps[t] / npig[a]
+                pr = tps[t] / (fps[t] + tps[t] + _EPS)
+                inds = np.searchsorted(rc, REC_THRS, side="left")
+                inside = inds < nd
+                q[inside] = _suffix_max(pr, inds[inside])
+                recall[t, a, mi] = rc[-1]
+            else:
+                recall[t, a, mi] = 0.0
+            q_mean[t, a, mi] = q.mean()
+            if a == 0:
+                pr_curve[t] = q
     return {"npig": npig, "q": q_mean, "recall": recall, "pr": pr_curve}
 
 

@@ -22,6 +22,7 @@ Flow (everything staged before a table is touched):
 """
 from __future__ import annotations
 
+import glob
 import math
 import os
 import time
@@ -44,8 +45,8 @@ from mljobs.detection_metrics.matching import MatchParams
 from mljobs.readers import read_source
 from mljobs.tables import replace_table, staging_path
 from mljobs.errors import BadDataError, InputError
-from mljobs import fs, modelcache
-from mljobs.session import StageProgress, results_root
+from mljobs import fs, modelcache, uris
+from mljobs.session import StageProgress, env_of, results_root
 
 BOX_COLUMNS = ["video", "frame", "cls", "kind", "label", "left", "top", "width", "height", "score"]
 STAGED_SCHEMA = (
@@ -200,16 +201,33 @@ def rates(tp: int, fp: int, fn: int) -> dict:
     }
 
 
-def coco_tables(spark: SparkSession, matched: DataFrame, videos: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def coco_tables(spark: SparkSession, matched: DataFrame, videos: list[str],
+                staged_dir: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """COCO's twelve figures overall, per video and per class (``coco.figures``) and the
     per-class curves (``coco.curve_batches``, video NULL rows: the precision curves).
 
-    Accumulated in Spark: one group per class (all images) and one per (class, video), in
-    parallel; the driver receives one row per class and per (class, video), and the ground
+    Accumulated in parallel tasks: one group per class (all images) and one per (class,
+    video); the driver receives one row per class and per (class, video), and the ground
     truth only as counts per (class, video). A class's detections are held by one task
-    (about 40 bytes a box)."""
+    (about 40 bytes a box). Where the staged boxes are local files (``staged_dir``), Python
+    tasks read them themselves (``local_curves``); else Spark shuffles them to the tasks."""
     npig = ground_truth_counts(matched)
     videos = sorted(videos)
+    curves = local_curves(spark, staged_dir, npig, videos) if staged_dir else None
+    if curves is None:
+        curves = spark_curves(spark, matched, npig, videos)
+    have = set(zip(curves["cls"], curves["video"].where(curves["video"].notna(), None)))
+    wanted = {k: v for k, v in npig.items() if len(videos) > 1 or k[1] is None}
+    curves = pd.concat([curves, pd.DataFrame(coco.no_detection_rows(wanted, have), columns=curves.columns)],
+                       ignore_index=True)
+    if len(videos) == 1:  # the one video's curves are the whole curves
+        whole = curves[curves["video"].isna()]
+        curves = pd.concat([curves, whole.assign(video=videos[0], pr=None)], ignore_index=True)
+    return coco.figures(curves), curves[curves["video"].isna()].reset_index(drop=True)
+
+
+def spark_curves(spark: SparkSession, matched: DataFrame, npig: dict, videos: list[str]) -> pd.DataFrame:
+    """``coco.curve_batches`` rows, the detections shuffled by class and by (class, video)."""
     ids = spark.createDataFrame(list(enumerate(videos)), "_vid long, video string")
     image = F.shiftleft(F.col("_vid"), 32) + F.col("frame").cast("long") + 2 ** 31
     dets = matched.where(F.col("c_rank") >= 0).join(F.broadcast(ids), "video").select(
@@ -222,17 +240,46 @@ def coco_tables(spark: SparkSession, matched: DataFrame, videos: list[str]) -> t
     prev = spark.conf.get("spark.sql.execution.arrow.pyspark.enabled", "false")
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     try:
-        curves = reduce(DataFrame.unionByName, parts).toPandas()
+        return reduce(DataFrame.unionByName, parts).toPandas()
     finally:
         spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", prev)
-    have = set(zip(curves["cls"], curves["video"].where(curves["video"].notna(), None)))
-    wanted = {k: v for k, v in npig.items() if len(videos) > 1 or k[1] is None}
-    curves = pd.concat([curves, pd.DataFrame(coco.no_detection_rows(wanted, have), columns=curves.columns)],
-                       ignore_index=True)
-    if len(videos) == 1:  # the one video's curves are the whole curves
-        whole = curves[curves["video"].isna()]
-        curves = pd.concat([curves, whole.assign(video=videos[0], pr=None)], ignore_index=True)
-    return coco.figures(curves), curves[curves["video"].isna()].reset_index(drop=True)
+
+
+def local_curves(spark: SparkSession, staged_dir: str, npig: dict, videos: list[str]) -> pd.DataFrame | None:
+    """``coco.curve_batches`` rows computed by Python tasks that read the staged Parquet
+    files themselves (no shuffle, no rows through the JVM); None unless they are local.
+    Task (i, whole) takes the classes that hash to i: their curves over all images (whole)
+    or per video."""
+    root = uris.local_path(staged_dir) if env_of(spark) == "local" else None
+    files = sorted(glob.glob(os.path.join(root, "*.parquet"))) if root else []
+    if not files:
+        return None
+    shares = max(1, spark.sparkContext.defaultParallelism)
+    units = [(i, whole) for i in range(shares) for whole in ((True, False) if len(videos) > 1 else (True,))]
+    rows = spark.sparkContext.parallelize(units, len(units)).flatMap(
+        lambda unit: _curve_rows(files, *unit, shares, npig, videos)).collect()
+    return pd.DataFrame(rows, columns=[f.strip().split(" ")[0] for f in coco.CURVES_SCHEMA.split(",")])
+
+
+def _curve_rows(files: list[str], share: int, whole: bool, shares: int, npig: dict, videos: list[str]) -> list:
+    """One ``local_curves`` task: the detections of its classes read from ``files``, with
+    the image key ``coco_tables`` builds in Spark (the video's sorted position << 32, the
+    frame + 2**31)."""
+    import zlib
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    t = ds.dataset(files, format="parquet").to_table(
+        columns=["video", "frame", "cls", "score", "c_rank", "c_tp", "c_ig"], filter=ds.field("c_rank") >= 0)
+    classes = pc.unique(t.column("cls")).to_pylist()
+    t = t.filter(pc.is_in(t.column("cls"), pa.array([c for c in classes if zlib.crc32(c.encode()) % shares == share],
+                                                    pa.string())))
+    position = pc.index_in(t.column("video"), value_set=pa.array(videos, pa.string())).to_numpy(zero_copy_only=False)
+    image = (position.astype(np.int64) << 32) + t.column("frame").to_numpy().astype(np.int64) + 2 ** 31
+    batch = pa.table({"image": image, **{c: t.column(c) for c in coco.CURVE_INPUT if c != "image"}})
+    return [r for b in coco.curve_batches(npig, whole, videos)(iter(batch.to_batches())) for r in b.to_pylist()]
 
 
 def ground_truth_counts(matched: DataFrame) -> dict:
@@ -301,7 +348,8 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
         staged, counts = stage_matches(spark, cfg, fast, rows, run_id, progress)
         matched = staged.where(F.col("_reason").isNull())
         frames = stage_frames(spark, cfg, matched, run_id)
-        videos_pd, coco_pd, curves_pd = video_metrics(spark, cfg, frames, matched, progress)
+        videos_pd, coco_pd, curves_pd = video_metrics(spark, cfg, frames, matched, boxes_dir(spark, cfg, run_id),
+                                                      progress)
         tables, impact = write_tables(spark, cfg, run_id, staged, matched, frames, videos_pd, coco_pd, progress)
         plots = write_plots(spark, cfg, plots_dir, frames, matched, videos_pd, curves_pd, coco_pd, progress)
     finally:
@@ -326,7 +374,7 @@ def stage_matches(spark: SparkSession, cfg: DetectionConfig, fast: fastpath.Plan
     """Match every frame and stage the result (every input row) as Parquet: by the Python
     workers alone where ``fast`` applies and the inputs are clean (``fastpath``), else in
     Spark. Count it and stop, before any table is written, when too many rows are bad."""
-    staged_path = staging_path(spark, cfg.out_db, run_id, "boxes")
+    staged_path = boxes_dir(spark, cfg, run_id)
     progress(f"checking and matching (IoU >= {cfg.iou_thr}, score >= {cfg.conf_thr}, {cfg.match}; "
              f"COCO thresholds for AP), staged under {staged_path}")
     with StageProgress(spark, progress):
@@ -353,13 +401,18 @@ def stage_frames(spark: SparkSession, cfg: DetectionConfig, matched: DataFrame, 
     return spark.read.parquet(frames_path)
 
 
-def video_metrics(spark: SparkSession, cfg: DetectionConfig, frames: DataFrame, matched: DataFrame,
+def boxes_dir(spark: SparkSession, cfg: DetectionConfig, run_id: str) -> str:
+    """Where a run stages its matched boxes."""
+    return staging_path(spark, cfg.out_db, run_id, "boxes")
+
+
+def video_metrics(spark: SparkSession, cfg: DetectionConfig, frames: DataFrame, matched: DataFrame, staged_dir: str,
                   progress) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The det_videos rows as pandas (the overall row first): counts, AP, snap frame, rates;
     the det_coco rows (``coco.figures``) and the per-class curves."""
     counts_pd = video_counts(frames)
     progress(f"{int(counts_pd['frames'].iloc[0]):,} frames in {len(counts_pd) - 1:,} videos; computing AP")
-    figures_pd, curves_pd = coco_tables(spark, matched, list(counts_pd["video"].iloc[1:]))
+    figures_pd, curves_pd = coco_tables(spark, matched, list(counts_pd["video"].iloc[1:]), staged_dir)
     ap_pd = figures_pd[figures_pd["scope"] != "class"][["video", "ap", "ap50", "ap75"]]
     ap_pd = ap_pd.assign(**{k: ap_pd[k].where(ap_pd[k] > -1) for k in ("ap", "ap50", "ap75")})
     videos_pd = counts_pd.merge(ap_pd, on="video", how="left")

@@ -20,6 +20,7 @@ One convention for every job:
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -94,6 +95,18 @@ def stage_files(spark: SparkSession, db: str, name: str, columns: str, files_dir
         fs.move(spark, st.getPath().toString(), f"{location}/{st.getPath().getName()}")
     spark.sql(f"REFRESH TABLE {new}")
     return f"{db}.{name}{NEW}"
+
+
+def stage_all(spark: SparkSession, db: str, frames: dict[str, DataFrame], props: dict[str, str] | None = None) -> None:
+    """``stage`` every ``name -> DataFrame`` of ``frames`` at once (one thread each: their Spark
+    jobs overlap, the metastore calls take turns); when any fails, every staged one is
+    dropped and the first error raised. ``commit`` swaps them in together."""
+    with ThreadPoolExecutor(max_workers=len(frames) or 1, thread_name_prefix="stage") as pool:
+        futures = [pool.submit(stage, spark, db, name, df, props) for name, df in frames.items()]
+        errors = [f.exception() for f in futures]
+    if any(errors):
+        discard(spark, db, list(frames))
+        raise next(e for e in errors if e)
 
 
 def swap_in(spark: SparkSession, db: str, name: str) -> str:

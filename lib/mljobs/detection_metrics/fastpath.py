@@ -69,25 +69,32 @@ class Plan:
     params: MatchParams
     staged_types: tuple  # (name, Spark type) of the staged columns
 
-    def run(self, spark: SparkSession, staged_dir: str) -> str | None:
-        """Write the staged boxes under ``staged_dir`` (local); None, or why it declined.
-        Two passes: each input parsed and checked once (one task per input, saved as Arrow
-        under ``_inputs``, which Spark's Parquet reader skips), then one task per core
-        matches the frames that hash to it."""
-        root = uris.local_path(staged_dir)
-        if root is None:
-            return "the staging directory is not local"
+    def run(self, spark: SparkSession, staged_dir: str, frames_dir: str) -> tuple[str | None, list]:
+        """Write the staged boxes under ``staged_dir`` and their frames' ``det_frames`` rows
+        under ``frames_dir`` (both local); returns (None, the rows read per kind, as
+        ``job.check_counts`` takes them), or (why it declined, []). Two passes: each input
+        parsed and checked once (one task per input, saved as Arrow under ``_inputs``, which
+        Spark's Parquet reader skips), then one task per core matches the frames that hash
+        to it."""
+        root, frames_root = uris.local_path(staged_dir), uris.local_path(frames_dir)
+        if root is None or frames_root is None:
+            return "the staging directory is not local", []
         work = os.path.join(root, "_inputs")
         os.makedirs(work, exist_ok=True)
+        os.makedirs(frames_root, exist_ok=True)
         sc, plan = spark.sparkContext, self
         try:
-            why = sc.parallelize(["gt", "pred"], 2).map(lambda role: plan.read(role, work)).collect()
-            if not any(why):
+            out = sc.parallelize(["gt", "pred"], 2).map(lambda role: plan.read(role, work)).collect()
+            if not any(out):
                 tasks = max(1, sc.defaultParallelism)
-                why = sc.parallelize(range(tasks), tasks).map(lambda i: plan.task(i, tasks, root, work)).collect()
+                out = sc.parallelize(range(tasks), tasks).map(
+                    lambda i: plan.task(i, tasks, root, work, frames_root)).collect()
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        return next((w for w in why if w), None)
+        declined = next((w for w in out if isinstance(w, str)), None)
+        if declined:
+            return declined, []
+        return None, [{"kind": k, "_reason": None, "count": sum(n[k] for n in out)} for k in (0, 1)]
 
     def read(self, role: str, work: str) -> str | None:
         """Pass 1: one input parsed, checked and saved (``<role>.arrow``); None, or why it declined."""
@@ -105,15 +112,18 @@ class Plan:
             return str(why) or "declined"
         return None
 
-    def task(self, i: int, tasks: int, root: str, work: str) -> str | None:
-        """Pass 2: match the frames that hash to task i; write ``part-<i>.parquet``."""
+    def task(self, i: int, tasks: int, root: str, work: str, frames_root: str) -> dict | str:
+        """Pass 2: match the frames that hash to task i; write ``part-<i>.parquet`` of the
+        boxes and of their frames (whole here); the rows per kind, or why it declined."""
         try:
             table = self.boxes(i, tasks, work)
         except Declined as why:
             return str(why) or "declined"
         matched = coco.match_table(matching.match_table(table, self.params))
         pq.write_table(staged(matched, self.staged_types), os.path.join(root, f"part-{i:05d}.parquet"))
-        return None
+        pq.write_table(frame_rows(matched), os.path.join(frames_root, f"part-{i:05d}.parquet"))
+        kind = matched.column("kind").to_numpy()
+        return {0: int((kind == 0).sum()), 1: int((kind == 1).sum())}
 
     def boxes(self, i: int, tasks: int, work: str) -> pa.Table:
         """This task's share of both inputs: normalised boxes of the frames that hash to it."""
@@ -501,6 +511,30 @@ def refuse_duplicates(table: pa.Table) -> None:
     counted = table.select(keys).group_by(keys, use_threads=False).aggregate([([], "count_all")])
     if counted.num_rows != table.num_rows:
         raise Declined(f"{table.num_rows - counted.num_rows} duplicate row(s)")
+
+
+def frame_rows(matched: pa.Table) -> pa.Table:
+    """``job.frame_metrics`` of whole frames' matched boxes: the same columns, types and
+    figures (rates NULL where 0/0)."""
+    kind = matched.column("kind").to_numpy()
+    hit = matched.column("matched").to_numpy(zero_copy_only=False)
+    gt, det = kind == 0, (kind == 1) & matched.column("above_conf").to_numpy(zero_copy_only=False)
+    counts = pa.table({"video": matched.column("video"), "frame": matched.column("frame"),
+                       "g": gt.astype(np.int64), "d": det.astype(np.int64), "tp": (det & hit).astype(np.int64),
+                       "gm": (gt & hit).astype(np.int64)})
+    sums = counts.group_by(["video", "frame"], use_threads=False).aggregate([(c, "sum") for c in ("g", "d", "tp", "gm")])
+    g, d, tp, gm = (sums.column(f"{c}_sum").to_numpy() for c in ("g", "d", "tp", "gm"))
+    fp, fn = d - tp, g - gm
+
+    def ratio(num, den):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return pa.array(num / den, mask=den == 0)
+
+    return pa.table({"video": sums.column("video"), "frame": sums.column("frame"),
+                     **{k: pa.array(v.astype(np.int32)) for k, v in (("num_gt", g), ("num_det", d), ("tp", tp),
+                                                                     ("fp", fp), ("fn", fn))},
+                     "precision": ratio(tp.astype(np.float64), tp + fp), "recall": ratio(tp.astype(np.float64), tp + fn),
+                     "f1": ratio(2.0 * tp, 2 * tp + fp + fn)})
 
 
 _SPARK_TO_ARROW = {"string": pa.string(), "int": pa.int32(), "tinyint": pa.int8(), "double": pa.float64(),

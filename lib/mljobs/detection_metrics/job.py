@@ -43,7 +43,7 @@ from mljobs.detection_metrics.cocojson import GT_LAYOUT, PRED_LAYOUT, Instances,
 from mljobs.detection_metrics.config import DetectionConfig
 from mljobs.detection_metrics.matching import MatchParams
 from mljobs.readers import read_source
-from mljobs.tables import replace_table, staging_path
+from mljobs.tables import commit, replace_table, stage_all, staging_path
 from mljobs.errors import BadDataError, InputError
 from mljobs import fs, modelcache, uris
 from mljobs.session import StageProgress, env_of, results_root
@@ -347,7 +347,7 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
     try:
         staged, counts = stage_matches(spark, cfg, fast, rows, run_id, progress)
         matched = staged.where(F.col("_reason").isNull())
-        frames = stage_frames(spark, cfg, matched, run_id)
+        frames = stage_frames(spark, cfg, matched, run_id, staged=counts["reader"] == "arrow")
         videos_pd, coco_pd, curves_pd = video_metrics(spark, cfg, frames, matched, boxes_dir(spark, cfg, run_id),
                                                       progress)
         tables, impact = write_tables(spark, cfg, run_id, staged, matched, frames, videos_pd, coco_pd, progress)
@@ -378,27 +378,37 @@ def stage_matches(spark: SparkSession, cfg: DetectionConfig, fast: fastpath.Plan
     progress(f"checking and matching (IoU >= {cfg.iou_thr}, score >= {cfg.conf_thr}, {cfg.match}; "
              f"COCO thresholds for AP), staged under {staged_path}")
     with StageProgress(spark, progress):
-        declined = fast.run(spark, staged_path) if fast else None
+        declined, fast_counts = fast.run(spark, staged_path, frames_dir(spark, cfg, run_id)) if fast else (None, [])
         if declined:
             progress(f"the Python workers' reader declined ({declined}); reading with Spark")
             fs.remove(spark, staged_path)
+            fs.remove(spark, frames_dir(spark, cfg, run_id))
             rows = load_inputs(spark, cfg)[0]
         if rows is not None:
             match_frames(spark, rows, cfg.params).write.mode("overwrite").parquet(staged_path)
     staged = spark.read.parquet(staged_path)
-    counts = check_counts(staged.groupBy("kind", "_reason").count().collect(), cfg.max_bad_fraction)
+    counts = check_counts(fast_counts if rows is None else staged.groupBy("kind", "_reason").count().collect(),
+                          cfg.max_bad_fraction)
     counts["reader"] = "spark" if rows is not None else "arrow"
     progress(f"read {counts['rows_read']['gt']:,} ground-truth and {counts['rows_read']['pred']:,} detection rows; "
              f"{counts['rows_quarantined']:,} quarantined")
     return staged, counts
 
 
-def stage_frames(spark: SparkSession, cfg: DetectionConfig, matched: DataFrame, run_id: str) -> DataFrame:
+def stage_frames(spark: SparkSession, cfg: DetectionConfig, matched: DataFrame, run_id: str,
+                 staged: bool) -> DataFrame:
     """det_frames, staged as Parquet rather than cached: four queries read it, and the RAPIDS
-    Accelerator reads Parquet on the GPU but not Spark's in-memory cache (by default)."""
-    frames_path = staging_path(spark, cfg.out_db, run_id, "frames")
-    frame_metrics(matched).write.mode("overwrite").parquet(frames_path)
-    return spark.read.parquet(frames_path)
+    Accelerator reads Parquet on the GPU but not Spark's in-memory cache (by default).
+    ``staged``: the Python workers' reader wrote it already (``fastpath.frame_rows``)."""
+    path = frames_dir(spark, cfg, run_id)
+    if not staged:
+        frame_metrics(matched).write.mode("overwrite").parquet(path)
+    return spark.read.parquet(path)
+
+
+def frames_dir(spark: SparkSession, cfg: DetectionConfig, run_id: str) -> str:
+    """Where a run stages det_frames."""
+    return staging_path(spark, cfg.out_db, run_id, "frames")
 
 
 def boxes_dir(spark: SparkSession, cfg: DetectionConfig, run_id: str) -> str:
@@ -436,17 +446,15 @@ def table_properties(cfg: DetectionConfig, run_id: str) -> dict[str, str]:
 def write_tables(spark: SparkSession, cfg: DetectionConfig, run_id: str, staged: DataFrame, matched: DataFrame,
                  frames: DataFrame, videos_pd: pd.DataFrame, coco_pd: pd.DataFrame,
                  progress) -> tuple[list, dict | None]:
-    """Swap in det_frames, det_videos, det_errors, det_quarantine (and det_impact with
-    --nfl-impact); returns what replace_table reports and the NFL metric (or None)."""
+    """Stage det_frames, det_videos, det_errors, det_quarantine and det_coco at once and swap
+    them in together (then det_impact with --nfl-impact); returns the tables' names and the
+    NFL metric (or None)."""
     db, props = cfg.out_db, table_properties(cfg, run_id)
     progress(f"writing {', '.join(f'{db}.{t}' for t in TABLES)}")
-    tables = [
-        replace_table(spark, db, "det_frames", frames, props),
-        replace_table(spark, db, "det_videos", videos_frame(spark, videos_pd), props),
-        replace_table(spark, db, "det_errors", error_boxes(matched, frames), props),
-        replace_table(spark, db, "det_quarantine", quarantine_rows(staged), props),
-        replace_table(spark, db, "det_coco", coco_frame(spark, coco_pd), props),
-    ]
+    stage_all(spark, db, {
+        "det_frames": frames, "det_videos": videos_frame(spark, videos_pd), "det_errors": error_boxes(matched, frames),
+        "det_quarantine": quarantine_rows(staged), "det_coco": coco_frame(spark, coco_pd)}, props)
+    tables = commit(spark, db, list(TABLES))
     impact = None
     if cfg.nfl_impact:
         progress("NFL impact metric (impact = 1, confidence > 1, visibility > 0; +-4 frames, IoU >= 0.35)")

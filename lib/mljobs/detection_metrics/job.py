@@ -271,11 +271,13 @@ def _curve_rows(files: list[str], share: int, whole: bool, shares: int, npig: di
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    t = ds.dataset(files, format="parquet").to_table(
-        columns=["video", "frame", "cls", "score", "c_rank", "c_tp", "c_ig"], filter=ds.field("c_rank") >= 0)
-    classes = pc.unique(t.column("cls")).to_pylist()
-    t = t.filter(pc.is_in(t.column("cls"), pa.array([c for c in classes if zlib.crc32(c.encode()) % shares == share],
-                                                    pa.string())))
+    boxes = ds.dataset(files, format="parquet")
+    classes = pc.unique(boxes.to_table(columns=["cls"]).column("cls")).drop_null().to_pylist()
+    mine = [c for c in classes if zlib.crc32(c.encode()) % shares == share]
+    if not mine:
+        return []
+    t = boxes.to_table(columns=["video", "frame", "cls", "score", "c_rank", "c_tp", "c_ig"],
+                       filter=(ds.field("c_rank") >= 0) & ds.field("cls").isin(pa.array(mine, pa.string())))
     position = pc.index_in(t.column("video"), value_set=pa.array(videos, pa.string())).to_numpy(zero_copy_only=False)
     image = (position.astype(np.int64) << 32) + t.column("frame").to_numpy().astype(np.int64) + 2 ** 31
     batch = pa.table({"image": image, **{c: t.column(c) for c in coco.CURVE_INPUT if c != "image"}})
@@ -608,9 +610,10 @@ run = run_detection_metrics
 EMR_STEP = EmrStep(needs=("gt", "pred"), args=lambda p: ["--gt", p.gt, "--pred", p.pred],
                    label=lambda p: "detection")
 GPU_FALLBACKS = [
-    Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py coco_tables: the videos' sorted positions",
-          "one row per video, built on the driver and broadcast to give COCO's accumulation an integer image key; "
-          + DRIVER_ROWS, columns=("_vid", "video")),
+    Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py spark_curves: the videos' sorted positions",
+          "one row per video, built on the driver and broadcast to give COCO's accumulation an integer image key "
+          "where the staged boxes are not local files (local ones are read by the accumulation's tasks); "
+          + DRIVER_ROWS, columns=("_vid", "video"), required=False),
     Known("RDDScanExec", UNSUPPORTED_CLASS, "detection_metrics/job.py coco_frame: det_coco rows",
           "one row overall, per video and per class, the COCO figures summarised on the driver from the "
           "per-class curves, written to Parquet; " + DRIVER_ROWS, columns=("scope", "video", "cls")),

@@ -346,16 +346,16 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
     progress(f"ground truth: {gt_layout.kind} layout; detections: boxes as {pred_layout.box_style}; "
              f"{'single class' if gt_layout.single_class or cfg.merge_labels else 'per class'}")
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    staging = staging_path(spark, cfg.out_db, run_id)  # <staging>/boxes, /frames, /impact
     try:
-        staged, counts = stage_matches(spark, cfg, fast, rows, run_id, progress)
+        staged, counts = stage_matches(spark, cfg, fast, rows, staging, progress)
         matched = staged.where(F.col("_reason").isNull())
-        frames = stage_frames(spark, cfg, matched, run_id, staged=counts["reader"] == "arrow")
-        videos_pd, coco_pd, curves_pd = video_metrics(spark, cfg, frames, matched, boxes_dir(spark, cfg, run_id),
-                                                      progress)
+        frames = stage_frames(matched, staging, staged=counts["reader"] == "arrow")
+        videos_pd, coco_pd, curves_pd = video_metrics(spark, cfg, frames, matched, f"{staging}/boxes", progress)
         tables, impact = write_tables(spark, cfg, run_id, staged, matched, frames, videos_pd, coco_pd, progress)
         plots = write_plots(spark, cfg, plots_dir, frames, matched, videos_pd, curves_pd, coco_pd, progress)
     finally:
-        fs.remove(spark, staging_path(spark, cfg.out_db, run_id))
+        fs.remove(spark, staging)
     summary = job_summary(cfg, gt_layout, videos_pd, counts, tables, plots, run_id, coco_pd)
     summary["seconds"] = round(time.monotonic() - t0, 3)
     if impact is not None:
@@ -372,19 +372,19 @@ def plot_location(spark: SparkSession, cfg: DetectionConfig) -> str:
 
 
 def stage_matches(spark: SparkSession, cfg: DetectionConfig, fast: fastpath.Plan | None, rows: DataFrame | None,
-                  run_id: str, progress) -> tuple[DataFrame, dict]:
+                  staging: str, progress) -> tuple[DataFrame, dict]:
     """Match every frame and stage the result (every input row) as Parquet: by the Python
     workers alone where ``fast`` applies and the inputs are clean (``fastpath``), else in
     Spark. Count it and stop, before any table is written, when too many rows are bad."""
-    staged_path = boxes_dir(spark, cfg, run_id)
+    staged_path, frames_path = f"{staging}/boxes", f"{staging}/frames"
     progress(f"checking and matching (IoU >= {cfg.iou_thr}, score >= {cfg.conf_thr}, {cfg.match}; "
              f"COCO thresholds for AP), staged under {staged_path}")
     with StageProgress(spark, progress):
-        declined, fast_counts = fast.run(spark, staged_path, frames_dir(spark, cfg, run_id)) if fast else (None, [])
+        declined, fast_counts = fast.run(spark, staged_path, frames_path) if fast else (None, [])
         if declined:
             progress(f"the Python workers' reader declined ({declined}); reading with Spark")
             fs.remove(spark, staged_path)
-            fs.remove(spark, frames_dir(spark, cfg, run_id))
+            fs.remove(spark, frames_path)
             rows = load_inputs(spark, cfg)[0]
         if rows is not None:
             match_frames(spark, rows, cfg.params).write.mode("overwrite").parquet(staged_path)
@@ -397,25 +397,14 @@ def stage_matches(spark: SparkSession, cfg: DetectionConfig, fast: fastpath.Plan
     return staged, counts
 
 
-def stage_frames(spark: SparkSession, cfg: DetectionConfig, matched: DataFrame, run_id: str,
-                 staged: bool) -> DataFrame:
+def stage_frames(matched: DataFrame, staging: str, staged: bool) -> DataFrame:
     """det_frames, staged as Parquet rather than cached: four queries read it, and the RAPIDS
     Accelerator reads Parquet on the GPU but not Spark's in-memory cache (by default).
     ``staged``: the Python workers' reader wrote it already (``fastpath.frame_rows``)."""
-    path = frames_dir(spark, cfg, run_id)
+    path = f"{staging}/frames"
     if not staged:
         frame_metrics(matched).write.mode("overwrite").parquet(path)
-    return spark.read.parquet(path)
-
-
-def frames_dir(spark: SparkSession, cfg: DetectionConfig, run_id: str) -> str:
-    """Where a run stages det_frames."""
-    return staging_path(spark, cfg.out_db, run_id, "frames")
-
-
-def boxes_dir(spark: SparkSession, cfg: DetectionConfig, run_id: str) -> str:
-    """Where a run stages its matched boxes."""
-    return staging_path(spark, cfg.out_db, run_id, "boxes")
+    return matched.sparkSession.read.parquet(path)
 
 
 def video_metrics(spark: SparkSession, cfg: DetectionConfig, frames: DataFrame, matched: DataFrame, staged_dir: str,

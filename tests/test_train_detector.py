@@ -96,7 +96,7 @@ def test_killed_run_resumes_and_writes_a_complete_model(trained):
     model = trained["model"]
     assert not (model / "checkpoint").exists()  # the finished model directory replaces the checkpoints
     meta = json.loads((model / "metadata.json").read_text())
-    assert meta["arch"] == "fasterrcnn_mobilenet_v3_large_320_fpn" and meta["classes"] == ["helmet"]
+    assert meta["arch"] == "fasterrcnn_resnet18_fpn" and meta["classes"] == ["helmet"]
     assert meta["image_size"] == IMAGE_SIZE and meta["model_format"] == "torch-detector"
     assert {"torch", "torchvision", "mljobs"} <= set(meta["versions"]) and len(meta["model_sha256"]) == 64
     assert meta["data"]["videos"] == {"train": sorted(set(VIDEOS) - set(meta["data"]["videos"]["val"])),
@@ -163,7 +163,7 @@ def test_score_min_filters_the_torch_rows(spark, trained, detected):
 
 def test_bad_arguments_fail_before_training(spark, inputs, tmp_path):
     base = {"frames": f"{DB}.frames", "labels": str(inputs["labels_csv"]), "model_dir": str(tmp_path / "m")}
-    with pytest.raises(MljobsError, match="--arch 'yolo': valid: fasterrcnn_mobilenet_v3_large_320_fpn"):
+    with pytest.raises(MljobsError, match="--arch .yolo.: valid: fasterrcnn_resnet18_fpn, fasterrcnn_mobilenet_v3_"):
         TrainDetectorConfig(**base, arch="yolo")
     with pytest.raises(InputError, match="--init-weights .*nope.pt: no such file"):
         TrainDetectorConfig(**base, init_weights=str(tmp_path / "nope.pt"))
@@ -178,6 +178,22 @@ def test_bad_arguments_fail_before_training(spark, inputs, tmp_path):
     assert not (tmp_path / "m").exists()
     with pytest.raises(InputError, match="lacks left"):
         detdata.read_boxes(spark, str(inputs["frames_path"]), None)
+
+
+@pytest.mark.parametrize("arch", torchdet.ARCHS)
+def test_every_arch_builds_offline_and_scores_a_frame(arch):
+    """weights=None everywhere (a download would fail here: no network to the model hub); eval
+    mode gives boxes in the frame's pixels; resnet18's pyramid starts at stride 8 with 16-px anchors."""
+    torch.manual_seed(0)
+    net = torchdet.build_net(arch, 2, 96).eval()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    found = torchdet.predict(net, [torch.rand(3, 72, 96)])[0]
+    assert set(found) == {"boxes", "scores", "labels"} and len(found["boxes"]) == len(found["scores"]) <= 100
+    assert (found["boxes"][:, 2] <= 96 + 1e-3).all() and set(found["labels"].tolist()) <= {1, 2}
+    if arch == "fasterrcnn_resnet18_fpn":
+        levels = net.backbone(torch.rand(1, 3, 96, 96))
+        assert [tuple(v.shape[-2:]) for v in levels.values()] == [(12, 12), (6, 6), (3, 3)]
+        assert net.rpn.anchor_generator.sizes == torchdet.SMALL_ANCHORS
 
 
 def test_the_split_is_by_video_and_seeded():

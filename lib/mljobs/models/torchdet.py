@@ -23,7 +23,10 @@ from mljobs.errors import InputError
 from mljobs.models import detectors
 from mljobs.models.vision import TorchModelMeta, decode_bgr, load_torch_model, save_torch_model, state_dict_of
 
-ARCHS = ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_resnet50_fpn")
+ARCHS = ("fasterrcnn_resnet18_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_fpn",
+         "fasterrcnn_resnet50_fpn")
+# fasterrcnn_resnet18_fpn: its pyramid levels (strides 8, 16 and a pooled 32) and their anchors
+SMALL_ANCHORS = ((16, 24), (32, 48), (64, 96))
 MODEL_FORMAT = "torch-detector"
 WEIGHTS_FILE = "model.pt"
 WRITTEN_BY = "train-detector"
@@ -41,11 +44,29 @@ def build_net(arch: str, classes: int, image_size: int):
         raise InputError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHS)}")
     import torchvision
 
+    options = dict(num_classes=classes + 1, min_size=image_size, max_size=image_size, box_score_thresh=SCORE_THRESH,
+                   box_detections_per_img=MAX_DETS, **TRAIN_SAMPLING)
+    if arch == "fasterrcnn_resnet18_fpn":
+        return group_norm(resnet18_fpn(**options))
     make = getattr(torchvision.models.detection, arch)
-    net = make(weights=None, weights_backbone=None, num_classes=classes + 1, min_size=image_size,
-               max_size=image_size, box_score_thresh=SCORE_THRESH, box_detections_per_img=MAX_DETS,
-               **TRAIN_SAMPLING)
-    return group_norm(net)
+    return group_norm(make(weights=None, weights_backbone=None, **options))
+
+
+def resnet18_fpn(**options):
+    """torchvision's Faster R-CNN on a ResNet-18 (torchvision's, random) whose feature pyramid
+    starts at stride 8 (layers 2 and 3, plus the pooled level), with anchors of 16 to 96 pixels:
+    for objects of about 10 to 100 pixels, such as helmets in broadcast frames. torchvision's own
+    detectors start at stride 16 (MobileNet) or with 32-pixel anchors; trained from scratch on a
+    CPU they learn such small objects far more slowly (docs/detection.md: measured)."""
+    import torch.nn as nn
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+    backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5,
+                                   returned_layers=[2, 3], norm_layer=nn.BatchNorm2d)
+    anchors = AnchorGenerator(SMALL_ANCHORS, ((0.5, 1.0, 2.0),) * len(SMALL_ANCHORS))
+    return FasterRCNN(backbone, rpn_anchor_generator=anchors, **options)
 
 
 def group_norm(module):

@@ -24,8 +24,8 @@ class TrainDetectorConfig(JobConfig):
     name: str | None = None             # the model's name (default: the model directory's last part)
     training_table: str | None = None   # per-epoch history (default: <frames db>.<name>_training)
     class_column: str | None = None     # None: one class, "helmet" (NFL train_labels' label names the player)
-    arch: str = "fasterrcnn_mobilenet_v3_large_320_fpn"
-    image_size: int = 320               # frames are scaled so that neither side exceeds this (aspect kept)
+    arch: str = "fasterrcnn_resnet18_fpn"
+    image_size: int = 640               # frames are scaled so that neither side exceeds this (aspect kept)
     epochs: int = 20
     batch_size: int = 4
     learning_rate: float = 0.0005       # AdamW's, decayed on a cosine over --epochs

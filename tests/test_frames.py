@@ -18,6 +18,7 @@ from mljobs import video
 from mljobs.datasets import helmets
 from mljobs.errors import MljobsError
 from mljobs.frames.config import FramesConfig
+from mljobs.frames import job as frames_job
 from mljobs.frames.job import run
 
 
@@ -86,6 +87,30 @@ def test_render_is_deterministic_and_its_labels_lie_inside_the_frames(rendered, 
     assert other["gt_rows"] and sha(tmp_path / "seed4" / files[0]) != sha(rendered / files[0])
 
 
+def test_render_labels_only_the_helmets_one_can_see():
+    """A helmet behind a nearer one, or half out of the frame, shows that share of its pixels;
+    render labels a helmet only when at least MIN_VISIBLE of it shows."""
+    img = np.zeros((100, 200, 3), np.uint8)
+    boxes = pd.DataFrame({"label": ["H1", "V2", "H3", "V4"], "left": [40, 40, 120, 190], "top": [30, 31, 30, 30],
+                          "width": [20, 20, 20, 20], "height": [20, 20, 20, 20]})
+    shown = helmets._draw_players(img, boxes, 1.0)
+    assert shown[0] < 0.1 and shown[1] == pytest.approx(1.0, abs=0.02)  # H1 is behind V2, one pixel lower
+    assert shown[2] == pytest.approx(1.0, abs=0.02)  # alone
+    assert 0.4 < shown[3] < 0.6  # half of it beyond the right edge
+
+
+def test_render_min_visible_zero_labels_every_helmet_in_the_frame(tmp_path):
+    every = helmets.render(tmp_path / "all", plays=1, frames=20, size=(320, 180), seed=3, min_visible=0.0)
+    seen = helmets.render(tmp_path / "seen", plays=1, frames=20, size=(320, 180), seed=3)
+    a, b = (pd.read_csv(tmp_path / d / "train_labels.csv") for d in ("all", "seen"))
+    assert every["gt_rows"] > seen["gt_rows"] > 0.7 * every["gt_rows"]
+    assert len(b.merge(a, how="left", indicator=True).query("_merge != 'both'")) == 0  # a subset, same boxes
+    video = b["video"].iloc[0]
+    assert sha(tmp_path / "all" / video) == sha(tmp_path / "seen" / video)  # the same pixels
+    with pytest.raises(ValueError, match="--min-visible must be within"):
+        helmets.render(tmp_path / "x", plays=1, frames=20, min_visible=1.5)
+
+
 def test_every_frame_of_a_real_clip_exactly(spark, tmp_path):
     """PNG frames equal the pixels of a single-process cv2.VideoCapture loop, frame for frame."""
     src = clip("carphone_pristine.mp4")
@@ -121,7 +146,8 @@ def test_every_and_resize(spark, tmp_path):
     assert bytes(rows[0]["content"])[:3] == b"\xff\xd8\xff" and pixels(rows[0]["content"]).shape == (272, 640, 3)
 
 
-def test_broken_files_are_quarantined_and_the_rest_kept(spark, tmp_path, rendered):
+def mixed_folder(tmp_path: Path, rendered: Path) -> Path:
+    """The rendered plays in a subfolder, beside a corrupt, an empty, a text and a cut-short file."""
     d = tmp_path / "in"
     (d / "sub").mkdir(parents=True)
     for p in rendered.glob("*.mp4"):
@@ -138,7 +164,11 @@ def test_broken_files_are_quarantined_and_the_rest_kept(spark, tmp_path, rendere
     writer.release()
     whole = (tmp_path / "whole.avi").read_bytes()
     (d / "cut.avi").write_bytes(whole[: len(whole) // 2])
-    s = run(spark, FramesConfig(videos=str(d), table="t_frames.mixed"), quiet)
+    return d
+
+
+def test_broken_files_are_quarantined_and_the_rest_kept(spark, tmp_path, rendered):
+    s = run(spark, FramesConfig(videos=str(mixed_folder(tmp_path, rendered)), table="t_frames.mixed"), quiet)
     q = {Path(r["path"]).name: r for r in spark.table("t_frames.mixed_quarantine").collect()}
     assert {k: r["reason"] for k, r in q.items()} == {
         "corrupt.mp4": video.CANNOT_OPEN, "empty.mp4": video.EMPTY, "notes.mp4": video.NOT_VIDEO,
@@ -151,6 +181,25 @@ def test_broken_files_are_quarantined_and_the_rest_kept(spark, tmp_path, rendere
     assert frames.select("video", "frame").distinct().count() == frames.count() == s["frames"]
     assert s["videos"] == 6 and s["videos_with_frames"] == 3 and s["cut_short"] == 1
     assert s["quarantined_by_reason"] == {"cannot open": 1, "cut short": 1, "empty file": 1, "not a video": 1}
+
+
+def test_the_python_and_spark_writers_give_the_same_tables(spark, tmp_path, rendered, monkeypatch):
+    """Locally the tasks write the staged Parquet themselves; elsewhere Spark writes what
+    mapInArrow returns. Same rows, columns and types in both tables."""
+    d = mixed_folder(tmp_path, rendered)
+    ours = run(spark, FramesConfig(videos=str(d), table="t_frames.by_python"), quiet)
+    monkeypatch.setattr(frames_job, "python_writes", lambda *_: None)
+    theirs = run(spark, FramesConfig(videos=str(d), table="t_frames.by_spark"), quiet)
+    assert (ours["staged_by"], theirs["staged_by"]) == ("python", "spark")
+    for a, b, key in (("by_python", "by_spark", ["video", "frame"]),
+                      ("by_python_quarantine", "by_spark_quarantine", ["path"])):
+        x, y = spark.table(f"t_frames.{a}"), spark.table(f"t_frames.{b}")
+        assert [(f.name, f.dataType) for f in x.schema] == [(f.name, f.dataType) for f in y.schema]
+        cols = [c for c in x.columns if c not in ("ingested_at", "run_id")]
+        px, py = (t.select(*cols).toPandas().sort_values(key).reset_index(drop=True) for t in (x, y))
+        pd.testing.assert_frame_equal(px, py)
+        assert x.where("ingested_at IS NULL OR run_id IS NULL").count() == 0
+    assert spark.table("t_frames.by_python").count() == ours["frames"] == theirs["frames"] > 60
 
 
 def test_nothing_decodable_writes_nothing(spark, tmp_path):

@@ -6,6 +6,7 @@ Command line::
 
     python -m mljobs.datasets.helmets generate --plays N --frames F DIR [--seed S] [--force]
     python -m mljobs.datasets.helmets render --plays N --out DIR [--frames F] [--size WxH] [--fps R] [--seed S]
+        [--min-visible V]
 
 writes ``DIR/train_labels.csv`` (gameKey, playID, view, video, frame, label, left, width,
 top, height, impact, impactType, confidence, visibility), ``DIR/detections.csv`` (video,
@@ -32,8 +33,9 @@ Late in the play 5-9 of them converge on a ball carrier: in that tackle window (
 videos (OpenCV's mp4v encoder): a mown field with yard lines seen by a camera that follows the
 players and pans, players far to near (so helmets hide behind nearer players), helmets as shaded
 ellipses in team colours filling their boxes, a mild motion blur; and ``DIR/train_labels.csv``
-with the helmets as drawn, in output pixels, clipped to the frame (helmets wholly outside it left
-out). At 640x360 a helmet is 16-36 px.
+with the helmets as drawn, in output pixels, clipped to the frame. As an annotator would, it
+labels only the helmets one can see: at least half of the helmet's pixels visible, neither hidden
+by nearer players nor outside the frame (``MIN_VISIBLE``). At 640x360 a helmet is 16-36 px.
 
 Impacts: in the tackle window a few pairs of colliding players get impact = 1 for one
 frame each (impactType Helmet/Shoulder/Body, confidence 1-3, visibility 0-3, mostly >= 1)
@@ -262,15 +264,21 @@ VIEW_W = 640  # the camera's window on the 1280x720 field, in field pixels: helm
 TEAM_BGR = {"H": (38, 32, 150), "V": (150, 82, 24)}  # helmets: maroon (home), navy (visitors)
 JERSEY_BGR = {"H": (48, 40, 175), "V": (232, 232, 232)}  # jerseys: red, white
 RENDER_FOURCC = "mp4v"  # the MPEG-4 Part 2 encoder every opencv-python wheel has (no H.264 encoder there)
+MIN_VISIBLE = 0.5  # render labels a helmet when at least this share of its pixels shows in the frame
 
 
 def render(out_dir: str | Path, plays: int, frames: int = 90, size: tuple[int, int] = (640, 360), fps: float = 30.0,
-           seed: int = 7, force: bool = False) -> dict:
+           seed: int = 7, force: bool = False, min_visible: float = MIN_VISIBLE) -> dict:
     """Write ``plays`` plays as ``DIR/<video>`` mp4 files (the simulation of ``generate`` with the same
     seed, seen by a panning camera) and ``DIR/train_labels.csv``: the helmets as drawn in each frame,
-    clipped to it (helmets wholly outside left out). Same arguments, same OpenCV build: the same bytes."""
+    clipped to it; a helmet less than ``min_visible`` of whose pixels show (hidden by nearer players
+    or outside the frame) is left out. Same arguments, same OpenCV build: the same bytes."""
     if plays < 1 or frames < 10:
         raise ValueError("need at least 1 play of at least 10 frames")
+    if not 0.0 <= min_visible <= 1.0:
+        raise ValueError(f"--min-visible must be within [0, 1], got {min_visible}")
+    if not 0.0 <= min_visible <= 1.0:
+        raise ValueError(f"--min-visible must be within [0, 1], got {min_visible}")
     if size[1] * VIEW_W > HEIGHT * size[0]:
         raise ValueError(f"--size {size[0]}x{size[1]} is taller than the field (height at most 1.125 x width)")
     t0 = time.monotonic()
@@ -282,7 +290,7 @@ def render(out_dir: str | Path, plays: int, frames: int = 90, size: tuple[int, i
     with open(out / "train_labels.csv", "w") as gt_f:
         for i in range(plays):
             gt = simulate_play(rng, frames, i)[0]
-            labels = _render_play(out / gt["video"].iloc[0], gt, field, size, fps)
+            labels = _render_play(out / gt["video"].iloc[0], gt, field, size, fps, min_visible)
             labels.to_csv(gt_f, index=False, header=i == 0)
             rows += len(labels)
     return {"plays": plays, "frames": plays * frames, "gt_rows": rows, "size": f"{size[0]}x{size[1]}", "fps": fps,
@@ -334,7 +342,8 @@ def _camera(gt: pd.DataFrame, n_frames: int, view: tuple[float, float]) -> np.nd
     return cam
 
 
-def _render_play(path: Path, gt: pd.DataFrame, field: np.ndarray, size: tuple[int, int], fps: float) -> pd.DataFrame:
+def _render_play(path: Path, gt: pd.DataFrame, field: np.ndarray, size: tuple[int, int], fps: float,
+                 min_visible: float) -> pd.DataFrame:
     """Write one play's video; its labels (train_labels.csv rows) in output pixels."""
     import cv2
 
@@ -348,6 +357,7 @@ def _render_play(path: Path, gt: pd.DataFrame, field: np.ndarray, size: tuple[in
     frame_index = boxes["frame"].to_numpy() - 1
     boxes["left"] -= cam[frame_index, 0]
     boxes["top"] -= cam[frame_index, 1]
+    visible = pd.Series(0.0, index=boxes.index)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*RENDER_FOURCC), fps, size)
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV {cv2.__version__} cannot write {RENDER_FOURCC} video to {path}")
@@ -356,24 +366,33 @@ def _render_play(path: Path, gt: pd.DataFrame, field: np.ndarray, size: tuple[in
         for t, one in boxes.groupby("frame", sort=True):
             x0, y0 = cam[t - 1]
             img = field[y0:y0 + size[1], x0:x0 + size[0]].copy()
-            _draw_players(img, one, scale)
+            visible[one.index] = _draw_players(img, one, scale)
             writer.write(_motion_blur(img, pan[t - 1]))
     finally:
         writer.release()
-    return _clipped(boxes, size)
+    return _clipped(boxes[visible >= min_visible], size)
 
 
-def _draw_players(img: np.ndarray, boxes: pd.DataFrame, scale: float) -> None:
+def _draw_players(img: np.ndarray, boxes: pd.DataFrame, scale: float) -> np.ndarray:
     """Players far to near (by helmet bottom), so the nearer ones hide parts of the others: a body
-    in jersey colour, then the helmet, a shaded ellipse filling its box, with a face mask."""
+    in jersey colour, then the helmet, a shaded ellipse filling its box, with a face mask. Returns
+    each helmet's visible share (in ``boxes``' order): its pixels left in the frame once every
+    player is drawn, over its pixels drawn alone on an unbounded canvas."""
     import cv2
 
     s = 16  # fixed-point: 4 fractional bits
-    for r in boxes.assign(_bottom=boxes["top"] + boxes["height"]).sort_values(["_bottom", "label"]).itertuples():
+    owner = np.zeros(img.shape[:2], np.int32)  # who drew each pixel last: k + 1 a helmet, -1 a body
+    whole = np.zeros(len(boxes), np.float64)
+    order = boxes.assign(_bottom=boxes["top"] + boxes["height"], draw_k=np.arange(len(boxes)))
+    for r in order.sort_values(["_bottom", "label"]).itertuples():
         team = r.label[0]
         cx, cy, ax, ay = r.left + r.width / 2, r.top + r.height / 2, r.width / 2, r.height / 2
         body = ((int(cx * s), int((cy + 2.1 * ay) * s)), (int(1.5 * ax * s), int(2.0 * ay * s)))
         cv2.ellipse(img, body[0], body[1], 0, 0, 360, JERSEY_BGR[team], -1, cv2.LINE_AA, 4)
+        cv2.ellipse(owner, body[0], body[1], 0, 0, 360, -1, -1, cv2.LINE_8, 4)
+        helmet = ((int(cx * s), int(cy * s)), (int(ax * s), int(ay * s)))
+        cv2.ellipse(owner, helmet[0], helmet[1], 0, 0, 360, r.draw_k + 1, -1, cv2.LINE_8, 4)
+        whole[r.draw_k] = _ellipse_pixels(cx, cy, ax, ay)
         base = np.array(TEAM_BGR[team], float)
         for k, (shade, shrink, up) in enumerate(((0.6, 1.0, 0.0), (1.0, 0.8, 0.12), (1.6, 0.3, 0.45))):
             colour = tuple(int(v) for v in np.clip(base * shade + (40 if k == 2 else 0), 0, 255))
@@ -383,6 +402,20 @@ def _draw_players(img: np.ndarray, boxes: pd.DataFrame, scale: float) -> None:
         mask_x = int((cx + 0.55 * ax) * s)
         cv2.line(img, (mask_x, int((cy - 0.1 * ay) * s)), (mask_x, int((cy + 0.8 * ay) * s)), (170, 170, 170),
                  max(1, int(round(scale))), cv2.LINE_AA, 4)
+    shown = np.bincount(owner[owner > 0].ravel(), minlength=len(boxes) + 1)[1:]
+    return shown / np.maximum(whole, 1.0)
+
+
+def _ellipse_pixels(cx: float, cy: float, ax: float, ay: float) -> int:
+    """Pixels of a filled ellipse as ``_draw_players`` fills it, drawn alone (no frame edge)."""
+    import cv2
+
+    s, pad = 16, 2
+    w, h = int(2 * ax) + 2 * pad + 2, int(2 * ay) + 2 * pad + 2
+    canvas = np.zeros((h, w), np.uint8)
+    centre = (int((cx - int(cx - ax) + pad) * s), int((cy - int(cy - ay) + pad) * s))
+    cv2.ellipse(canvas, centre, (int(ax * s), int(ay * s)), 0, 0, 360, 1, -1, cv2.LINE_8, 4)
+    return int(canvas.sum())
 
 
 def _motion_blur(img: np.ndarray, pan_px: float) -> np.ndarray:
@@ -434,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     ren.add_argument("--frames", type=positive_int, default=90, help="frames per play (>= 10)")
     ren.add_argument("--size", type=frame_size, default=(640, 360), metavar="WxH", help="frame size (default 640x360)")
     ren.add_argument("--fps", type=positive_float, default=30.0)
+    ren.add_argument("--min-visible", type=float, default=MIN_VISIBLE, metavar="F",
+                     help="label a helmet when at least this share of it shows (default 0.5; "
+                          "0: every helmet in the frame)")
     ren.add_argument("--seed", type=int, default=7)
     ren.add_argument("--force", action="store_true", help="replace train_labels.csv if DIR already has it")
     args = parser.parse_args(argv)
@@ -441,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--frames must be at least 10")
     try:
         if args.command == "render":
-            result = render(args.out, args.plays, args.frames, args.size, args.fps, args.seed, args.force)
+            result = render(args.out, args.plays, args.frames, args.size, args.fps, args.seed, args.force,
+                            args.min_visible)
         else:
             result = generate(args.dir, args.plays, args.frames, args.seed, args.force)
     except (FileExistsError, ValueError) as exc:

@@ -116,15 +116,77 @@ def decoded(spark, videos: list[tuple[str, int]], spec: FrameSpec):
     """A DataFrame of SCHEMA: a row per kept frame (reason NULL, frame set) and a report row per
     video (frame NULL: its declared, decoded and kept frame counts, and the reason it is unusable
     or cut short, else NULL). Decoded lazily, in tasks, a video per task (largest first)."""
-    tasks = max(1, min(len(videos), MAX_TASKS))
-    # parallelize cuts the list into consecutive slices: dealt round-robin, each task gets its share
-    # of the large videos when tasks take several
-    dealt = [videos[j] for i in range(tasks) for j in range(i, len(videos), tasks)]
+    tasks, dealt = _dealt(videos)
     listing = spark.sparkContext.parallelize(dealt, tasks)
     return spark.createDataFrame(listing, "path string, bytes long").mapInArrow(decode_videos(spec), SCHEMA)
 
 
+def write_staged(spark, videos: list[tuple[str, int]], spec: FrameSpec, root: str, lineage: dict) -> None:
+    """``decoded`` written by the tasks themselves, where the staging folder ``root`` is a local
+    path every task can write (a ``local[...]`` master): each task writes its frames to
+    ``root/kind=frame/part-<task>.parquet`` and its videos' reports to ``root/kind=report/...``
+    (the layout, columns and types of Spark's partitioned write, ``lineage`` columns included),
+    so no frame's bytes cross into the JVM. Returns when every task is done."""
+    tasks, dealt = _dealt(videos)
+    spark.sparkContext.parallelize(dealt, tasks).mapPartitionsWithIndex(
+        lambda i, rows: [_write_task(i, list(rows), spec, root, lineage)]).collect()
+
+
+def _dealt(videos: list[tuple[str, int]]) -> tuple[int, list]:
+    """(tasks, the videos in the order that gives each task its share of the large ones)."""
+    tasks = max(1, min(len(videos), MAX_TASKS))
+    # parallelize cuts the list into consecutive slices: dealt round-robin, each task gets its share
+    # of the large videos when tasks take several
+    return tasks, [videos[j] for i in range(tasks) for j in range(i, len(videos), tasks)]
+
+
 # ---- in the tasks
+
+
+def staged_schema(lineage: dict):
+    """arrow_schema plus the lineage columns (ingested_at: a UTC timestamp, the others strings)."""
+    import pyarrow as pa
+
+    extra = [(k, pa.timestamp("us", tz="UTC") if k == "ingested_at" else pa.string()) for k in lineage]
+    return pa.schema(list(arrow_schema()) + [pa.field(k, t) for k, t in extra])
+
+
+def _write_task(index: int, listing: list, spec: FrameSpec, root: str, lineage: dict) -> int:
+    """One task of ``write_staged``: its videos decoded into its two Parquet files; its frames."""
+    import cv2
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cv2.setNumThreads(DECODE_THREADS)
+    schema, name, frames, reports, writer = staged_schema(lineage), f"part-{index:05d}.parquet", 0, [], None
+    try:
+        for path, size in listing:
+            for batch in video_batches(path, int(size), spec):
+                batch = _with_lineage(batch, lineage, schema)
+                if batch.column("frame").null_count:  # frame NULL: the video's report
+                    reports.append(batch)
+                    continue
+                if writer is None:
+                    Path(root, "kind=frame").mkdir(parents=True, exist_ok=True)
+                    writer = pq.ParquetWriter(str(Path(root, "kind=frame", name)), schema, compression="none",
+                                              use_dictionary=["video", "path", "format"],
+                                              write_statistics=["video", "frame"])
+                writer.write_batch(batch)
+                frames += batch.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    Path(root, "kind=report").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_batches(reports, schema), str(Path(root, "kind=report", name)))
+    return frames
+
+
+def _with_lineage(batch, lineage: dict, schema):
+    import pyarrow as pa
+
+    n = batch.num_rows
+    extra = [pa.array([v] * n, schema.field(k).type) for k, v in lineage.items()]
+    return pa.RecordBatch.from_arrays(list(batch.columns) + extra, schema=schema)
 
 
 def decode_videos(spec: FrameSpec):

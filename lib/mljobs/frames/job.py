@@ -17,7 +17,7 @@ import uuid
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from mljobs import fs, tables, video
+from mljobs import fs, tables, uris, video
 from mljobs.emr import EmrStep
 from mljobs.errors import InputError
 from mljobs.frames.config import FramesConfig
@@ -46,9 +46,28 @@ def _reasons(by: dict[str, int]) -> str:
     return ", ".join(f"{n:,} {r}" for r, n in sorted(by.items())) or "none"
 
 
-def stage_decoded(spark: SparkSession, decoded: DataFrame, lineage: list, staging: str) -> None:
+def stage_decoded(spark: SparkSession, videos: list, spec: video.FrameSpec, lineage: dict, staging: str) -> str:
     """The decoding pass: frames and reports, with the lineage columns, written once as Parquet
-    under staging/kind=frame and staging/kind=report, uncompressed."""
+    under staging/kind=frame and staging/kind=report, uncompressed: by the Python tasks
+    themselves where the staging folder is local to a local[...] master (``video.write_staged``),
+    else by Spark from ``mapInArrow``. Returns which ("python" or "spark")."""
+    root = python_writes(spark, staging)
+    if root is not None:
+        video.write_staged(spark, videos, spec, root, lineage)
+        return "python"
+    columns = [F.lit(lineage["ingested_at"]).cast("timestamp").alias("ingested_at"),
+               F.lit(lineage["run_id"]).alias("run_id")]
+    _spark_write(spark, video.decoded(spark, videos, spec).select("*", *columns), staging)
+    return "spark"
+
+
+def python_writes(spark: SparkSession, staging: str) -> str | None:
+    """The staging folder's local path where the Python tasks can write it (a local[...] master)."""
+    root = uris.local_path(staging)
+    return root if root is not None and spark.sparkContext.master.startswith("local") else None
+
+
+def _spark_write(spark: SparkSession, decoded: DataFrame, staging: str) -> None:
     kind = F.when(F.col("frame").isNull(), F.lit("report")).otherwise(F.lit("frame")).alias(KIND)
     # Two writers open at once in a task, so Spark does not sort each task's rows (every frame's
     # bytes) by kind before writing them; the setting is this session's, restored after.
@@ -56,7 +75,7 @@ def stage_decoded(spark: SparkSession, decoded: DataFrame, lineage: list, stagin
     before = spark.conf.get(key, "0")
     spark.conf.set(key, str(max(2, int(before))))
     try:
-        (decoded.select("*", *lineage, kind).write.partitionBy(KIND).option("compression", "none")
+        (decoded.select("*", kind).write.partitionBy(KIND).option("compression", "none")
          .parquet(staging))
     finally:
         spark.conf.set(key, before)
@@ -88,14 +107,14 @@ def run(spark: SparkSession, cfg: FramesConfig, progress=print) -> dict:
     videos = video.list_videos(spark, cfg.videos)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    lineage = [F.lit(at).cast("timestamp").alias("ingested_at"), F.lit(run_id).alias("run_id")]
+    lineage = {"ingested_at": at, "run_id": run_id}
     staging = tables.staging_path(spark, db, f"{name}-{run_id}")
     progress(f"decoding {len(videos):,} video files ({sum(b for _, b in videos) / 1e6:,.1f} MB) under {cfg.videos}, "
              f"a task per video, every {cfg.every} frame(s) as {cfg.format}"
              f"{' at ' + cfg.resize if cfg.resize else ''}, into {staging}")
     try:
         with StageProgress(spark, progress):
-            stage_decoded(spark, video.decoded(spark, videos, cfg.spec), lineage, staging)
+            writer = stage_decoded(spark, videos, cfg.spec, lineage, staging)
         seconds = time.monotonic() - t0
         progress(f"decoded and staged in {seconds:.1f}s; counting and writing the tables")
         reports = spark.read.parquet(f"{staging}/{KIND}=report")
@@ -108,7 +127,7 @@ def run(spark: SparkSession, cfg: FramesConfig, progress=print) -> dict:
         write_tables(spark, cfg, staging, reports, props)
     finally:
         fs.remove(spark, staging)
-    return summary(cfg, figures, seconds, run_id, t0, progress)
+    return {**summary(cfg, figures, seconds, run_id, t0, progress), "staged_by": writer}
 
 
 def summary(cfg: FramesConfig, figures: dict, seconds: float, run_id: str, t0: float, progress) -> dict:

@@ -7,6 +7,8 @@ Usage::
     PYTHONPATH=lib .venv/bin/python bench/detect.py [--quick] [--model DIR] [--plays N] [--frames F]
         [--size WxH] [--copies C] [--image-size PX] [--epochs E] [--repeats R] [--hog-frames N]
         [--workdir DIR] [--json-out FILE]
+    PYTHONPATH=lib .venv/bin/python bench/detect.py --quality [--quality-plays 10] [--quality-test-plays 3]
+        [--quality-every 4] [--quality-epochs 12] [--quality-image-size 640] [--arch ARCH] [--workdir DIR]
 
 Data: ``python -m mljobs.datasets.helmets render`` plays (N=4 of F=60 frames at 640x360; made
 once per workdir), ingested with the ``frames`` job (JPEG 95) as ``bench.frames``; for the speed
@@ -40,6 +42,14 @@ included) during ours; memory flatness: the job's peak on the frames C times and
 ``--hog-frames N`` (default 240, --quick 96; 0: off): the same comparison, once, for ``opencv:hog-people``
 on the first N frames of bench.frames (its loop: ``detectors.frame_rows`` per frame, OpenCV on
 2 threads). The LAST stdout line is JSON.
+
+``--quality``: instead, the issue's quality target. ``--quality-plays`` (10) rendered plays of
+seed 11 at ``--size`` train a ``--arch`` detector (default ``fasterrcnn_resnet18_fpn``, 640 px,
+``--quality-epochs`` 12, batch 4, every ``--quality-every``-th frame, one play held out for
+validation) through the ``frames`` and ``train-detector`` jobs; ``--quality-test-plays`` (3) other
+plays (seed 23) go through ``frames``, ``detect`` (every frame) and ``detection-metrics`` at
+score >= 0.9, IoU >= 0.5: precision, recall, F1 and COCO's AP50 on the held-out plays, and the
+training's wall and CPU seconds.
 """
 from __future__ import annotations
 
@@ -155,6 +165,55 @@ def hog_loop(contents: list[tuple]) -> dict:
     return {"frames_per_s": len(contents) / wall, "cpu_ms": cpu * 1e3 / len(contents), "detections": dets}
 
 
+def quality(spark, work: Path, args) -> dict:
+    """The issue's quality target: a detector trained only by this pipeline on rendered plays
+    (frames -> train-detector), scored on other rendered plays (detect -> detection-metrics at
+    score >= 0.9, IoU >= 0.5: precision, recall, F1 and COCO's AP50 over every frame)."""
+    from mljobs.datasets import helmets
+    from mljobs.detect.config import DetectConfig
+    from mljobs.detect.job import run as detect
+    from mljobs.detection_metrics.config import DetectionConfig
+    from mljobs.detection_metrics.job import run_detection_metrics
+    from mljobs.frames.config import FramesConfig
+    from mljobs.frames.job import run as frames_run
+    from mljobs.train_detector.config import TrainDetectorConfig
+    from mljobs.train_detector.job import run as train
+
+    size = tuple(int(v) for v in args.size.split("x"))
+    train_dir, test_dir = work / "quality-train", work / "quality-test"
+    helmets.render(train_dir, plays=args.quality_plays, frames=args.frames, size=size, seed=11, force=True)
+    helmets.render(test_dir, plays=args.quality_test_plays, frames=args.frames, size=size, seed=23, force=True)
+    frames_run(spark, FramesConfig(videos=str(train_dir), table="bench.q_train_frames", every=args.quality_every),
+               quiet)
+    test = frames_run(spark, FramesConfig(videos=str(test_dir), table="bench.q_test_frames"), quiet)
+    model = work / "quality-model"
+    t0, c0 = time.monotonic(), cpu_tree_seconds()
+    trained = train(spark, TrainDetectorConfig(
+        frames="bench.q_train_frames", labels=str(train_dir / "train_labels.csv"), model_dir=str(model),
+        arch=args.arch, epochs=args.quality_epochs, image_size=args.quality_image_size, batch_size=4,
+        val_fraction=0.1, training_table="bench.q_training"), log)
+    train_s, train_cpu = time.monotonic() - t0, cpu_tree_seconds() - c0
+    found = detect(spark, DetectConfig(model=str(model), frames="bench.q_test_frames", out_table="bench.q_detections"),
+                   quiet)
+    m = run_detection_metrics(spark, DetectionConfig(gt=str(test_dir / "train_labels.csv"), pred="bench.q_detections",
+                                                     conf_thr=0.9, iou_thr=0.5, out_db="bench_q", max_plots=0), quiet)
+    o = m["overall"]
+    figures = {k: round(float(o[k]), 4) for k in ("precision", "recall", "f1")}
+    figures["ap50"] = round(m["coco"]["overall"]["ap50"], 4)
+    figures["ap"] = round(m["coco"]["overall"]["ap"], 4)
+    log(f"quality on {test['frames']} held-out frames: {figures} (trained {train_s:.0f}s)")
+    return {**figures, "targets": {"precision": 0.97, "recall": 0.93, "f1": 0.95, "ap50": 0.95},
+            "test": {"plays": args.quality_test_plays, "frames": test["frames"], "gt_boxes": o["num_gt"],
+                     "tp": o["tp"], "fp": o["fp"], "fn": o["fn"]},
+            "train": {"plays": args.quality_plays, "every": args.quality_every,
+                      "frames": {k: trained[k] for k in ("train_frames", "val_frames")},
+                      "arch": args.arch, "image_size": args.quality_image_size, "epochs": args.quality_epochs,
+                      "epochs_run": trained["epochs_run"], "best_epoch": trained.get("best_epoch"),
+                      "seconds": round(train_s, 1), "cpu_seconds": round(train_cpu, 1),
+                      "history": trained["history"]},
+            "detections": found["detections"]}
+
+
 def rounded(d: dict) -> dict:
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in d.items()}
 
@@ -171,6 +230,13 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=1, help="of the model trained here")
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--hog-frames", type=int, default=None, help="240; --quick 96; 0: off")
+    p.add_argument("--quality", action="store_true", help="only the quality target (train, detect, evaluate)")
+    p.add_argument("--quality-plays", type=int, default=10, help="rendered plays to train on (seed 11)")
+    p.add_argument("--quality-test-plays", type=int, default=3, help="held-out rendered plays (seed 23)")
+    p.add_argument("--quality-every", type=int, default=4, help="train on every Nth frame")
+    p.add_argument("--quality-epochs", type=int, default=12)
+    p.add_argument("--quality-image-size", type=int, default=640)
+    p.add_argument("--arch", default="fasterrcnn_resnet18_fpn", help="of the quality run's detector")
     p.add_argument("--workdir", default=None)
     p.add_argument("--json-out", default=None)
     args = p.parse_args(argv)
@@ -180,6 +246,13 @@ def main(argv=None) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="mljobs-bench-detect-"))
     t_start = time.monotonic()
     spark = local_spark("bench-detect", work)
+    if args.quality:
+        result = {"bench": "detect-quality", **quality(spark, work, args)}
+        spark.stop()
+        result["seconds"] = round(time.monotonic() - t_start, 1)
+        result["machine"] = machine_info()
+        emit(result, args.json_out)
+        return 0
     videos, n_frames = make_frames(spark, work, args.plays, args.frames, args.size)
     log(f"bench.frames: {n_frames:,} frames of {args.plays} plays at {args.size}")
     train_s = None

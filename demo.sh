@@ -12,9 +12,9 @@
 #  10. trains and validates a text classifier on the real Amazon review snippets and labels them (train-text, predict-text),
 #  11. ingests real handwritten digits as image files, trains a torch image classifier on them, evaluates it per label
 #      on the held-out split and labels images in batch (ingest-images, train-classifier, classify),
-#  12. renders 4 plays as real mp4 videos, decodes them into frames, trains a torch Faster R-CNN on 3 of them (CPU, 2
+#  12. renders 4 plays as real mp4 videos, decodes them into frames, trains a torch Faster R-CNN on 3 of them (CPU, 3
 #      epochs, a few minutes), runs it over every frame and analyses its errors per play (frames, train-detector, detect,
-#      detection-metrics); a detector worth the name wants many more epochs (docs/train-detector.md).
+#      detection-metrics); a first detector: 12 epochs on more plays reach the quality in docs/train-detector.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
@@ -91,10 +91,10 @@ echo "== 11/12 images: real handwritten digits as PNG folders -> images.digits, 
 ./spark-submit.sh sql "SELECT d.split, COUNT(*) AS images, SUM(CAST(p.label IS NULL AS INT)) AS below_threshold, ROUND(AVG(CAST(p.label = d.label AS INT)), 4) AS accuracy_of_labelled FROM images.digit_labels p JOIN images.digits d ON p.path = d.path GROUP BY d.split ORDER BY d.split"
 
 VIDEOS="$DATA/raw/helmet-videos"
-echo "== 12/12 video: 4 rendered plays (mp4) -> frames -> train-detector (torch Faster R-CNN, 2 epochs on CPU: the mechanics, not yet a detector) -> detect -> detection-metrics"
+echo "== 12/12 video: 4 rendered plays (mp4) -> frames -> train-detector (torch Faster R-CNN, 3 epochs on CPU: a first detector) -> detect -> detection-metrics"
 .venv/bin/python -m mljobs.datasets.helmets render --plays 4 --frames 30 --out "$VIDEOS" --force
 ./spark-submit.sh frames --videos "$VIDEOS" --table video.helmet_frames --summary "$DATA/summaries/frames.json"
-./spark-submit.sh train-detector --frames video.helmet_frames --labels "$VIDEOS/train_labels.csv" --epochs 2 \
+./spark-submit.sh train-detector --frames video.helmet_frames --labels "$VIDEOS/train_labels.csv" --epochs 3 \
     --val-fraction 0.25 --model-dir "$DATA/models/helmets" --summary "$DATA/summaries/train-detector.json"
 ./spark-submit.sh detect --model "$DATA/models/helmets" --frames video.helmet_frames --out-table video.helmet_boxes \
     --summary "$DATA/summaries/detect.json"

@@ -11,7 +11,8 @@ Decisions (docs/frames.md says the same to users):
   batches of at most ``BATCH_FRAMES`` frames or ``BATCH_BYTES`` bytes. No frame reaches the driver.
 - **Arrow, not pandas.** The tasks are ``mapInArrow``: a batch is built from plain column lists
   straight into a ``pyarrow.RecordBatch`` (no DataFrame of dicts per batch, no pandas -> Arrow
-  conversion, no pandas import in the workers).
+  conversion, no pandas import in the workers). With a local master and a local staging folder,
+  ``write_staged`` has the tasks write those batches to Parquet themselves (no hand-over to the JVM).
 - **A local file.** ``cv2.VideoCapture`` opens paths, not streams. Local paths (``file:``) are
   opened where they are (local mode, or a mount every executor sees). ``s3://``/``s3a://`` and
   ``hdfs://`` are streamed by pyarrow's file system (8 MB pieces) into a task-local temporary file,
@@ -121,15 +122,16 @@ def decoded(spark, videos: list[tuple[str, int]], spec: FrameSpec):
     return spark.createDataFrame(listing, "path string, bytes long").mapInArrow(decode_videos(spec), SCHEMA)
 
 
-def write_staged(spark, videos: list[tuple[str, int]], spec: FrameSpec, root: str, lineage: dict) -> None:
-    """``decoded`` written by the tasks themselves, where the staging folder ``root`` is a local
-    path every task can write (a ``local[...]`` master): each task writes its frames to
-    ``root/kind=frame/part-<task>.parquet`` and its videos' reports to ``root/kind=report/...``
-    (the layout, columns and types of Spark's partitioned write, ``lineage`` columns included),
-    so no frame's bytes cross into the JVM. Returns when every task is done."""
+def write_staged(spark, videos: list[tuple[str, int]], spec: FrameSpec, folders: tuple[str, str],
+                 lineage: dict) -> None:
+    """``decoded`` written by the tasks themselves, where the two ``folders`` (frames, reports)
+    are local paths every task can write (a ``local[...]`` master): each task writes its frames
+    to ``<frames>/part-<task>.parquet`` and its videos' reports to ``<reports>/part-<task>.parquet``
+    (the columns and types of Spark's write of ``decoded``, ``lineage`` columns included), so no
+    frame's bytes cross into the JVM. Returns when every task is done."""
     tasks, dealt = _dealt(videos)
     spark.sparkContext.parallelize(dealt, tasks).mapPartitionsWithIndex(
-        lambda i, rows: [_write_task(i, list(rows), spec, root, lineage)]).collect()
+        lambda i, rows: [_write_task(i, list(rows), spec, folders, lineage)]).collect()
 
 
 def _dealt(videos: list[tuple[str, int]]) -> tuple[int, list]:
@@ -151,7 +153,7 @@ def staged_schema(lineage: dict):
     return pa.schema(list(arrow_schema()) + [pa.field(k, t) for k, t in extra])
 
 
-def _write_task(index: int, listing: list, spec: FrameSpec, root: str, lineage: dict) -> int:
+def _write_task(index: int, listing: list, spec: FrameSpec, folders: tuple[str, str], lineage: dict) -> int:
     """One task of ``write_staged``: its videos decoded into its two Parquet files; its frames."""
     import cv2
     import pyarrow as pa
@@ -167,8 +169,8 @@ def _write_task(index: int, listing: list, spec: FrameSpec, root: str, lineage: 
                     reports.append(batch)
                     continue
                 if writer is None:
-                    Path(root, "kind=frame").mkdir(parents=True, exist_ok=True)
-                    writer = pq.ParquetWriter(str(Path(root, "kind=frame", name)), schema, compression="none",
+                    Path(folders[0]).mkdir(parents=True, exist_ok=True)
+                    writer = pq.ParquetWriter(str(Path(folders[0], name)), schema, compression="none",
                                               use_dictionary=["video", "path", "format"],
                                               write_statistics=["video", "frame"])
                 writer.write_batch(batch)
@@ -176,8 +178,8 @@ def _write_task(index: int, listing: list, spec: FrameSpec, root: str, lineage: 
     finally:
         if writer is not None:
             writer.close()
-    Path(root, "kind=report").mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_batches(reports, schema), str(Path(root, "kind=report", name)))
+    Path(folders[1]).mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_batches(reports, schema), str(Path(folders[1], name)))
     return frames
 
 

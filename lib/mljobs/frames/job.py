@@ -3,8 +3,8 @@ timestamp_ms, width, height, format, the encoded image and its sha256) and
 <db>.<table>_quarantine (every video that gave no frame, or was cut short, with the reason).
 
 The videos are listed on the driver and decoded in tasks, one video per task (mljobs.video);
-one pass stages frames and per-video reports as Parquet, in two folders (kind=frame,
-kind=report), the frames uncompressed (JPEG and PNG bytes do not compress) and already with their
+one pass stages frames and per-video reports as Parquet (written by the tasks themselves on a
+local master, else by Spark), in two folders (kind=frame, kind=report), the frames uncompressed (JPEG and PNG bytes do not compress) and already with their
 lineage columns; the counts and the quarantine read the staged reports only; the staged frame
 files are then moved into the new frames table (never read or written again), and both tables
 are swapped in together, so a failed run leaves the previous tables as they were."""
@@ -53,7 +53,7 @@ def stage_decoded(spark: SparkSession, videos: list, spec: video.FrameSpec, line
     else by Spark from ``mapInArrow``. Returns which ("python" or "spark")."""
     root = python_writes(spark, staging)
     if root is not None:
-        video.write_staged(spark, videos, spec, root, lineage)
+        video.write_staged(spark, videos, spec, (f"{root}/{KIND}=frame", f"{root}/{KIND}=report"), lineage)
         return "python"
     columns = [F.lit(lineage["ingested_at"]).cast("timestamp").alias("ingested_at"),
                F.lit(lineage["run_id"]).alias("run_id")]

@@ -277,8 +277,6 @@ def render(out_dir: str | Path, plays: int, frames: int = 90, size: tuple[int, i
         raise ValueError("need at least 1 play of at least 10 frames")
     if not 0.0 <= min_visible <= 1.0:
         raise ValueError(f"--min-visible must be within [0, 1], got {min_visible}")
-    if not 0.0 <= min_visible <= 1.0:
-        raise ValueError(f"--min-visible must be within [0, 1], got {min_visible}")
     if size[1] * VIEW_W > HEIGHT * size[0]:
         raise ValueError(f"--size {size[0]}x{size[1]} is taller than the field (height at most 1.125 x width)")
     t0 = time.monotonic()

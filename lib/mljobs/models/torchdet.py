@@ -57,7 +57,7 @@ def resnet18_fpn(**options):
     starts at stride 8 (layers 2 and 3, plus the pooled level), with anchors of 16 to 96 pixels:
     for objects of about 10 to 100 pixels, such as helmets in broadcast frames. torchvision's own
     detectors start at stride 16 (MobileNet) or with 32-pixel anchors; trained from scratch on a
-    CPU they learn such small objects far more slowly (docs/detection.md: measured)."""
+    CPU they learn such small objects far more slowly (docs/train-detector.md: measured)."""
     import torch.nn as nn
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator

@@ -130,8 +130,8 @@ def write_staged(spark, videos: list[tuple[str, int]], spec: FrameSpec, folders:
     (the columns and types of Spark's write of ``decoded``, ``lineage`` columns included), so no
     frame's bytes cross into the JVM. Returns when every task is done."""
     tasks, dealt = _dealt(videos)
-    spark.sparkContext.parallelize(dealt, tasks).mapPartitionsWithIndex(
-        lambda i, rows: [_write_task(i, list(rows), spec, folders, lineage)]).collect()
+    spark.sparkContext.parallelize(dealt, tasks).foreachPartition(
+        lambda rows: _write_task(list(rows), spec, folders, lineage))
 
 
 def _dealt(videos: list[tuple[str, int]]) -> tuple[int, list]:
@@ -153,14 +153,17 @@ def staged_schema(lineage: dict):
     return pa.schema(list(arrow_schema()) + [pa.field(k, t) for k, t in extra])
 
 
-def _write_task(index: int, listing: list, spec: FrameSpec, folders: tuple[str, str], lineage: dict) -> int:
-    """One task of ``write_staged``: its videos decoded into its two Parquet files; its frames."""
+def _write_task(listing: list, spec: FrameSpec, folders: tuple[str, str], lineage: dict) -> None:
+    """One task of ``write_staged``: its videos decoded into its two Parquet files."""
     import cv2
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     cv2.setNumThreads(DECODE_THREADS)
-    schema, name, frames, reports, writer = staged_schema(lineage), f"part-{index:05d}.parquet", 0, [], None
+    from pyspark import TaskContext
+
+    schema, reports, writer = staged_schema(lineage), [], None
+    name = f"part-{TaskContext.get().partitionId():05d}.parquet"
     try:
         for path, size in listing:
             for batch in video_batches(path, int(size), spec):
@@ -174,13 +177,11 @@ def _write_task(index: int, listing: list, spec: FrameSpec, folders: tuple[str, 
                                               use_dictionary=["video", "path", "format"],
                                               write_statistics=["video", "frame"])
                 writer.write_batch(batch)
-                frames += batch.num_rows
     finally:
         if writer is not None:
             writer.close()
     Path(folders[1]).mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_batches(reports, schema), str(Path(folders[1], name)))
-    return frames
 
 
 def _with_lineage(batch, lineage: dict, schema):

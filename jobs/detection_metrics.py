@@ -35,6 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--worst-frames", type=non_negative_int, help="frames in the worst-frames image")
     p.add_argument("--reader", choices=list(READERS), help="auto (default): local CSV/COCO JSON files are read and "
                    "matched by the Python workers when clean; spark: always Spark's reader")
+    p.add_argument("--coco-only", action="store_true", help="COCO's twelve figures alone (det_coco, "
+                   "det_quarantine, the per-class precision-recall plots): no per-frame analysis")
     p.add_argument("--max-bad-fraction", type=unit_interval,
                    help="stop, writing nothing, when more rows than this are malformed")
     return p.parse_args(argv)

@@ -96,6 +96,37 @@ def test_clean_coco_json_takes_the_workers_path_and_equals_pycocotools(spark, tm
     assert np.abs(got - cocoeval(inst, dets)).max() <= 1e-6
 
 
+@pytest.fixture(scope="module")
+def full_run(spark, plays):
+    return run(spark, plays / "train_labels.csv", plays / "detections.csv", "fp_full")
+
+
+@pytest.mark.parametrize("reader", ["auto", "spark"])
+def test_coco_only_gives_the_full_runs_coco_figures_and_nothing_per_frame(spark, plays, full_run, tmp_path, reader):
+    """--coco-only over three videos: det_coco and the summary's COCO figures (overall, per
+    video, per class) equal the full run's; det_quarantine is written, no per-frame table,
+    figure or plot."""
+    db = f"fp_coco_only_{reader}"
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")
+    spark.sql(f"DROP TABLE IF EXISTS {db}.det_frames")
+    cfg = DetectionConfig(gt=str(plays / "train_labels.csv"), pred=str(plays / "detections.csv"), out_db=db,
+                          reader=reader, coco_only=True, plots_dir=str(tmp_path / "plots"), max_plots=2)
+    only = run_detection_metrics(spark, cfg, progress=lambda m: None)
+    assert only["reader"] == ("arrow" if reader == "auto" else "spark")
+    assert only["tables"] == [f"{db}.det_quarantine", f"{db}.det_coco"]
+    assert only["coco_only"] and only["overall"] is None and only["videos"] == {} and only["frames"] is None
+    assert len(only["coco"]["videos"]) == 3 and only["coco"] == full_run["coco"]
+    pd.testing.assert_frame_equal(table(spark, db, "det_coco"), table(spark, "fp_full", "det_coco"), check_exact=True)
+    assert spark.table(f"{db}.det_quarantine").count() == 0
+    assert not spark.catalog.tableExists(f"{db}.det_frames")
+    assert only["plots"] and all(p.endswith("_coco_pr.png") for p in only["plots"])
+
+
+def test_coco_only_refuses_the_per_frame_options():
+    with pytest.raises(MljobsError, match="--coco-only computes COCO's figures alone; --nfl-impact, --snap"):
+        DetectionConfig(gt="a.csv", pred="b.csv", coco_only=True, nfl_impact=True, snap="10")
+
+
 def _edit_line(path, out, n, edit):
     lines = path.read_text().splitlines(keepends=True)
     lines[n] = edit(lines[n])

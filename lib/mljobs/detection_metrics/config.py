@@ -36,6 +36,7 @@ class DetectionConfig(JobConfig):
     videos_dir: str | None = None
     worst_frames: int = 6
     reader: str = "auto"
+    coco_only: bool = False
     snap_frame: int | None = field(init=False, default=None)
 
     def validate(self) -> None:
@@ -60,6 +61,11 @@ class DetectionConfig(JobConfig):
             raise MljobsError(f"unknown --reader {self.reader!r}; valid: {', '.join(READERS)}")
         if self.worst_frames < 0:
             raise MljobsError(f"--worst-frames must be >= 0, got {self.worst_frames}")
+        per_frame = [flag for flag, on in (("--nfl-impact", self.nfl_impact), ("--snap", self.snap is not None),
+                                           ("--videos", self.videos_dir is not None)) if on]
+        if self.coco_only and per_frame:
+            raise MljobsError(f"--coco-only computes COCO's figures alone; {', '.join(per_frame)} belong to the "
+                              "per-frame analysis it skips")
         self.snap_frame = self._snap_frame()
 
     def _snap_frame(self) -> int | None:

@@ -68,17 +68,19 @@ class Plan:
     one_class: bool      # every box is class "helmet"
     params: MatchParams
     staged_types: tuple  # (name, Spark type) of the staged columns
+    coco_only: bool = False  # COCO's matching alone: the per-frame columns stay NULL, no frame rows
 
-    def run(self, spark: SparkSession, staged_dir: str, frames_dir: str) -> tuple[str | None, list]:
+    def run(self, spark: SparkSession, staged_dir: str, frames_dir: str) -> tuple[str | None, list, dict]:
         """Write the staged boxes under ``staged_dir`` and their frames' ``det_frames`` rows
         under ``frames_dir`` (both local); returns (None, the rows read per kind, as
-        ``job.check_counts`` takes them), or (why it declined, []). Two passes: each input
-        parsed and checked once (one task per input, saved as Arrow under ``_inputs``, which
-        Spark's Parquet reader skips), then one task per core matches the frames that hash
-        to it."""
+        ``job.check_counts`` takes them, {"npig": the ground-truth rows per (class, video)
+        for ``job.ground_truth_counts``, "videos": every video}), or (why it declined, [],
+        {}). Two passes: each input parsed and checked once (one task per input, saved as
+        Arrow under ``_inputs``, which Spark's Parquet reader skips), then one task per core
+        matches the frames that hash to it."""
         root, frames_root = uris.local_path(staged_dir), uris.local_path(frames_dir)
         if root is None or frames_root is None:
-            return "the staging directory is not local", []
+            return "the staging directory is not local", [], {}
         work = os.path.join(root, "_inputs")
         os.makedirs(work, exist_ok=True)
         os.makedirs(frames_root, exist_ok=True)
@@ -93,8 +95,9 @@ class Plan:
             shutil.rmtree(work, ignore_errors=True)
         declined = next((w for w in out if isinstance(w, str)), None)
         if declined:
-            return declined, []
-        return None, [{"kind": k, "_reason": None, "count": sum(n[k] for n in out)} for k in (0, 1)]
+            return declined, [], {}
+        return None, [{"kind": k, "_reason": None, "count": sum(n[k] for n in out)} for k in (0, 1)], {
+            "npig": [row for n in out for row in n["npig"]], "videos": sorted({v for n in out for v in n["videos"]})}
 
     def read(self, role: str, work: str) -> str | None:
         """Pass 1: one input parsed, checked and saved (``<role>.arrow``); None, or why it declined."""
@@ -114,16 +117,19 @@ class Plan:
 
     def task(self, i: int, tasks: int, root: str, work: str, frames_root: str) -> dict | str:
         """Pass 2: match the frames that hash to task i; write ``part-<i>.parquet`` of the
-        boxes and of their frames (whole here); the rows per kind, or why it declined."""
+        boxes and of their frames (whole here); the rows per kind, the ground truth's
+        ``ground_truth_rows`` and the videos, or why it declined."""
         try:
             table = self.boxes(i, tasks, work)
         except Declined as why:
             return str(why) or "declined"
-        matched = coco.match_table(matching.match_table(table, self.params))
+        matched = coco.match_table(table if self.coco_only else matching.match_table(table, self.params))
         pq.write_table(staged(matched, self.staged_types), os.path.join(root, f"part-{i:05d}.parquet"))
-        pq.write_table(frame_rows(matched), os.path.join(frames_root, f"part-{i:05d}.parquet"))
+        if not self.coco_only:
+            pq.write_table(frame_rows(matched), os.path.join(frames_root, f"part-{i:05d}.parquet"))
         kind = matched.column("kind").to_numpy()
-        return {0: int((kind == 0).sum()), 1: int((kind == 1).sum())}
+        return {0: int((kind == 0).sum()), 1: int((kind == 1).sum()), "npig": ground_truth_rows(matched),
+                "videos": pc.unique(matched.column("video")).cast(pa.string()).to_pylist()}
 
     def boxes(self, i: int, tasks: int, work: str) -> pa.Table:
         """This task's share of both inputs: normalised boxes of the frames that hash to it."""
@@ -177,7 +183,7 @@ def plan(spark: SparkSession, cfg) -> Plan | None:
     one_class = cfg.merge_labels or gt.layout.single_class
     types = tuple(tuple(f.strip().split(" ")[:2]) for f in STAGED_SCHEMA.split(","))
     params = replace(cfg.params, coco=False)  # the figures come from COCO's own matching (coco.match_table)
-    return Plan(gt, pred, one_class, params, types)
+    return Plan(gt, pred, one_class, params, types, cfg.coco_only)
 
 
 def _source(spark: SparkSession, given: str, role: str) -> Source | None:
@@ -537,13 +543,28 @@ def frame_rows(matched: pa.Table) -> pa.Table:
                      "f1": ratio(2.0 * tp, 2 * tp + fp + fn)})
 
 
+def ground_truth_rows(matched: pa.Table) -> list[tuple]:
+    """(class, video, ground-truth boxes not ignored per area range) of the matched boxes,
+    as the rows ``job.ground_truth_counts`` sums."""
+    gt = matched.filter(pc.equal(matched.column("kind"), 0))
+    ig = gt.column("c_ig").to_numpy()
+    t = pa.table({"cls": gt.column("cls").cast(pa.string()), "video": gt.column("video").cast(pa.string()),
+                  **{f"n{a}": ((ig >> a) & 1 == 0).astype(np.int64) for a in range(coco.N_A)}})
+    sums = t.group_by(["cls", "video"], use_threads=False).aggregate([(f"n{a}", "sum") for a in range(coco.N_A)])
+    counts = np.column_stack([sums.column(f"n{a}_sum").to_numpy() for a in range(coco.N_A)]) if sums.num_rows else []
+    return [(c, v, [int(x) for x in n]) for c, v, n in zip(sums.column("cls").to_pylist(),
+                                                            sums.column("video").to_pylist(), counts)]
+
+
 _SPARK_TO_ARROW = {"string": pa.string(), "int": pa.int32(), "tinyint": pa.int8(), "double": pa.float64(),
                    "boolean": pa.bool_(), "bigint": pa.int64()}
 
 
 def staged(table: pa.Table, types: tuple) -> pa.Table:
-    """The staged columns in Spark's types."""
-    return table.select([n for n, _ in types]).cast(pa.schema([(n, _SPARK_TO_ARROW[t]) for n, t in types]))
+    """The staged columns in Spark's types (NULL where ``table`` lacks one: the per-frame
+    analysis's, with ``coco_only``)."""
+    return pa.table({n: table.column(n).cast(_SPARK_TO_ARROW[t]) if n in table.column_names
+                     else pa.nulls(table.num_rows, _SPARK_TO_ARROW[t]) for n, t in types})
 
 
 __all__ = ["Declined", "MAX_BYTES", "Plan", "plan"]

@@ -19,6 +19,10 @@ Flow (everything staged before a table is touched):
    ``det_quarantine`` keeps every rejected row with its reason. Each table is written under
    a new name and swapped in (``tables.replace_table``).
 4. Plots per video from ``det_frames`` (``plots``), and the JSON summary.
+
+``--coco-only`` keeps steps 1–3 for COCO's evaluation alone: the workers skip the per-frame
+matching (its staged columns stay NULL), and only ``det_quarantine`` and ``det_coco`` (and the
+per-class precision-recall plots) are written.
 """
 from __future__ import annotations
 
@@ -59,6 +63,7 @@ STAGED_COLUMNS = [f.strip().split(" ")[0] for f in STAGED_SCHEMA.split(",")]
 # what the matcher reads: the staged input columns plus COCO's area, crowd flag and input position
 MATCH_INPUT = STAGED_COLUMNS[:STAGED_COLUMNS.index("rank")] + ["area", "iscrowd", "_rid"]
 TABLES = ("det_frames", "det_videos", "det_errors", "det_quarantine", "det_coco")
+COCO_ONLY_TABLES = ("det_quarantine", "det_coco")
 METRIC_KEYS = ("tp", "fp", "fn", "precision", "recall", "f1", "ap", "ap50", "ap75")
 
 
@@ -201,8 +206,8 @@ def rates(tp: int, fp: int, fn: int) -> dict:
     }
 
 
-def coco_tables(spark: SparkSession, matched: DataFrame, videos: list[str],
-                staged_dir: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def coco_tables(spark: SparkSession, matched: DataFrame, videos: list[str], staged_dir: str | None = None,
+                npig: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """COCO's twelve figures overall, per video and per class (``coco.figures``) and the
     per-class curves (``coco.curve_batches``, video NULL rows: the precision curves).
 
@@ -210,8 +215,9 @@ def coco_tables(spark: SparkSession, matched: DataFrame, videos: list[str],
     video); the driver receives one row per class and per (class, video), and the ground
     truth only as counts per (class, video). A class's detections are held by one task
     (about 40 bytes a box). Where the staged boxes are local files (``staged_dir``), Python
-    tasks read them themselves (``local_curves``); else Spark shuffles them to the tasks."""
-    npig = ground_truth_counts(matched)
+    tasks read them themselves (``local_curves``); else Spark shuffles them to the tasks.
+    ``npig``: ``ground_truth_counts`` where the caller has them."""
+    npig = ground_truth_counts(gt_class_counts(matched)) if npig is None else npig
     videos = sorted(videos)
     curves = local_curves(spark, staged_dir, npig, videos) if staged_dir else None
     if curves is None:
@@ -284,15 +290,21 @@ def _curve_rows(files: list[str], share: int, whole: bool, shares: int, npig: di
     return [r for b in coco.curve_batches(npig, whole, videos)(iter(batch.to_batches())) for r in b.to_pylist()]
 
 
-def ground_truth_counts(matched: DataFrame) -> dict:
-    """(class, video) and (class, None) -> ground-truth boxes not ignored per area range."""
+def gt_class_counts(matched: DataFrame) -> list[tuple]:
+    """(class, video, ground-truth boxes not ignored per area range) of the matched boxes."""
     bits = [F.sum((F.shiftright("c_ig", a).bitwiseAND(1) == 0).cast("long")).alias(f"n{a}") for a in range(coco.N_A)]
     rows = matched.where(F.col("kind") == 0).groupBy("cls", "video").agg(*bits).collect()
+    return [(r["cls"], r["video"], [r[f"n{a}"] for a in range(coco.N_A)]) for r in rows]
+
+
+def ground_truth_counts(rows: list[tuple]) -> dict:
+    """(class, video) and (class, None) -> ground-truth boxes not ignored per area range, from
+    (class, video, counts) rows (a pair may come in several rows: they add up)."""
     out: dict = {}
-    for r in rows:
-        n = np.array([r[f"n{a}"] for a in range(coco.N_A)], np.int64)
-        out[(r["cls"], r["video"])] = n
-        out[(r["cls"], None)] = out.get((r["cls"], None), 0) + n
+    for cls, video, counts in rows:
+        n = np.asarray(counts, np.int64)
+        out[(cls, video)] = out.get((cls, video), 0) + n
+        out[(cls, None)] = out.get((cls, None), 0) + n
     return out
 
 
@@ -350,8 +362,16 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
     try:
         staged, counts = stage_matches(spark, cfg, fast, rows, staging, progress)
         matched = staged.where(F.col("_reason").isNull())
-        frames = stage_frames(matched, staging, staged=counts["reader"] == "arrow")
-        videos_pd, coco_pd, curves_pd = video_metrics(spark, cfg, frames, matched, f"{staging}/boxes", progress)
+        seen = counts.pop("seen")
+        npig = ground_truth_counts(seen["npig"]) if seen else None
+        if cfg.coco_only:
+            frames, videos_pd = None, None
+            coco_pd, curves_pd = coco_only_tables(spark, matched, seen.get("videos"), f"{staging}/boxes", npig,
+                                                  progress)
+        else:
+            frames = stage_frames(matched, staging, staged=counts["reader"] == "arrow")
+            videos_pd, coco_pd, curves_pd = video_metrics(spark, cfg, frames, matched, f"{staging}/boxes", progress,
+                                                          npig)
         tables, impact = write_tables(spark, cfg, run_id, staged, matched, frames, videos_pd, coco_pd, progress)
         plots = write_plots(spark, cfg, plots_dir, frames, matched, videos_pd, curves_pd, coco_pd, progress)
     finally:
@@ -380,7 +400,7 @@ def stage_matches(spark: SparkSession, cfg: DetectionConfig, fast: fastpath.Plan
     progress(f"checking and matching (IoU >= {cfg.iou_thr}, score >= {cfg.conf_thr}, {cfg.match}; "
              f"COCO thresholds for AP), staged under {staged_path}")
     with StageProgress(spark, progress):
-        declined, fast_counts = fast.run(spark, staged_path, frames_path) if fast else (None, [])
+        declined, fast_counts, seen = fast.run(spark, staged_path, frames_path) if fast else (None, [], {})
         if declined:
             progress(f"the Python workers' reader declined ({declined}); reading with Spark")
             fs.remove(spark, staged_path)
@@ -392,6 +412,7 @@ def stage_matches(spark: SparkSession, cfg: DetectionConfig, fast: fastpath.Plan
     counts = check_counts(fast_counts if rows is None else staged.groupBy("kind", "_reason").count().collect(),
                           cfg.max_bad_fraction)
     counts["reader"] = "spark" if rows is not None else "arrow"
+    counts["seen"] = seen if rows is None else {}  # the fast path's ground-truth counts and videos
     progress(f"read {counts['rows_read']['gt']:,} ground-truth and {counts['rows_read']['pred']:,} detection rows; "
              f"{counts['rows_quarantined']:,} quarantined")
     return staged, counts
@@ -407,13 +428,24 @@ def stage_frames(matched: DataFrame, staging: str, staged: bool) -> DataFrame:
     return matched.sparkSession.read.parquet(path)
 
 
+def coco_only_tables(spark: SparkSession, matched: DataFrame, videos: list[str] | None, staged_dir: str,
+                     npig: dict | None, progress) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """--coco-only: the det_coco rows and the per-class curves, without the per-frame analysis
+    (``videos``: every video, where the caller has them)."""
+    if videos is None:
+        videos = [r["video"] for r in matched.select("video").distinct().collect()]
+    progress(f"COCO's evaluation over {len(videos):,} video(s)")
+    return coco_tables(spark, matched, videos, staged_dir, npig)
+
+
 def video_metrics(spark: SparkSession, cfg: DetectionConfig, frames: DataFrame, matched: DataFrame, staged_dir: str,
-                  progress) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                  progress, npig: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The det_videos rows as pandas (the overall row first): counts, AP, snap frame, rates;
-    the det_coco rows (``coco.figures``) and the per-class curves."""
+    the det_coco rows (``coco.figures``) and the per-class curves (``npig``: as for
+    ``coco_tables``)."""
     counts_pd = video_counts(frames)
     progress(f"{int(counts_pd['frames'].iloc[0]):,} frames in {len(counts_pd) - 1:,} videos; computing AP")
-    figures_pd, curves_pd = coco_tables(spark, matched, list(counts_pd["video"].iloc[1:]), staged_dir)
+    figures_pd, curves_pd = coco_tables(spark, matched, list(counts_pd["video"].iloc[1:]), staged_dir, npig)
     ap_pd = figures_pd[figures_pd["scope"] != "class"][["video", "ap", "ap50", "ap75"]]
     ap_pd = ap_pd.assign(**{k: ap_pd[k].where(ap_pd[k] > -1) for k in ("ap", "ap50", "ap75")})
     videos_pd = counts_pd.merge(ap_pd, on="video", how="left")
@@ -438,14 +470,16 @@ def write_tables(spark: SparkSession, cfg: DetectionConfig, run_id: str, staged:
                  frames: DataFrame, videos_pd: pd.DataFrame, coco_pd: pd.DataFrame,
                  progress) -> tuple[list, dict | None]:
     """Stage det_frames, det_videos, det_errors, det_quarantine and det_coco at once and swap
-    them in together (then det_impact with --nfl-impact); returns the tables' names and the
-    NFL metric (or None)."""
+    them in together (then det_impact with --nfl-impact; --coco-only: det_quarantine and
+    det_coco alone); returns the tables' names and the NFL metric (or None)."""
     db, props = cfg.out_db, table_properties(cfg, run_id)
-    progress(f"writing {', '.join(f'{db}.{t}' for t in TABLES)}")
-    stage_all(spark, db, {
-        "det_frames": frames, "det_videos": videos_frame(spark, videos_pd), "det_errors": error_boxes(matched, frames),
-        "det_quarantine": quarantine_rows(staged), "det_coco": coco_frame(spark, coco_pd)}, props)
-    tables = commit(spark, db, list(TABLES))
+    names = COCO_ONLY_TABLES if cfg.coco_only else TABLES
+    progress(f"writing {', '.join(f'{db}.{t}' for t in names)}")
+    lazy = {"det_frames": lambda: frames, "det_videos": lambda: videos_frame(spark, videos_pd),
+            "det_errors": lambda: error_boxes(matched, frames), "det_quarantine": lambda: quarantine_rows(staged),
+            "det_coco": lambda: coco_frame(spark, coco_pd)}
+    stage_all(spark, db, {name: lazy[name]() for name in names}, props)
+    tables = commit(spark, db, list(names))
     impact = None
     if cfg.nfl_impact:
         progress("NFL impact metric (impact = 1, confidence > 1, visibility > 0; +-4 frames, IoU >= 0.35)")
@@ -464,19 +498,22 @@ def write_plots(spark: SparkSession, cfg: DetectionConfig, plots_dir: str, frame
 
     progress(f"plots under {plots_dir}")
     with fs.output_dir(spark, plots_dir) as out:
-        made = plotting.plot_videos(spark, frames, matched, videos_pd, out.local, cfg, progress)
+        made = [] if cfg.coco_only else plotting.plot_videos(spark, frames, matched, videos_pd, out.local, cfg, progress)
         made += plotting.class_pr_plots(curves_pd, coco_pd, out.local, cfg.max_plots)
     return [out.final(x) for x in made]
 
 
-def job_summary(cfg: DetectionConfig, gt_layout: Layout, videos_pd: pd.DataFrame, counts: dict, tables: list,
+def job_summary(cfg: DetectionConfig, gt_layout: Layout, videos_pd: pd.DataFrame | None, counts: dict, tables: list,
                 plots: list, run_id: str, coco_pd: pd.DataFrame | None = None) -> dict:
-    """The summary's metrics, counts and parameters (run_detection_metrics adds the timing)."""
+    """The summary's metrics, counts and parameters (run_detection_metrics adds the timing);
+    with --coco-only (``videos_pd`` None) the per-frame figures are None."""
+    per_frame = videos_pd is not None
     return {
-        "overall": _metrics(videos_pd.iloc[0]),
-        "videos": {r.video: _metrics(r) for r in videos_pd.iloc[1:].itertuples()},
-        "frames": int(videos_pd["frames"].iloc[0]),
-        "frames_with_errors": int(videos_pd["frames_with_errors"].iloc[0]),
+        "overall": _metrics(videos_pd.iloc[0]) if per_frame else None,
+        "videos": {r.video: _metrics(r) for r in videos_pd.iloc[1:].itertuples()} if per_frame else {},
+        "frames": int(videos_pd["frames"].iloc[0]) if per_frame else None,
+        "frames_with_errors": int(videos_pd["frames_with_errors"].iloc[0]) if per_frame else None,
+        "coco_only": cfg.coco_only,
         "rows_read": counts["rows_read"],
         "rows_quarantined": counts["rows_quarantined"],
         "reader": counts["reader"],

@@ -508,15 +508,40 @@ def _blank(col) -> bool:
     return any(pc.any(pc.equal(c.dictionary if pa.types.is_dictionary(c.type) else c, "")).as_py() for c in chunks)
 
 
+_DUPLICATE_KEYS = ["video", "frame", "kind", "cls", "label", "left", "top", "width", "height", "score"]
+
+
 def refuse_duplicates(table: pa.Table) -> None:
     """Declined when a row repeats another's video, frame, class, label, box and score
-    (``boxes.mark_duplicates`` would quarantine it)."""
-    keys = ["video", "frame", "kind", "cls", "label", "left", "top", "width", "height", "score"]
+    (``boxes.mark_duplicates`` would quarantine it). Rows whose key hashes differ are
+    distinct, so the exact group-by runs only when two hashes agree (a duplicate, or rarely
+    a collision)."""
     for name in ("left", "top", "score"):  # -0.0 groups with 0.0, as in Spark
         table = table.set_column(table.schema.get_field_index(name), name, pc.add(table.column(name), 0.0))
-    counted = table.select(keys).group_by(keys, use_threads=False).aggregate([([], "count_all")])
+    if len(np.unique(_key_hashes(table, _DUPLICATE_KEYS))) == table.num_rows:
+        return
+    counted = table.select(_DUPLICATE_KEYS).group_by(_DUPLICATE_KEYS, use_threads=False).aggregate(
+        [([], "count_all")])
     if counted.num_rows != table.num_rows:
         raise Declined(f"{table.num_rows - counted.num_rows} duplicate row(s)")
+
+
+def _key_hashes(table: pa.Table, keys: list[str]) -> np.ndarray:
+    """A 64-bit hash per row of the ``keys`` columns (equal rows, equal hashes): numbers by
+    their bits (NULL as NaN), text by its code in the column's dictionary."""
+    h = np.zeros(table.num_rows, np.uint64)
+    for name in keys:
+        col = table.column(name)
+        if pa.types.is_dictionary(col.type) and all(c.dictionary.equals(col.chunk(0).dictionary) for c in col.chunks):
+            x = np.concatenate([c.indices.fill_null(-1).to_numpy() for c in col.chunks] or [np.zeros(0, np.int64)])
+            x = x.astype(np.int64).view(np.uint64)  # one dictionary: its codes
+        elif pa.types.is_string(col.type) or pa.types.is_dictionary(col.type):
+            x = col.cast(pa.string()).combine_chunks().dictionary_encode().indices.fill_null(-1).to_numpy()
+            x = x.astype(np.int64).view(np.uint64)
+        else:
+            x = np.ascontiguousarray(col.to_numpy(zero_copy_only=False), np.float64).view(np.uint64)
+        h = (h ^ (x ^ (x >> np.uint64(31)))) * np.uint64(0x9E3779B97F4A7C15)
+    return h
 
 
 def frame_rows(matched: pa.Table) -> pa.Table:

@@ -397,8 +397,9 @@ def stage_matches(spark: SparkSession, cfg: DetectionConfig, fast: fastpath.Plan
     workers alone where ``fast`` applies and the inputs are clean (``fastpath``), else in
     Spark. Count it and stop, before any table is written, when too many rows are bad."""
     staged_path, frames_path = f"{staging}/boxes", f"{staging}/frames"
-    progress(f"checking and matching (IoU >= {cfg.iou_thr}, score >= {cfg.conf_thr}, {cfg.match}; "
-             f"COCO thresholds for AP), staged under {staged_path}")
+    rules = "COCO's rules only" if cfg.coco_only else \
+        f"IoU >= {cfg.iou_thr}, score >= {cfg.conf_thr}, {cfg.match}; COCO thresholds for AP"
+    progress(f"checking and matching ({rules}), staged under {staged_path}")
     with StageProgress(spark, progress):
         declined, fast_counts, seen = fast.run(spark, staged_path, frames_path) if fast else (None, [], {})
         if declined:

@@ -8,7 +8,7 @@ from chispa import assert_approx_df_equality, assert_df_equality
 from mljobs.config import load_config
 from mljobs.detection_metrics.boxes import detect_layout, mark_duplicates, normalize
 from mljobs.detection_metrics.config import DetectionConfig
-from mljobs.detection_metrics.job import error_boxes, frame_metrics, quarantine_rows, with_rates
+from mljobs.detection_metrics.job import error_boxes, error_rows, frame_metrics, quarantine_rows, with_rates
 from mljobs.errors import MljobsError
 
 BOX = "video string, frame int, kind tinyint, cls string, label string, left double, top double, " \
@@ -66,7 +66,7 @@ def test_error_boxes_lists_misses_and_false_detections_with_the_frame_rank(spark
         ("b", 1, "FP", "helmet", None, 1.0, 1.0, 9.0, 9.0, 0.99, 0.0, 0, 0, 1, 1),
     ], "video string, frame int, error string, cls string, label string, left double, top double, width double, "
        "height double, score double, best_iou double, frame_num_gt int, frame_fn int, frame_fp int, miss_rank int")
-    assert_df_equality(error_boxes(matched, frames), expected, ignore_nullable=True, ignore_row_order=True)
+    assert_df_equality(error_boxes(error_rows(matched), frames), expected, ignore_nullable=True, ignore_row_order=True)
 
 
 def test_quarantine_rows_keeps_only_rejected_rows_and_names_their_input(spark):

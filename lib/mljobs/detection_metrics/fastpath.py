@@ -70,27 +70,28 @@ class Plan:
     staged_types: tuple  # (name, Spark type) of the staged columns
     coco_only: bool = False  # COCO's matching alone: the per-frame columns stay NULL, no frame rows
 
-    def run(self, spark: SparkSession, staged_dir: str, frames_dir: str) -> tuple[str | None, list, dict]:
-        """Write the staged boxes under ``staged_dir`` and their frames' ``det_frames`` rows
-        under ``frames_dir`` (both local); returns (None, the rows read per kind, as
-        ``job.check_counts`` takes them, {"npig": the ground-truth rows per (class, video)
-        for ``job.ground_truth_counts``, "videos": every video}), or (why it declined, [],
-        {}). Two passes: each input parsed and checked once (one task per input, saved as
+    def run(self, spark: SparkSession, staged_dir: str, frames_dir: str, errors_dir: str
+            ) -> tuple[str | None, list, dict]:
+        """Write the staged boxes under ``staged_dir``, their frames' ``det_frames`` rows under
+        ``frames_dir`` and their errors (``error_rows``) under ``errors_dir`` (all local);
+        returns (None, the rows read per kind, as ``job.check_counts`` takes them, {"npig":
+        the ground-truth rows per (class, video) for ``job.ground_truth_counts``, "videos":
+        every video}), or (why it declined, [], {}). Two passes: each input parsed and checked once (one task per input, saved as
         Arrow under ``_inputs``, which Spark's Parquet reader skips), then one task per core
         matches the frames that hash to it."""
-        root, frames_root = uris.local_path(staged_dir), uris.local_path(frames_dir)
-        if root is None or frames_root is None:
+        root, frames_root, errors_root = (uris.local_path(d) for d in (staged_dir, frames_dir, errors_dir))
+        if root is None or frames_root is None or errors_root is None:
             return "the staging directory is not local", [], {}
         work = os.path.join(root, "_inputs")
-        os.makedirs(work, exist_ok=True)
-        os.makedirs(frames_root, exist_ok=True)
+        for d in (work, frames_root, errors_root):
+            os.makedirs(d, exist_ok=True)
         sc, plan = spark.sparkContext, self
         try:
             out = sc.parallelize(["gt", "pred"], 2).map(lambda role: plan.read(role, work)).collect()
             if not any(out):
                 tasks = max(1, sc.defaultParallelism)
                 out = sc.parallelize(range(tasks), tasks).map(
-                    lambda i: plan.task(i, tasks, root, work, frames_root)).collect()
+                    lambda i: plan.task(i, tasks, root, work, (frames_root, errors_root))).collect()
         finally:
             shutil.rmtree(work, ignore_errors=True)
         declined = next((w for w in out if isinstance(w, str)), None)
@@ -115,9 +116,10 @@ class Plan:
             return str(why) or "declined"
         return None
 
-    def task(self, i: int, tasks: int, root: str, work: str, frames_root: str) -> dict | str:
+    def task(self, i: int, tasks: int, root: str, work: str, per_frame: tuple[str, str]) -> dict | str:
         """Pass 2: match the frames that hash to task i; write ``part-<i>.parquet`` of the
-        boxes and of their frames (whole here); the rows per kind, the ground truth's
+        boxes, and (under the two ``per_frame`` directories) of their frames (whole here) and
+        errors; the rows per kind, the ground truth's
         ``ground_truth_rows`` and the videos, or why it declined."""
         try:
             table = self.boxes(i, tasks, work)
@@ -126,7 +128,8 @@ class Plan:
         matched = coco.match_table(table if self.coco_only else matching.match_table(table, self.params))
         pq.write_table(staged(matched, self.staged_types), os.path.join(root, f"part-{i:05d}.parquet"))
         if not self.coco_only:
-            pq.write_table(frame_rows(matched), os.path.join(frames_root, f"part-{i:05d}.parquet"))
+            for rows, folder in zip((frame_rows(matched), error_rows(matched)), per_frame):
+                pq.write_table(rows, os.path.join(folder, f"part-{i:05d}.parquet"))
         kind = matched.column("kind").to_numpy()
         return {0: int((kind == 0).sum()), 1: int((kind == 1).sum()), "npig": ground_truth_rows(matched),
                 "videos": pc.unique(matched.column("video")).cast(pa.string()).to_pylist()}
@@ -566,6 +569,21 @@ def frame_rows(matched: pa.Table) -> pa.Table:
                                                                      ("fp", fp), ("fn", fn))},
                      "precision": ratio(tp.astype(np.float64), tp + fp), "recall": ratio(tp.astype(np.float64), tp + fn),
                      "f1": ratio(2.0 * tp, 2 * tp + fp + fn)})
+
+
+def error_rows(matched: pa.Table) -> pa.Table:
+    """``job.error_rows`` of the matched boxes: the same columns and types."""
+    kind = matched.column("kind").to_numpy()
+    above = pc.fill_null(matched.column("above_conf"), False).to_numpy(zero_copy_only=False)
+    hit = pc.fill_null(matched.column("matched"), True).to_numpy(zero_copy_only=False)
+    keep = ((kind == 0) | above) & ~hit
+    err = matched.filter(pa.array(keep))
+    text = {"video": err.column("video"), "frame": err.column("frame"),
+            "error": pa.array(np.where(kind[keep] == 0, "FN", "FP"), pa.string()),
+            **{c: err.column(c) for c in ("cls", "label")}}
+    return pa.table({**{k: v.cast(pa.int32() if k == "frame" else pa.string()) for k, v in text.items()},
+                     **{c: err.column(c).cast(pa.float64()) for c in ("left", "top", "width", "height", "score",
+                                                                          "best_iou")}})
 
 
 def ground_truth_rows(matched: pa.Table) -> list[tuple]:

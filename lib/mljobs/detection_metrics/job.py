@@ -166,13 +166,17 @@ def frame_metrics(matched: DataFrame) -> DataFrame:
     )
 
 
-def error_boxes(matched: DataFrame, frames: DataFrame) -> DataFrame:
-    """det_errors: every missed ground-truth box (FN) and false detection (FP), with the
-    frame's counts and the frame's rank by misses within its video (1 = most misses)."""
-    err = matched.where(((F.col("kind") == 0) | F.col("above_conf")) & ~F.col("matched")).select(
+def error_rows(matched: DataFrame) -> DataFrame:
+    """Every missed ground-truth box (FN) and false detection (FP) of the matched boxes."""
+    return matched.where(((F.col("kind") == 0) | F.col("above_conf")) & ~F.col("matched")).select(
         "video", "frame", F.when(F.col("kind") == 0, "FN").otherwise("FP").alias("error"), "cls", "label",
         "left", "top", "width", "height", "score", "best_iou",
     )
+
+
+def error_boxes(err: DataFrame, frames: DataFrame) -> DataFrame:
+    """det_errors: the ``error_rows`` with the frame's counts and the frame's rank by misses
+    within its video (1 = most misses)."""
     rank = Window.partitionBy("video").orderBy(F.col("fn").desc(), F.col("fp").desc())
     ranked = frames.select(
         "video", "frame", F.col("num_gt").alias("frame_num_gt"), F.col("fn").alias("frame_fn"),
@@ -365,14 +369,16 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
         seen = counts.pop("seen")
         npig = ground_truth_counts(seen["npig"]) if seen else None
         if cfg.coco_only:
-            frames, videos_pd = None, None
+            frames, errors, videos_pd = None, None, None
             coco_pd, curves_pd = coco_only_tables(spark, matched, seen.get("videos"), f"{staging}/boxes", npig,
                                                   progress)
         else:
             frames = stage_frames(matched, staging, staged=counts["reader"] == "arrow")
+            errors = spark.read.parquet(f"{staging}/errors") if counts["reader"] == "arrow" else error_rows(matched)
             videos_pd, coco_pd, curves_pd = video_metrics(spark, cfg, frames, matched, f"{staging}/boxes", progress,
                                                           npig)
-        tables, impact = write_tables(spark, cfg, run_id, staged, matched, frames, videos_pd, coco_pd, progress)
+        tables, impact = write_tables(spark, cfg, run_id, staged, matched, (frames, errors), videos_pd, coco_pd,
+                                      progress)
         plots = write_plots(spark, cfg, plots_dir, frames, matched, videos_pd, curves_pd, coco_pd, progress)
     finally:
         fs.remove(spark, staging)
@@ -396,16 +402,17 @@ def stage_matches(spark: SparkSession, cfg: DetectionConfig, fast: fastpath.Plan
     """Match every frame and stage the result (every input row) as Parquet: by the Python
     workers alone where ``fast`` applies and the inputs are clean (``fastpath``), else in
     Spark. Count it and stop, before any table is written, when too many rows are bad."""
-    staged_path, frames_path = f"{staging}/boxes", f"{staging}/frames"
+    staged_path, frames_path, errors_path = f"{staging}/boxes", f"{staging}/frames", f"{staging}/errors"
     rules = "COCO's rules only" if cfg.coco_only else \
         f"IoU >= {cfg.iou_thr}, score >= {cfg.conf_thr}, {cfg.match}; COCO thresholds for AP"
     progress(f"checking and matching ({rules}), staged under {staged_path}")
     with StageProgress(spark, progress):
-        declined, fast_counts, seen = fast.run(spark, staged_path, frames_path) if fast else (None, [], {})
+        declined, fast_counts, seen = fast.run(spark, staged_path, frames_path, errors_path) if fast else (None, [], {})
         if declined:
             progress(f"the Python workers' reader declined ({declined}); reading with Spark")
             fs.remove(spark, staged_path)
             fs.remove(spark, frames_path)
+            fs.remove(spark, errors_path)
             rows = load_inputs(spark, cfg)[0]
         if rows is not None:
             match_frames(spark, rows, cfg.params).write.mode("overwrite").parquet(staged_path)
@@ -468,16 +475,18 @@ def table_properties(cfg: DetectionConfig, run_id: str) -> dict[str, str]:
 
 
 def write_tables(spark: SparkSession, cfg: DetectionConfig, run_id: str, staged: DataFrame, matched: DataFrame,
-                 frames: DataFrame, videos_pd: pd.DataFrame, coco_pd: pd.DataFrame,
+                 per_frame: tuple, videos_pd: pd.DataFrame, coco_pd: pd.DataFrame,
                  progress) -> tuple[list, dict | None]:
     """Stage det_frames, det_videos, det_errors, det_quarantine and det_coco at once and swap
     them in together (then det_impact with --nfl-impact; --coco-only: det_quarantine and
-    det_coco alone); returns the tables' names and the NFL metric (or None)."""
+    det_coco alone); returns the tables' names and the NFL metric (or None). ``per_frame``:
+    det_frames and the ``error_rows`` (None with --coco-only)."""
     db, props = cfg.out_db, table_properties(cfg, run_id)
+    frames, errors = per_frame
     names = COCO_ONLY_TABLES if cfg.coco_only else TABLES
     progress(f"writing {', '.join(f'{db}.{t}' for t in names)}")
     lazy = {"det_frames": lambda: frames, "det_videos": lambda: videos_frame(spark, videos_pd),
-            "det_errors": lambda: error_boxes(matched, frames), "det_quarantine": lambda: quarantine_rows(staged),
+            "det_errors": lambda: error_boxes(errors, frames), "det_quarantine": lambda: quarantine_rows(staged),
             "det_coco": lambda: coco_frame(spark, coco_pd)}
     stage_all(spark, db, {name: lazy[name]() for name in names}, props)
     tables = commit(spark, db, list(names))
@@ -499,7 +508,8 @@ def write_plots(spark: SparkSession, cfg: DetectionConfig, plots_dir: str, frame
 
     progress(f"plots under {plots_dir}")
     with fs.output_dir(spark, plots_dir) as out:
-        made = [] if cfg.coco_only else plotting.plot_videos(spark, frames, matched, videos_pd, out.local, cfg, progress)
+        made = [] if cfg.coco_only else plotting.plot_videos(spark, frames, matched, videos_pd, out.local, cfg,
+                                                             progress)
         made += plotting.class_pr_plots(curves_pd, coco_pd, out.local, cfg.max_plots)
     return [out.final(x) for x in made]
 

@@ -64,7 +64,8 @@ class DetectionConfig(JobConfig):
         per_frame = [flag for flag, on in (("--nfl-impact", self.nfl_impact), ("--snap", self.snap is not None),
                                            ("--videos", self.videos_dir is not None)) if on]
         if self.coco_only and per_frame:
-            raise MljobsError(f"--coco-only computes COCO's figures alone; {', '.join(per_frame)} belong to the "
+            verb = "belongs" if len(per_frame) == 1 else "belong"
+            raise MljobsError(f"--coco-only computes COCO's figures alone; {', '.join(per_frame)} {verb} to the "
                               "per-frame analysis it skips")
         self.snap_frame = self._snap_frame()
 

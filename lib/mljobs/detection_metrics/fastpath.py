@@ -76,9 +76,9 @@ class Plan:
         ``frames_dir`` and their errors (``error_rows``) under ``errors_dir`` (all local);
         returns (None, the rows read per kind, as ``job.check_counts`` takes them, {"npig":
         the ground-truth rows per (class, video) for ``job.ground_truth_counts``, "videos":
-        every video}), or (why it declined, [], {}). Two passes: each input parsed and checked once (one task per input, saved as
-        Arrow under ``_inputs``, which Spark's Parquet reader skips), then one task per core
-        matches the frames that hash to it."""
+        every video}), or (why it declined, [], {}). Two passes: each input parsed and checked
+        once (one task per input, saved as Arrow under ``_inputs``, which Spark's Parquet reader
+        skips), then one task per core matches the frames that hash to it."""
         root, frames_root, errors_root = (uris.local_path(d) for d in (staged_dir, frames_dir, errors_dir))
         if root is None or frames_root is None or errors_root is None:
             return "the staging directory is not local", [], {}
@@ -119,8 +119,7 @@ class Plan:
     def task(self, i: int, tasks: int, root: str, work: str, per_frame: tuple[str, str]) -> dict | str:
         """Pass 2: match the frames that hash to task i; write ``part-<i>.parquet`` of the
         boxes, and (under the two ``per_frame`` directories) of their frames (whole here) and
-        errors; the rows per kind, the ground truth's
-        ``ground_truth_rows`` and the videos, or why it declined."""
+        errors; the rows per kind, ``ground_truth_rows`` and the videos, or why it declined."""
         try:
             table = self.boxes(i, tasks, work)
         except Declined as why:

@@ -364,9 +364,8 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     staging = staging_path(spark, cfg.out_db, run_id)  # <staging>/boxes, /frames, /impact
     try:
-        staged, counts = stage_matches(spark, cfg, fast, rows, staging, progress)
+        staged, counts, seen = stage_matches(spark, cfg, fast, rows, staging, progress)
         matched = staged.where(F.col("_reason").isNull())
-        seen = counts.pop("seen")
         npig = ground_truth_counts(seen["npig"]) if seen else None
         if cfg.coco_only:
             frames, errors, videos_pd = None, None, None
@@ -398,10 +397,12 @@ def plot_location(spark: SparkSession, cfg: DetectionConfig) -> str:
 
 
 def stage_matches(spark: SparkSession, cfg: DetectionConfig, fast: fastpath.Plan | None, rows: DataFrame | None,
-                  staging: str, progress) -> tuple[DataFrame, dict]:
+                  staging: str, progress) -> tuple[DataFrame, dict, dict]:
     """Match every frame and stage the result (every input row) as Parquet: by the Python
     workers alone where ``fast`` applies and the inputs are clean (``fastpath``), else in
-    Spark. Count it and stop, before any table is written, when too many rows are bad."""
+    Spark. Count it and stop, before any table is written, when too many rows are bad.
+    Returns the staged rows, their counts and what the workers saw (``fastpath.Plan.run``'s
+    ground-truth counts and videos; empty after Spark's path)."""
     staged_path, frames_path, errors_path = f"{staging}/boxes", f"{staging}/frames", f"{staging}/errors"
     rules = "COCO's rules only" if cfg.coco_only else \
         f"IoU >= {cfg.iou_thr}, score >= {cfg.conf_thr}, {cfg.match}; COCO thresholds for AP"
@@ -420,10 +421,9 @@ def stage_matches(spark: SparkSession, cfg: DetectionConfig, fast: fastpath.Plan
     counts = check_counts(fast_counts if rows is None else staged.groupBy("kind", "_reason").count().collect(),
                           cfg.max_bad_fraction)
     counts["reader"] = "spark" if rows is not None else "arrow"
-    counts["seen"] = seen if rows is None else {}  # the fast path's ground-truth counts and videos
     progress(f"read {counts['rows_read']['gt']:,} ground-truth and {counts['rows_read']['pred']:,} detection rows; "
              f"{counts['rows_quarantined']:,} quarantined")
-    return staged, counts
+    return staged, counts, seen if rows is None else {}
 
 
 def stage_frames(matched: DataFrame, staging: str, staged: bool) -> DataFrame:

@@ -78,20 +78,16 @@ def test_the_twelve_figures_equal_pycocotools(seed, images, boxes, crowded):
 
 
 @pytest.mark.parametrize("seed,boxes", [(0, 10), (1, 4), (2, 25)])
-def test_uncontested_detections_match_as_the_greedy_loop_would(monkeypatch, seed, boxes):
-    """Only contested detections go through COCO's greedy loop; the others take their one
-    box directly. Bit for bit the same as every detection through the loop."""
+def test_matching_is_the_same_whatever_the_chunks(monkeypatch, seed, boxes):
+    """Groups are matched in chunks padded to their most boxes; one group per chunk gives
+    bit for bit the same as the default chunks."""
     args = _engine_args(*generate_dicts(60, seed=seed, boxes=boxes, crowded=True))
-    seen = []
-    real = coco._contested
-    monkeypatch.setattr(coco, "_contested", lambda iou: seen.append((real(iou), (iou >= 0.5).any(2))) or seen[-1][0])
-    direct = coco.match_arrays(**args)
-    contested, reach = (np.concatenate([x[i].ravel() for x in seen]) for i in (0, 1))
-    assert contested.sum() > 0 and (reach & ~contested).sum() > 0  # both kinds in these scenes
-    monkeypatch.setattr(coco, "_contested", lambda iou: np.ones(iou.shape[:2], dtype=bool))
-    looped = coco.match_arrays(**args)
-    for name in direct:
-        assert np.array_equal(direct[name], looped[name]), name
+    default = coco.match_arrays(**args)
+    assert (default["c_tp"] != 0).any() and (default["c_ig"] != 0).any()
+    monkeypatch.setattr(coco, "_CHUNK_ELEMENTS", 1)
+    single = coco.match_arrays(**args)
+    for name in default:
+        assert np.array_equal(default[name], single[name]), name
 
 
 def _inst(anns, images=(1, 2, 3), cats=(1, 2, 3)):

@@ -21,7 +21,10 @@ Two steps, both vectorised over many images at once:
 
    Per detection: ``c_rank`` (its rank in the image and class), ``c_tp`` and ``c_ig``
    (bit ``a * 10 + t``: TP / ignored at area range a and threshold t). Per ground-truth
-   box: ``c_ig`` bit a = ignored at area range a.
+   box: ``c_ig`` bit a = ignored at area range a. The matching itself works on those
+   40-bit sets too: one int64 per (detection, box) says at which (area, threshold) pairs
+   the pair can match, so all forty greedy loops run as one, a few integer operations per
+   detection rank over every image of a chunk.
 
 2. ``class_curves`` / ``summarize`` — COCO's ``accumulate``: per class the detections of
    all images (the first maxDet = 1, 10, 100 of each image), ranked by score; equal
@@ -46,7 +49,11 @@ MAX_DETS = (1, 10, 100)
 N_T, N_A, N_M, N_R = len(IOU_THRS), len(AREA_RNGS), len(MAX_DETS), len(REC_THRS)
 STATS = ("ap", "ap50", "ap75", "aps", "apm", "apl", "ar1", "ar10", "ar100", "ars", "arm", "arl")
 _EPS = np.spacing(1)
-_CHUNK_ELEMENTS = 2_000_000
+_THR = np.minimum(IOU_THRS, 1 - 1e-10)
+_THR_BITS = np.int64((1 << N_T) - 1)
+_EVERY_AREA = np.int64(sum(1 << (N_T * a) for a in range(N_A)))
+_ALL_BITS = np.int64((1 << (N_A * N_T)) - 1)
+_CHUNK_ELEMENTS = 250_000
 
 
 # ----------------------------------------------------------------------------- evaluateImg
@@ -111,7 +118,7 @@ def match_arrays(vcode, frame, ccode, kind, xywh, area, iscrowd, pos, score) -> 
     bucket = np.ceil(np.log2(size)).astype(np.int64)
     for b in np.unique(bucket):
         members = np.flatnonzero(bucket == b)
-        per_group = max(1, int(n_det[members].max()) * max(int(n_gt[members].max()), 1)) * N_A * N_T
+        per_group = max(1, int(n_det[members].max()) * max(int(n_gt[members].max()), 1))
         step = max(1, _CHUNK_ELEMENTS // per_group)
         for i in range(0, len(members), step):
             _match_chunk(members[i:i + step], group_start, n_gt, n_det, box, crowd, ig_bits, res_tp, res_ig)
@@ -129,7 +136,24 @@ def _ranks(counts: np.ndarray) -> np.ndarray:
     return np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
+def _spread(area_bits: np.ndarray) -> np.ndarray:
+    """Bit a (area range a) -> the bits a * N_T .. a * N_T + N_T - 1 (every threshold of it)."""
+    out = np.zeros(np.shape(area_bits), np.int64)
+    for a in range(N_A):
+        out |= ((np.asarray(area_bits) >> a) & 1) * (_THR_BITS << (N_T * a))
+    return out
+
+
+def _reached(iou: np.ndarray) -> np.ndarray:
+    """The (area, threshold) bits at which ``iou`` reaches the threshold (every area alike)."""
+    n = np.searchsorted(_THR, iou, side="right")  # thresholds t with min(t, 1 - 1e-10) <= iou
+    return ((np.int64(1) << n) - 1) * _EVERY_AREA
+
+
 def _match_chunk(chunk, group_start, n_gt, n_det, box, crowd, ig_bits, res_tp, res_ig) -> None:
+    """COCO's matching of the groups ``chunk`` (one row per group, padded to the chunk's most
+    boxes); every (area, threshold) pair is one bit of an int64, so the four area ranges
+    and ten thresholds are matched together."""
     c_n = len(chunk)
     g_cnt, d_cnt = n_gt[chunk], n_det[chunk]
     pg, pdm = int(g_cnt.max()), int(d_cnt.max())
@@ -137,104 +161,61 @@ def _match_chunk(chunk, group_start, n_gt, n_det, box, crowd, ig_bits, res_tp, r
         return
     c_idx_d = np.repeat(np.arange(c_n), d_cnt)
     k_idx = _ranks(d_cnt)
-    det_rows = group_start[chunk][c_idx_d] + n_gt[chunk][c_idx_d] + k_idx
+    det_rows = group_start[chunk][c_idx_d] + g_cnt[c_idx_d] + k_idx
     db = np.zeros((c_n, pdm, 4))
     db[c_idx_d, k_idx] = box[det_rows]
     d_area = db[..., 2] * db[..., 3]
-    out_rng = np.stack([(d_area < lo) | (d_area > hi) for lo, hi in AREA_RNGS])  # (A, c, pdm)
+    outside = _spread(sum(((d_area < lo) | (d_area > hi)).astype(np.int64) << a for a, (lo, hi) in enumerate(AREA_RNGS)))
     if pg == 0:  # detections only: false positives, or ignored outside the range
-        m = np.zeros((N_A, N_T, c_n, pdm), dtype=bool)
-        ig = np.broadcast_to(out_rng[:, None], m.shape)
+        m = m_ig = np.zeros((c_n, pdm), np.int64)
     else:
         c_idx_g = np.repeat(np.arange(c_n), g_cnt)
         j_idx = _ranks(g_cnt)
         gt_rows = group_start[chunk][c_idx_g] + j_idx
         gb = np.zeros((c_n, pg, 4))
         gb[c_idx_g, j_idx] = box[gt_rows]
-        g_valid = np.zeros((c_n, pg), dtype=bool)
-        g_valid[c_idx_g, j_idx] = True
         g_crowd = np.zeros((c_n, pg), dtype=bool)
         g_crowd[c_idx_g, j_idx] = crowd[gt_rows]
-        g_ig = np.zeros((N_A, c_n, pg), dtype=bool)
-        bits = ig_bits[gt_rows]
-        for a in range(N_A):
-            g_ig[a, c_idx_g, j_idx] = ((bits >> a) & 1).astype(bool)
-        iou = np.where(g_valid[:, None, :], iou_crowd(db, gb, g_crowd), 0.0)
-        m, m_ig = _one_candidate(iou, g_ig, d_cnt, pdm)
-        c_at, k_at = np.nonzero(_contested(iou))  # by group, then rank
-        if len(c_at):  # only these detections can depend on COCO's greedy order
-            groups, g_at, counts = np.unique(c_at, return_inverse=True, return_counts=True)
-            j_at, ph = _ranks(counts), int(counts.max())
-            sub = np.zeros((len(groups), ph, pg))
-            sub[g_at, j_at] = iou[c_at, k_at]
-            first = {}  # the areas whose ignore flags are the same over the chunk share one matching
-            use = np.array([first.setdefault(g_ig[a].tobytes(), a) for a in range(N_A)])
-            areas = np.unique(use)
-            m_u, m_ig_u = _greedy_areas(sub[..., ::-1], g_valid[groups][:, ::-1], g_ig[areas][:, groups][..., ::-1],
-                                        g_crowd[groups][:, ::-1], counts, ph)
-            at = np.searchsorted(areas, use)
-            m[:, :, c_at, k_at] = m_u[at][:, :, g_at, j_at]
-            m_ig[:, :, c_at, k_at] = m_ig_u[at][:, :, g_at, j_at]
-        ig = m_ig | (~m & out_rng[:, None])
-    tp = m & ~ig
-    weights = (np.int64(1) << np.arange(N_A * N_T, dtype=np.int64)).reshape(N_A, N_T, 1, 1)
-    res_tp[det_rows] = (tp.astype(np.int64) * weights).sum(axis=(0, 1))[c_idx_d, k_idx]
-    res_ig[det_rows] = (ig.astype(np.int64) * weights).sum(axis=(0, 1))[c_idx_d, k_idx]
+        g_ig = np.zeros((c_n, pg), np.int64)
+        g_ig[c_idx_g, j_idx] = _spread(ig_bits[gt_rows])
+        iou = iou_crowd(db, gb, g_crowd)  # padding boxes have no area: IoU 0, below every threshold
+        m, m_ig = _greedy(iou, g_ig, g_crowd)
+    ig = m_ig | (~m & outside)
+    res_tp[det_rows] = (m & ~ig)[c_idx_d, k_idx]
+    res_ig[det_rows] = ig[c_idx_d, k_idx]
 
 
-def _contested(iou: np.ndarray) -> np.ndarray:
-    """Detections (c, pdm) with two or more boxes at IoU >= 0.5, or with one that another
-    detection also reaches: only their matches can depend on COCO's greedy order. The others
-    take their one box, or none, whatever the order, and no contested detection can take it."""
-    cand = iou >= IOU_THRS[0]
-    shared = (cand & (cand.sum(axis=1) > 1)[:, None, :]).any(axis=2)
-    return (cand.sum(axis=2) > 1) | shared
-
-
-def _one_candidate(iou, g_ig, d_cnt, pdm):
-    """Matched and matched-to-an-ignored flags (A, T, c, pdm) of detections that are not
-    ``_contested``: each matches its one box with IoU >= 0.5 at the thresholds that IoU
-    reaches (the greedy loop overwrites the contested ones)."""
-    best_g = iou.argmax(axis=2)  # (c, pdm)
-    best = np.take_along_axis(iou, best_g[..., None], 2)[..., 0]
-    thr = np.minimum(IOU_THRS, 1 - 1e-10)[:, None, None]
-    m = (best[None] >= thr) & (np.arange(pdm)[None, None, :] < d_cnt[None, :, None])  # (T, c, pdm)
-    on_ig = np.take_along_axis(g_ig, np.broadcast_to(best_g[None], (N_A, *best_g.shape)), 2)  # (A, c, pdm)
-    m = np.broadcast_to(m[None], (N_A, *m.shape)).copy()
-    return m, m & on_ig[:, None]
-
-
-def _greedy_areas(iou, g_valid, g_ig, g_crowd, d_cnt, pdm):
-    """COCOeval's greedy matching at every threshold and area (A', the distinct ignore
-    patterns) at once, detection k of every group in step k. The ground-truth axis comes
-    reversed, so ``argmax`` (the first maximum) picks the last of equal maxima, as COCOeval's
-    loop does. Returns matched and matched-to-an-ignored flags (A', T, c, pdm)."""
-    n_a, c_n, pg = g_ig.shape
-    thr = np.minimum(IOU_THRS, 1 - 1e-10)[None, :, None, None]
-    matched = np.zeros((n_a, N_T, c_n, pg), dtype=bool)
-    m = np.zeros((n_a, N_T, c_n, pdm), dtype=bool)
-    m_ig = np.zeros((n_a, N_T, c_n, pdm), dtype=bool)
-    pools = [(g_valid[None] & ~g_ig)[:, None]]  # (A', 1, c, pg)
-    if g_ig.any():
-        pools.append((g_valid[None] & g_ig)[:, None])
-    flat = np.arange(n_a * N_T * c_n)
-    iou = np.ascontiguousarray(iou)
-    for kk in range(pdm):
-        iou_k = iou[:, kk, :][None, None]  # (1, 1, c, pg)
-        cand = (iou_k >= thr) & (~matched | g_crowd[None, None])
-        best = []
-        for pool in pools:
-            masked = np.where(cand & pool, iou_k, -1.0).reshape(-1, pg)
-            j = np.argmax(masked, axis=-1)
-            best.append((j, masked[flat, j].reshape(n_a, N_T, c_n)))
-        jr, br = best[0]
-        ji, bi = best[1] if len(best) > 1 else (jr, np.full_like(br, -1.0))
-        ok = ((br >= 0) | (bi >= 0)) & (kk < d_cnt)[None, None]
-        j = np.where(br.ravel() >= 0, jr, ji)
-        m[..., kk] = ok
-        m_ig[..., kk] = ok & (br < 0)
-        hit = np.flatnonzero(ok.ravel())
-        matched.reshape(-1, pg)[hit, j[hit]] = True
+def _greedy(iou: np.ndarray, g_ig: np.ndarray, g_crowd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """COCOeval's greedy loop for every group of a chunk at once, detection k of every group
+    in step k: each (area, threshold) bit of a detection takes the free box of highest IoU
+    that reaches the threshold, a non-ignored one if any (``g_ig``: a box's ignored bits),
+    equal IoUs the last box in input order; a crowd region stays free. ``iou`` (c, pdm, pg).
+    Returns the matched and matched-to-an-ignored bits (c, pdm)."""
+    c_n, pdm, pg = iou.shape
+    # per detection its boxes by IoU, highest first; equal IoUs the last box first
+    order = pg - 1 - np.argsort(-iou[..., ::-1], axis=2, kind="stable")
+    rows = np.arange(c_n)[:, None]
+    reach = _reached(np.take_along_axis(iou, order, 2))
+    pools = (~g_ig & _ALL_BITS, g_ig)  # the non-ignored boxes first
+    always_free = np.where(g_crowd, _ALL_BITS, 0)
+    taken = np.zeros((c_n, pg), np.int64)  # the bits at which each box is matched so far
+    m = np.zeros((c_n, pdm), np.int64)
+    m_ig = np.zeros((c_n, pdm), np.int64)
+    for k in range(pdm):
+        j = order[:, k]
+        want = reach[:, k] & (~taken[rows, j] | always_free[rows, j])
+        left = np.full((c_n, 1), _ALL_BITS, np.int64)
+        for p, pool in enumerate(pools):
+            cand = want & pool[rows, j] & left
+            before = np.zeros_like(cand)
+            np.bitwise_or.accumulate(cand[:, :-1], axis=1, out=before[:, 1:])
+            first = cand & ~before  # each bit to the first box that has it
+            taken[rows, j] |= first
+            got = np.bitwise_or.reduce(first, axis=1)
+            m[:, k] |= got
+            if p:
+                m_ig[:, k] = got
+            left &= ~got[:, None]
     return m, m_ig
 
 

@@ -8,7 +8,8 @@ from chispa import assert_approx_df_equality, assert_df_equality
 from mljobs.config import load_config
 from mljobs.detection_metrics.boxes import detect_layout, mark_duplicates, normalize
 from mljobs.detection_metrics.config import DetectionConfig
-from mljobs.detection_metrics.job import error_boxes, error_rows, frame_metrics, quarantine_rows, with_rates
+from mljobs.detection_metrics.job import (class_shares, error_boxes, error_rows, frame_metrics, ground_truth_counts,
+                                          quarantine_rows, with_rates)
 from mljobs.errors import MljobsError
 
 BOX = "video string, frame int, kind tinyint, cls string, label string, left double, top double, " \
@@ -173,3 +174,13 @@ def test_load_config_rejects_an_unknown_yaml_key_and_flags_win(tmp_path):
     assert (cfg.iou_thr, cfg.max_plots, cfg.snap_frame, cfg.conf_thr) == (0.75, 3, 40, 0.9)
     with pytest.raises(MljobsError, match="iou-thr must be within"):
         load_config(DetectionConfig, {"gt": "a.csv", "pred": "b.csv", "iou_thr": 1.5}, "detection-metrics", good)
+
+
+def test_class_shares_balance_the_curve_tasks_by_ground_truth():
+    """The classes with most ground truth first, each to the least loaded share; a class
+    seen only per video counts by its total, the same in every task."""
+    npig = ground_truth_counts([("a", "v1", [6, 1, 2, 3]), ("a", "v2", [4, 0, 0, 4]), ("b", "v1", [9, 2, 3, 4]),
+                                ("c", "v1", [8, 1, 1, 6]), ("d", "v2", [1, 0, 1, 0])])
+    owner = class_shares(npig, 2)
+    assert owner == {"a": 0, "b": 1, "c": 1, "d": 0}  # totals a 20, b 18, c 16, d 2
+    assert set(class_shares(npig, 1).values()) == {0}

@@ -282,41 +282,46 @@ def class_curves(score, image_key, rank, tp_bits, ig_bits, npig) -> dict[str, np
     rank = np.asarray(rank)
     tp_bits = np.asarray(tp_bits, np.int64)
     for mi, max_det in enumerate(MAX_DETS[:-1]):  # recall only: the TP among each image's first max_det
-        tb = tp_bits[rank < max_det]
+        tps = _bit_counts(tp_bits[rank < max_det]).reshape(N_A, N_T)
         for a in np.flatnonzero(npig):
-            recall[:, a, mi] = [np.count_nonzero((tb >> (a * N_T + t)) & 1) / npig[a] for t in range(N_T)]
+            recall[:, a, mi] = tps[a] / npig[a]
     order = np.lexsort((rank, np.asarray(image_key), -np.asarray(score, np.float64)))
     tb, ib = tp_bits[order], np.asarray(ig_bits, np.int64)[order]
-    nd, mi = len(tb), N_M - 1
-    for a in np.flatnonzero(npig):  # one area range at a time: (T, nd) arrays
-        shifts = np.arange(a * N_T, (a + 1) * N_T, dtype=np.int64)[:, None]
-        tp = ((tb[None] >> shifts) & 1).astype(bool)
-        ig = ((ib[None] >> shifts) & 1).astype(bool)
-        tps = np.cumsum(tp, axis=1, dtype=np.int32)
-        fps = np.cumsum(~(tp | ig), axis=1, dtype=np.int32)
+    mi = N_M - 1
+    for a in np.flatnonzero(npig):
         for t in range(N_T):
-            q = np.zeros(N_R)
-            if nd:
-                rc = tps[t] / npig[a]
-                pr = tps[t] / (fps[t] + tps[t] + _EPS)
-                inds = np.searchsorted(rc, REC_THRS, side="left")
-                inside = inds < nd
-                q[inside] = _suffix_max(pr, inds[inside])
-                recall[t, a, mi] = rc[-1]
-            else:
-                recall[t, a, mi] = 0.0
+            q, recall[t, a, mi] = _interpolated(tb, ib, a * N_T + t, npig[a])
             q_mean[t, a, mi] = q.mean()
             if a == 0:
                 pr_curve[t] = q
     return {"npig": npig, "q": q_mean, "recall": recall, "pr": pr_curve}
 
 
-def _suffix_max(pr: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """max(pr[i:]) for each i in ``at`` (sorted): COCOeval's interpolated precision, in one
-    pass over ``pr``."""
-    starts, where = np.unique(at, return_inverse=True)
-    seg = np.maximum.reduceat(pr, starts)  # max of pr[starts[k]:starts[k+1]]
-    return np.maximum.accumulate(seg[::-1])[::-1][where]
+def _bit_counts(bits: np.ndarray) -> np.ndarray:
+    """How many of ``bits`` (int64) have each of the N_A * N_T low bits set."""
+    low = np.ascontiguousarray(bits, "<i8").view(np.uint8).reshape(-1, 8)[:, :(N_A * N_T + 7) // 8]
+    return np.unpackbits(low, axis=1, bitorder="little")[:, :N_A * N_T].sum(axis=0, dtype=np.int64)
+
+
+def _interpolated(tp_bits: np.ndarray, ig_bits: np.ndarray, bit: int, npig: int) -> tuple[np.ndarray, float]:
+    """COCOeval's interpolated precision at the 101 recall points and the final recall, for
+    one (area, threshold) ``bit`` of detections ranked by score. Read at the true positives
+    only: recall rises only at one, so each recall point is first reached at one, and from
+    a true positive on precision only falls until the next, so the maximum of the precision
+    from a point on is that of a true positive (the values are those of COCOeval's
+    cumulative sums: tp / (tp + fp + eps), tp / npig)."""
+    tp_at = np.flatnonzero((tp_bits >> bit) & 1)
+    q = np.zeros(N_R)
+    if len(tp_at) == 0:
+        return q, 0.0
+    tps = np.arange(1, len(tp_at) + 1)
+    counted = tp_at + 1 - np.searchsorted(np.flatnonzero((ig_bits >> bit) & 1), tp_at)  # tp + fp so far
+    precision = tps / (counted + _EPS)
+    recall = tps / npig
+    at = np.searchsorted(recall, REC_THRS, side="left")
+    inside = at < len(tp_at)
+    q[inside] = np.maximum.accumulate(precision[::-1])[::-1][at[inside]]
+    return q, recall[-1]
 
 
 def summarize(q: np.ndarray, recall: np.ndarray) -> dict[str, float]:

@@ -258,32 +258,43 @@ def spark_curves(spark: SparkSession, matched: DataFrame, npig: dict, videos: li
 def local_curves(spark: SparkSession, staged_dir: str, npig: dict, videos: list[str]) -> pd.DataFrame | None:
     """``coco.curve_batches`` rows computed by Python tasks that read the staged Parquet
     files themselves (no shuffle, no rows through the JVM); None unless they are local.
-    Task (i, whole) takes the classes that hash to i: their curves over all images (whole)
-    or per video."""
+    Task (i, whole) takes the classes of share i (``class_shares``): their curves over all
+    images (whole) or per video."""
     root = uris.local_path(staged_dir) if env_of(spark) == "local" else None
     files = sorted(glob.glob(os.path.join(root, "*.parquet"))) if root else []
     if not files:
         return None
     shares = max(1, spark.sparkContext.defaultParallelism)
+    owner = class_shares(npig, shares)
     units = [(i, whole) for i in range(shares) for whole in ((True, False) if len(videos) > 1 else (True,))]
     rows = spark.sparkContext.parallelize(units, len(units)).flatMap(
-        lambda unit: _curve_rows(files, *unit, shares, npig, videos)).collect()
+        lambda unit: _curve_rows(files, *unit, owner, npig, videos)).collect()
     return pd.DataFrame(rows, columns=[f.strip().split(" ")[0] for f in coco.CURVES_SCHEMA.split(",")])
 
 
-def _curve_rows(files: list[str], share: int, whole: bool, shares: int, npig: dict, videos: list[str]) -> list:
-    """One ``local_curves`` task: the detections of its classes read from ``files``, with
-    the image key ``coco_tables`` builds in Spark (the video's sorted position << 32, the
-    frame + 2**31)."""
-    import zlib
+def class_shares(npig: dict, shares: int) -> dict:
+    """Class -> the ``local_curves`` share that accumulates it: the classes with the most
+    ground truth (a class's detections are about as many) first, each to the share with the
+    least so far; a class without ground truth (cheap: no curve to compute) to share 0."""
+    weight = {cls: int(np.sum(n)) for (cls, video), n in npig.items() if video is None}
+    load, owner = [0] * shares, {}
+    for cls in sorted(weight, key=lambda c: (-weight[c], c)):
+        owner[cls] = load.index(min(load))
+        load[owner[cls]] += weight[cls]
+    return owner
 
+
+def _curve_rows(files: list[str], share: int, whole: bool, owner: dict, npig: dict, videos: list[str]) -> list:
+    """One ``local_curves`` task: the detections of its classes (``class_shares``) read from
+    ``files``, with the image key ``coco_tables`` builds in Spark (the video's sorted position
+    << 32, the frame + 2**31)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
     boxes = ds.dataset(files, format="parquet")
     classes = pc.unique(boxes.to_table(columns=["cls"]).column("cls")).drop_null().to_pylist()
-    mine = [c for c in classes if zlib.crc32(c.encode()) % shares == share]
+    mine = [c for c in classes if owner.get(c, 0) == share]
     if not mine:
         return []
     t = boxes.to_table(columns=["video", "frame", "cls", "score", "c_rank", "c_tp", "c_ig"],

@@ -174,6 +174,39 @@ def test_coco_elements_the_workers_cannot_vouch_for_go_to_the_spark_path(spark, 
     assert summary["reader"] == "spark" and summary["rows_quarantined"] == 1
 
 
+def _json_edit(text: str, find: str, put: str) -> str:
+    assert find in text
+    return text.replace(find, put, 1)
+
+
+@pytest.mark.parametrize("name, role, find, put, reader", [
+    ("area null", "instances", '"area": ', '"area": null, "was": ', "arrow"),  # NULL area = width x height
+    ("iscrowd null", "instances", '"iscrowd": ', '"iscrowd": null, "was": ', "arrow"),  # NULL = 0
+    ("true elsewhere", "instances", '"iscrowd": ', '"extra": true, "iscrowd": ', "arrow"),  # a field not read
+    ("area NaN", "instances", '"area": ', '"area": NaN, "was": ', "spark"),
+    ("iscrowd true", "instances", '"iscrowd": 0', '"iscrowd": true', "spark"),
+    ("score null", "results", '"score": ', '"score": null, "was": ', "spark"),
+    ("score Infinity", "results", '"score": ', '"score": Infinity, "was": ', "spark"),
+    ("bbox null", "results", '"bbox": [', '"bbox": [null, ', "spark"),
+    ("null in images", "instances", '"width": ', '"width": null, "was": ', "spark"),
+])
+def test_coco_nulls_nans_and_booleans_give_spark_paths_results(spark, tmp_path, name, role, find, put, reader):
+    """pyarrow reads null, NaN, Infinity and (in a field it skips) true where ``json`` would
+    too: the workers keep a NULL that Spark's path reads the same way (area, iscrowd) and
+    leave anything else to Spark's path, whose results they equal either way."""
+    files = generate_coco(tmp_path / "coco", 20, seed=6)
+    path = files[role]
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(_json_edit(text, find, put))
+    db = "fp_json_" + "".join(c if c.isalnum() else "_" for c in name)
+    fast = run(spark, files["instances"], files["results"], db)
+    slow = run(spark, files["instances"], files["results"], db + "_spark", reader="spark")
+    assert fast["reader"] == reader
+    assert_same_results(spark, (db, fast), (db + "_spark", slow))
+
+
 def test_plain_csv_bytes():
     assert fastpath.plain(b"video,frame\na,1\n")
     assert fastpath.plain(b"video,frame\nmy video,1\n")  # a space inside a field is fine
@@ -209,6 +242,9 @@ def _layouts():
     rest = json.dumps({k: v for k, v in inst.items() if k != "annotations"})[:-1]
     one_per_line = f'{rest}, "annotations": [\n' + ",\n".join(map(json.dumps, inst["annotations"])) + "\n]}"
     yield "one per line", one_per_line, "[\n" + ",\n".join(map(json.dumps, dets)) + "\n]", (True, True)
+    mixed = json.dumps(dets)
+    at = mixed.rindex("}, {")
+    yield "mixed separators", json.dumps(inst), mixed[:at] + "},{" + mixed[at + 4:], (True, False)
     yield "indented", json.dumps(inst, indent=2), json.dumps(dets, indent=1), (False, False)
     rle = [dict(a, segmentation={"size": [9, 9], "counts": "a}, {b"}) for a in inst["annotations"]]
     yield "separators in strings", json.dumps({**inst, "annotations": rle}), json.dumps(
@@ -225,7 +261,7 @@ def test_pyarrow_json_reading_equals_json_module(tmp_path, name, inst_text, dets
     (tmp_path / "inst.json").write_text(inst_text)
     (tmp_path / "dets.json").write_text(dets_text)
     inst, dets = json.loads(inst_text), json.loads(dets_text)
-    assert (fastpath._instances_split(inst_text.encode())[1] is not None) == fast[0]
+    assert (fastpath._instances_split(inst_text.encode(), "instances.json")[1] is not None) == fast[0]
     assert (fastpath._json_rows(dets_text.strip()[1:-1].encode(), False) is not None) == fast[1]
     table, images, names = fastpath.coco_ground_truth(str(tmp_path / "inst.json"), False)
     expected = fastpath.coco_table(fastpath._coco_fields(inst["annotations"], True), images, names, False, True)

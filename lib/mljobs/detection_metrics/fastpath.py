@@ -285,10 +285,10 @@ def coco_ground_truth(path: str, one_class: bool) -> tuple[pa.Table, np.ndarray,
     """A COCO instances file's annotations, normalised (``cocojson`` read in Spark gives the
     same rows), its image ids and its class names by category id; Declined unless every
     element is clean."""
-    data = _clean_json_bytes(path)
-    inst, annotations = _instances_split(data)
+    data = _json_bytes(path)
+    inst, annotations = _instances_split(data, path)
     if inst is None:
-        inst = _json(data, path)
+        inst = _json(_clean(data, path), path)
         annotations = inst.pop("annotations", None) if isinstance(inst, dict) else None
     if not isinstance(inst, dict) or not all(isinstance(inst.get(k), list) for k in ("images", "categories")) or \
             not isinstance(annotations, list | pa.Table):
@@ -311,22 +311,28 @@ def coco_ground_truth(path: str, one_class: bool) -> tuple[pa.Table, np.ndarray,
 def coco_result_fields(path: str) -> dict[str, np.ndarray]:
     """A COCO results file's elements as number columns (checked against the instances file
     later, by ``coco_table``)."""
-    data = _clean_json_bytes(path)
+    data = _json_bytes(path)
     body = data.strip()
     rows = _json_rows(body[1:-1], False) if body[:1] == b"[" and body[-1:] == b"]" else None
     if rows is not None:
         return _arrow_fields(rows, False)
-    results = _json(data, path)
+    results = _json(_clean(data, path), path)
     if not isinstance(results, list):
         raise Declined("the results file is not a list")
     return _coco_fields(results, False)
 
 
-def _clean_json_bytes(path: str) -> bytes:
-    """A JSON file's bytes; Declined when it holds true, false, null, NaN or Infinity anywhere
-    (numpy would read true as 1, a missing area is NaN here: Spark's path reads those files)."""
+def _json_bytes(path: str) -> bytes:
     with open(path, "rb") as f:
-        data = f.read()
+        return f.read()
+
+
+def _clean(data: bytes, path: str) -> bytes:
+    """``data``, which ``json`` is to read; Declined when it holds true, false, null, NaN or
+    Infinity anywhere (numpy would read true as 1, a missing area is NaN here: Spark's path
+    reads those files). Rows that ``_json_rows`` reads need no such scan: pyarrow refuses
+    true and false in a number field, and ``_arrow_fields`` declines a NULL where Spark's
+    path would quarantine one and any NaN or infinity."""
     if any(word in data for word in (b"true", b"false", b"null", b"NaN", b"Infinity")):
         raise Declined(f"{path}: true, false, null, NaN or Infinity in the file")
     return data
@@ -352,12 +358,16 @@ _PRED_FIELDS = pa.schema({**_FIELDS, "score": pa.float64()})
 def _json_rows(body: bytes, is_gt: bool) -> pa.Table | None:
     """The objects of a JSON list's body (what lies between its brackets), read by pyarrow's
     JSON reader (3x faster than ``json``) once each separator between two objects is a line
-    break; None when they cannot be read so (another separator, line breaks inside an object,
-    a value of another type, not objects at all): ``json`` then reads the file. Sound because
-    a line cut inside a string or a nested value does not parse (that string or value is left
-    open), and the rows must number the separators + 1."""
-    counts = [body.count(s) for s in _SEPARATORS]
-    for s in (s for s, n in zip(_SEPARATORS, counts) if n):
+    break (the separator of the first two: a file writes one; where it mixes them, a line
+    holds two objects and does not parse); None when they cannot be read so (another
+    separator, line breaks inside an object, a value of another type, not objects at all):
+    ``json`` then reads the file. Sound because a line cut inside a string or a nested value
+    does not parse (that string or value is left open), and the rows must number the
+    separators + 1."""
+    first = [(at, s) for s in _SEPARATORS for at in [body.find(s, 0, 1 << 16)] if at >= 0]
+    used = [min(first)[1]] if first else _SEPARATORS  # the first one's (a line with two objects does not parse)
+    counts = [body.count(s) for s in used]
+    for s in (s for s, n in zip(used, counts) if n):
         body = body.replace(s, b"}\n{")
     options = pajson.ParseOptions(explicit_schema=_GT_FIELDS if is_gt else _PRED_FIELDS,
                                   unexpected_field_behavior="ignore", newlines_in_values=False)
@@ -368,7 +378,7 @@ def _json_rows(body: bytes, is_gt: bool) -> pa.Table | None:
     return rows if rows.num_rows == 1 + sum(counts) else None
 
 
-def _instances_split(data: bytes) -> tuple[dict | None, pa.Table | None]:
+def _instances_split(data: bytes, path: str) -> tuple[dict | None, pa.Table | None]:
     """(the instances object without its annotations, the annotations read by ``_json_rows``),
     or (None, None) when the file is not laid out so: ``json`` then reads it all. The list is
     taken to end at the first ``}]`` after it (or ``}`` and ``]`` on two lines); where that is wrong, its last line does not
@@ -381,7 +391,8 @@ def _instances_split(data: bytes) -> tuple[dict | None, pa.Table | None]:
     if rows is None:
         return None, None
     try:
-        inst = json.loads(data[:found[0].start()] + b'"annotations": ' + _MARK + data[end[1]:])
+        inst = json.loads(_clean(data[:found[0].start()], path) + b'"annotations": ' + _MARK +
+                          _clean(data[end[1]:], path))
     except ValueError:
         return None, None
     if not isinstance(inst, dict) or inst.get("annotations") != json.loads(_MARK):
@@ -434,13 +445,16 @@ def _arrow_fields(rows: pa.Table, is_gt: bool) -> dict[str, np.ndarray]:
     bbox = rows.column("bbox")
     if rows.num_rows and not pc.all(pc.equal(pc.list_value_length(bbox), 4)).as_py():
         raise Declined("a bbox that is not 4 numbers")
-    box = pc.list_flatten(bbox).to_numpy().reshape(-1, 4)
+    flat = pc.list_flatten(bbox)
+    if flat.null_count:
+        raise Declined("a bbox that is not 4 numbers")
+    box = flat.to_numpy().reshape(-1, 4)
     if not np.isfinite(box).all():
         raise Declined("a bbox that is not 4 numbers")
     out = {"image": _finite(rows, "image_id"), "category": _finite(rows, "category_id"),
            **{k: box[:, j] for j, k in enumerate(("left", "top", "width", "height"))}}
     if is_gt:
-        out["area"] = rows.column("area").to_numpy(zero_copy_only=False)
+        out["area"] = _optional(rows, "area")  # NULL (or no area) = width x height, as in Spark's path
         out["iscrowd"] = rows.column("iscrowd").fill_null(0).to_numpy()
     else:
         out["score"] = _finite(rows, "score")

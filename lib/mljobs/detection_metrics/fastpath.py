@@ -465,7 +465,8 @@ def coco_table(fields: dict, images: np.ndarray, names: dict, one_class: bool, i
     """``_coco_fields`` as normalised rows; Declined on an unknown image or category, a
     negative area or an iscrowd other than 0 or 1."""
     n = len(fields["image"])
-    labels = [names.get(c) for c in fields["category"].tolist()]
+    cats, code = np.unique(fields["category"], return_inverse=True)
+    labels = [names.get(c) for c in cats.tolist()]
     image = fields["image"]
     if None in labels or not np.isin(image, images).all() or np.abs(image).max(initial=0) > _FRAME_LIMIT:
         raise Declined("an unknown image_id or category_id")
@@ -473,8 +474,8 @@ def coco_table(fields: dict, images: np.ndarray, names: dict, one_class: bool, i
     if is_gt and (not (np.isnan(more["area"]) | (np.isfinite(more["area"]) & (more["area"] >= 0))).all()
                   or not np.isin(more["iscrowd"], (0.0, 1.0)).all()):
         raise Declined("a negative or non-numeric area, or an iscrowd other than 0 or 1")
-    label = pa.array(labels, pa.string()).dictionary_encode()
-    cls = pa.repeat(HELMET, n) if one_class else pc.utf8_trim(label.cast(pa.string()), characters=" ")
+    label = pa.DictionaryArray.from_arrays(pa.array(code.astype(np.int32)), pa.array(labels, pa.string()))
+    cls = pa.repeat(HELMET, n) if one_class else pc.take(pc.utf8_trim(label.dictionary, characters=" "), label.indices)
     video = pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([VIDEO]))
     box = [fields[k] for k in ("left", "top", "width", "height")]
     return normalised(video, image, cls, label, box, fields["score"] if not is_gt else np.full(n, np.nan), more,

@@ -195,27 +195,33 @@ def _greedy(iou: np.ndarray, g_ig: np.ndarray, g_crowd: np.ndarray) -> tuple[np.
     # per detection its boxes by IoU, highest first; equal IoUs the last box first
     order = pg - 1 - np.argsort(-iou[..., ::-1], axis=2, kind="stable")
     rows = np.arange(c_n)[:, None]
+
+    def by_iou(per_box):  # (c, pg) -> (c, pdm, pg) in each detection's order
+        return np.take_along_axis(np.broadcast_to(per_box[:, None], order.shape), order, 2)
+
     reach = _reached(np.take_along_axis(iou, order, 2))
-    pools = (~g_ig & _ALL_BITS, g_ig)  # the non-ignored boxes first
-    always_free = np.where(g_crowd, _ALL_BITS, 0)
+    wants = (reach & by_iou(~g_ig & _ALL_BITS), reach & by_iou(g_ig))  # the non-ignored boxes first
+    crowd = by_iou(g_crowd)
     taken = np.zeros((c_n, pg), np.int64)  # the bits at which each box is matched so far
     m = np.zeros((c_n, pdm), np.int64)
     m_ig = np.zeros((c_n, pdm), np.int64)
+    before = np.zeros((c_n, pg), np.int64)
     for k in range(pdm):
         j = order[:, k]
-        want = reach[:, k] & (~taken[rows, j] | always_free[rows, j])
-        left = np.full((c_n, 1), _ALL_BITS, np.int64)
-        for p, pool in enumerate(pools):
-            cand = want & pool[rows, j] & left
-            before = np.zeros_like(cand)
+        free = np.where(crowd[:, k], _ALL_BITS, ~taken[rows, j])
+        left = np.full(c_n, _ALL_BITS, np.int64)
+        took = np.zeros((c_n, pg), np.int64)
+        for p, want in enumerate(wants):
+            cand = want[:, k] & free & left[:, None]
             np.bitwise_or.accumulate(cand[:, :-1], axis=1, out=before[:, 1:])
             first = cand & ~before  # each bit to the first box that has it
-            taken[rows, j] |= first
+            took |= first
             got = np.bitwise_or.reduce(first, axis=1)
             m[:, k] |= got
             if p:
                 m_ig[:, k] = got
-            left &= ~got[:, None]
+            left &= ~got
+        taken[rows, j] |= took
     return m, m_ig
 
 

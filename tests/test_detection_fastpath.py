@@ -279,7 +279,9 @@ def test_pyarrow_json_reading_equals_json_module(tmp_path, name, inst_text, dets
 def test_json_rows_reads_only_what_it_can_vouch_for():
     read = fastpath._json_rows
     assert read(b'{"image_id": 1, "category_id": 2, "bbox": [1, 2, 3, 4], "score": 0.5}', False).num_rows == 1
-    assert read(b'{"image_id": 1}, {"image_id": 2},{"image_id": 3}', False).num_rows == 3
+    assert read(b'{"image_id": 1}, {"image_id": 2}, {"image_id": 3}', False).num_rows == 3
+    assert read(b'{"image_id": 1},\n{"image_id": 2},\n{"image_id": 3}', False).num_rows == 3
+    assert read(b'{"image_id": 1}, {"image_id": 2},{"image_id": 3}', False) is None  # mixed: json reads it
     for body in (b'{"image_id": 1} {"image_id": 2}',      # no comma: not a JSON list
                  b'{"image_id": 1},  {"image_id": 2}',     # a separator it does not split at
                  b'{"image_id": "1"}', b'{"bbox": [1, "a"]}', b'1, 2', b'',

@@ -395,6 +395,7 @@ CURVES_SCHEMA = ("cls string, video string, npig array<bigint>, q array<double>,
                  "pr array<double>")
 # detections with c_rank >= 0; image = (the video's position in sorted order) << 32 | (frame + 2**31)
 CURVE_INPUT = ["cls", "image", "score", "c_rank", "c_tp", "c_ig"]
+CURVE_BOXES = ["video", "frame", "cls", "score", "c_rank", "c_tp", "c_ig"]  # the matched boxes' columns it comes from
 
 
 def curve_batches(npig: dict, whole: bool, videos: list):

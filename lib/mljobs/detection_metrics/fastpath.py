@@ -61,6 +61,9 @@ class Source:
     header: tuple = ()   # CSV: the header's column names (empty for COCO JSON)
 
 
+CURVES = "_curves"  # under the staged boxes: Spark's Parquet reader skips names starting with _
+
+
 @dataclass(frozen=True)
 class Plan:
     gt: Source
@@ -126,6 +129,8 @@ class Plan:
             return str(why) or "declined"
         matched = coco.match_table(table if self.coco_only else matching.match_table(table, self.params))
         pq.write_table(staged(matched, self.staged_types), os.path.join(root, f"part-{i:05d}.parquet"))
+        os.makedirs(os.path.join(root, CURVES), exist_ok=True)
+        _save(os.path.join(root, CURVES), f"part-{i:05d}", curve_boxes(matched))
         if not self.coco_only:
             for rows, folder in zip((frame_rows(matched), error_rows(matched)), per_frame):
                 pq.write_table(rows, os.path.join(folder, f"part-{i:05d}.parquet"))
@@ -154,6 +159,14 @@ class Plan:
         return mine
 
 
+def curve_boxes(matched: pa.Table) -> pa.Table:
+    """The detections COCO's accumulation reads (``coco.CURVE_BOXES``, c_rank >= 0), saved as
+    Arrow under ``<staged>/_curves`` for ``job.local_curves`` (no Parquet decoding there)."""
+    dets = matched.filter(pc.greater_equal(matched.column("c_rank"), 0))
+    return pa.table({c: dets.column(c).cast(pa.string()) if c in ("video", "cls") else dets.column(c)
+                     for c in coco.CURVE_BOXES})
+
+
 def _save(work: str, name: str, table: pa.Table) -> None:
     table = table.unify_dictionaries()  # an Arrow file holds one dictionary per column
     with pa.OSFile(os.path.join(work, f"{name}.arrow"), "wb") as f, pa.ipc.new_file(f, table.schema) as out:
@@ -161,7 +174,11 @@ def _save(work: str, name: str, table: pa.Table) -> None:
 
 
 def _load(work: str, name: str) -> pa.Table:
-    return pa.ipc.open_file(pa.memory_map(os.path.join(work, f"{name}.arrow"))).read_all()
+    return load_arrow(os.path.join(work, f"{name}.arrow"))
+
+
+def load_arrow(path: str) -> pa.Table:
+    return pa.ipc.open_file(pa.memory_map(path)).read_all()
 
 
 # ----------------------------------------------------------------------------- the plan

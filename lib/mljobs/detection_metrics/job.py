@@ -256,12 +256,13 @@ def spark_curves(spark: SparkSession, matched: DataFrame, npig: dict, videos: li
 
 
 def local_curves(spark: SparkSession, staged_dir: str, npig: dict, videos: list[str]) -> pd.DataFrame | None:
-    """``coco.curve_batches`` rows computed by Python tasks that read the staged Parquet
-    files themselves (no shuffle, no rows through the JVM); None unless they are local.
+    """``coco.curve_batches`` rows computed by Python tasks that read the staged boxes
+    themselves (no shuffle, no rows through the JVM); None unless they are local.
     Task (i, whole) takes the classes of share i (``class_shares``): their curves over all
     images (whole) or per video."""
     root = uris.local_path(staged_dir) if env_of(spark) == "local" else None
-    files = sorted(glob.glob(os.path.join(root, "*.parquet"))) if root else []
+    files = [] if not root else sorted(glob.glob(os.path.join(root, fastpath.CURVES, "*.arrow"))) or \
+        sorted(glob.glob(os.path.join(root, "*.parquet")))
     if not files:
         return None
     shares = max(1, spark.sparkContext.defaultParallelism)
@@ -286,19 +287,24 @@ def class_shares(npig: dict, shares: int) -> dict:
 
 def _curve_rows(files: list[str], share: int, whole: bool, owner: dict, npig: dict, videos: list[str]) -> list:
     """One ``local_curves`` task: the detections of its classes (``class_shares``) read from
-    ``files``, with the image key ``coco_tables`` builds in Spark (the video's sorted position
-    << 32, the frame + 2**31)."""
+    ``files`` (the workers' Arrow files, else the staged Parquet), with the image key
+    ``coco_tables`` builds in Spark (the video's sorted position << 32, the frame + 2**31)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    boxes = ds.dataset(files, format="parquet")
-    classes = pc.unique(boxes.to_table(columns=["cls"]).column("cls")).drop_null().to_pylist()
-    mine = [c for c in classes if owner.get(c, 0) == share]
-    if not mine:
+    if files[0].endswith(".arrow"):  # fastpath.curve_boxes: detections with c_rank >= 0
+        t = pa.concat_tables([fastpath.load_arrow(f) for f in files])
+        mine = [c for c in pc.unique(t.column("cls")).drop_null().to_pylist() if owner.get(c, 0) == share]
+        t = t.filter(pc.is_in(t.column("cls"), value_set=pa.array(mine, pa.string())))
+    else:
+        boxes = ds.dataset(files, format="parquet")
+        classes = pc.unique(boxes.to_table(columns=["cls"]).column("cls")).drop_null().to_pylist()
+        mine = [c for c in classes if owner.get(c, 0) == share]
+        t = boxes.to_table(columns=coco.CURVE_BOXES,
+                           filter=(ds.field("c_rank") >= 0) & ds.field("cls").isin(pa.array(mine, pa.string())))
+    if not t.num_rows:
         return []
-    t = boxes.to_table(columns=["video", "frame", "cls", "score", "c_rank", "c_tp", "c_ig"],
-                       filter=(ds.field("c_rank") >= 0) & ds.field("cls").isin(pa.array(mine, pa.string())))
     position = pc.index_in(t.column("video"), value_set=pa.array(videos, pa.string())).to_numpy(zero_copy_only=False)
     image = (position.astype(np.int64) << 32) + t.column("frame").to_numpy().astype(np.int64) + 2 ** 31
     batch = pa.table({"image": image, **{c: t.column(c) for c in coco.CURVE_INPUT if c != "image"}})

@@ -165,7 +165,8 @@ def _match_chunk(chunk, group_start, n_gt, n_det, box, crowd, ig_bits, res_tp, r
     db = np.zeros((c_n, pdm, 4))
     db[c_idx_d, k_idx] = box[det_rows]
     d_area = db[..., 2] * db[..., 3]
-    outside = _spread(sum(((d_area < lo) | (d_area > hi)).astype(np.int64) << a for a, (lo, hi) in enumerate(AREA_RNGS)))
+    outside = _spread(sum(((d_area < lo) | (d_area > hi)).astype(np.int64) << a
+                          for a, (lo, hi) in enumerate(AREA_RNGS)))
     if pg == 0:  # detections only: false positives, or ignored outside the range
         m = m_ig = np.zeros((c_n, pdm), np.int64)
     else:

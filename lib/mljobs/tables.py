@@ -61,9 +61,10 @@ def staging_path(spark: SparkSession, db: str, run_id: str, name: str = "") -> s
 
 
 def stage(spark: SparkSession, db: str, name: str, df: DataFrame, props: dict[str, str] | None = None,
-          comment: str | None = None, partition_by: list[str] = ()) -> str:
+          comment: str | None = None, partition_by: list[str] = (), rows: bool = True) -> str:
     """Write ``df`` in full as ``db.<name>__mljobs_new`` (Parquet, partitioned by the
-    ``partition_by`` columns, which move to the end); returns that table's name."""
+    ``partition_by`` columns, which move to the end); returns that table's name. ``rows``
+    False: the caller knows ``df`` is empty; the table is created without a write job."""
     new = quoted(db, name + NEW)
     if partition_by:
         df = df.select(*[f"`{c}`" for c in df.columns if c not in partition_by], *[f"`{c}`" for c in partition_by])
@@ -74,7 +75,8 @@ def stage(spark: SparkSession, db: str, name: str, df: DataFrame, props: dict[st
     if partition_by:
         clauses += " PARTITIONED BY (" + ", ".join(f"`{c}`" for c in partition_by) + ")"
     spark.sql(f"CREATE TABLE {new} ({column_ddl(df)}) USING parquet{clauses}{tblproperties_clause(props)}")
-    df.write.insertInto(f"{db}.{name}{NEW}", overwrite=True)
+    if rows:
+        df.write.insertInto(f"{db}.{name}{NEW}", overwrite=True)
     return f"{db}.{name}{NEW}"
 
 
@@ -96,13 +98,15 @@ def stage_files(spark: SparkSession, db: str, name: str, columns: str, files_dir
     return f"{db}.{name}{NEW}"
 
 
-def stage_all(spark: SparkSession, db: str, frames: dict[str, DataFrame], props: dict[str, str] | None = None) -> None:
-    """``stage`` every ``name -> DataFrame`` of ``frames``; when one fails, every staged one is
-    dropped and the error raised. ``commit`` then swaps them in together. (Staging them in
-    parallel threads measured no faster on 2 cores: the metastore calls take turns.)"""
+def stage_all(spark: SparkSession, db: str, frames: dict[str, DataFrame], props: dict[str, str] | None = None,
+              empty: tuple[str, ...] = ()) -> None:
+    """``stage`` every ``name -> DataFrame`` of ``frames`` (those named in ``empty``: known to
+    have no rows); when one fails, every staged one is dropped and the error raised.
+    ``commit`` then swaps them in together. (Staging them in parallel threads measured no
+    faster on 2 cores: the metastore calls take turns.)"""
     try:
         for name, df in frames.items():
-            stage(spark, db, name, df, props)
+            stage(spark, db, name, df, props, rows=name not in empty)
     except BaseException:
         discard(spark, db, list(frames))
         raise

@@ -121,14 +121,18 @@ class Plan:
 
     def task(self, i: int, tasks: int, root: str, work: str, per_frame: tuple[str, str]) -> dict | str:
         """Pass 2: match the frames that hash to task i; write ``part-<i>.parquet`` of the
-        boxes, and (under the two ``per_frame`` directories) of their frames (whole here) and
-        errors; the rows per kind, ``ground_truth_rows`` and the videos, or why it declined."""
+        boxes (without rows with ``coco_only``), ``curve_boxes`` and (under the two
+        ``per_frame`` directories) their frames (whole here) and errors; the rows per kind,
+        ``ground_truth_rows`` and the videos, or why it declined."""
         try:
             table = self.boxes(i, tasks, work)
         except Declined as why:
             return str(why) or "declined"
         matched = coco.match_table(table if self.coco_only else matching.match_table(table, self.params))
-        pq.write_table(staged(matched, self.staged_types), os.path.join(root, f"part-{i:05d}.parquet"))
+        # with coco_only the staged boxes feed only det_quarantine (empty: these inputs are
+        # clean), and COCO's accumulation reads the Arrow files: no rows, just the schema
+        boxes = matched.slice(0, 0) if self.coco_only else matched
+        pq.write_table(staged(boxes, self.staged_types), os.path.join(root, f"part-{i:05d}.parquet"))
         os.makedirs(os.path.join(root, CURVES), exist_ok=True)
         _save(os.path.join(root, CURVES), f"part-{i:05d}", curve_boxes(matched))
         if not self.coco_only:

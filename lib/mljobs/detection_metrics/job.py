@@ -393,8 +393,8 @@ def run_detection_metrics(spark: SparkSession, cfg: DetectionConfig, progress=pr
             errors = spark.read.parquet(f"{staging}/errors") if counts["reader"] == "arrow" else error_rows(matched)
             videos_pd, coco_pd, curves_pd = video_metrics(spark, cfg, frames, matched, f"{staging}/boxes", progress,
                                                           npig)
-        tables, impact = write_tables(spark, cfg, run_id, staged, matched, (frames, errors), videos_pd, coco_pd,
-                                      progress)
+        tables, impact = write_tables(spark, cfg, run_id, (staged, counts["rows_quarantined"]), matched,
+                                      (frames, errors), videos_pd, coco_pd, progress)
         plots = write_plots(spark, cfg, plots_dir, frames, matched, videos_pd, curves_pd, coco_pd, progress)
     finally:
         fs.remove(spark, staging)
@@ -491,21 +491,23 @@ def table_properties(cfg: DetectionConfig, run_id: str) -> dict[str, str]:
     }
 
 
-def write_tables(spark: SparkSession, cfg: DetectionConfig, run_id: str, staged: DataFrame, matched: DataFrame,
+def write_tables(spark: SparkSession, cfg: DetectionConfig, run_id: str, staged: tuple, matched: DataFrame,
                  per_frame: tuple, videos_pd: pd.DataFrame, coco_pd: pd.DataFrame,
                  progress) -> tuple[list, dict | None]:
     """Stage det_frames, det_videos, det_errors, det_quarantine and det_coco at once and swap
     them in together (then det_impact with --nfl-impact; --coco-only: det_quarantine and
-    det_coco alone); returns the tables' names and the NFL metric (or None). ``per_frame``:
-    det_frames and the ``error_rows`` (None with --coco-only)."""
+    det_coco alone); returns the tables' names and the NFL metric (or None). ``staged``: the
+    staged boxes and how many of them are quarantined; ``per_frame``: det_frames and the
+    ``error_rows`` (None with --coco-only)."""
     db, props = cfg.out_db, table_properties(cfg, run_id)
-    frames, errors = per_frame
+    (staged, quarantined), (frames, errors) = staged, per_frame
     names = COCO_ONLY_TABLES if cfg.coco_only else TABLES
     progress(f"writing {', '.join(f'{db}.{t}' for t in names)}")
     lazy = {"det_frames": lambda: frames, "det_videos": lambda: videos_frame(spark, videos_pd),
             "det_errors": lambda: error_boxes(errors, frames), "det_quarantine": lambda: quarantine_rows(staged),
             "det_coco": lambda: coco_frame(spark, coco_pd)}
-    stage_all(spark, db, {name: lazy[name]() for name in names}, props)
+    empty = () if quarantined else ("det_quarantine",)
+    stage_all(spark, db, {name: lazy[name]() for name in names}, props, empty)
     tables = commit(spark, db, list(names))
     impact = None
     if cfg.nfl_impact:

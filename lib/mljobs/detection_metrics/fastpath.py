@@ -369,7 +369,7 @@ def _json(data: bytes, path: str):
 # How COCO files separate the objects of a list: json.dumps' default and compact forms, one per line.
 _SEPARATORS = (b"}, {", b"},{", b"},\n{", b"},\r\n{")
 _ANNOTATIONS = re.compile(rb'"annotations"\s*:\s*\[')
-_LIST_ENDS = (b"}]", b"}\n]", b"}\r\n]")
+_LIST_END = re.compile(rb"\}(?:\r?\n)?\]")  # }] or } and ] on two lines
 _MARK = b'"mljobs: the annotations"'
 _FIELDS = {"image_id": pa.float64(), "category_id": pa.float64(), "bbox": pa.list_(pa.float64())}
 _GT_FIELDS = pa.schema({**_FIELDS, "area": pa.float64(), "iscrowd": pa.float64()})
@@ -405,9 +405,8 @@ def _instances_split(data: bytes, path: str) -> tuple[dict | None, pa.Table | No
     taken to end at the first ``}]`` after it (or ``}`` and ``]`` on two lines); where that is wrong, its last line does not
     parse, or what is left is not the instances object with a marker in the list's place."""
     found = list(_ANNOTATIONS.finditer(data))
-    ends = [(at, at + len(e)) for e in _LIST_ENDS for at in [data.find(e, found[0].end())] if at >= 0] \
-        if len(found) == 1 else []
-    end = min(ends, default=None)
+    last = _LIST_END.search(data, found[0].end()) if len(found) == 1 else None
+    end = last.span() if last else None
     rows = _json_rows(data[found[0].end():end[0] + 1], True) if end else None
     if rows is None:
         return None, None
